@@ -1,0 +1,14 @@
+"""A labeling workspace: CVAT on Kubernetes with S3 datasets and backups.
+
+Wiring only: read the stack config, build the workspace, export its outputs.
+"""
+
+import pulumi
+
+from components.config import load_config
+from components.workspace import Workspace, WorkspaceArgs
+
+config = load_config()
+workspace = Workspace("workspace", WorkspaceArgs(config=config))
+for key, value in workspace.outputs.items():
+    pulumi.export(key, value)

@@ -1,0 +1,1 @@
+"""Components of a labeling workspace (see DESIGN.md for the layout)."""

@@ -1,0 +1,391 @@
+"""The stack configuration of a labeling workspace: read, validated, frozen.
+
+Every key lives in the project namespace (``labeling:``) and is declared in
+``Pulumi.yaml``. :func:`load_config` reads them all, checks every rule, and
+raises one :class:`ConfigError` that names each bad key and why, before the
+program registers a single resource.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
+
+import pulumi
+
+STORAGE_PROVIDERS = ("scaleway", "minio")
+SCALEWAY_REGIONS = ("fr-par", "nl-ams", "pl-waw")
+# MinIO reports this region unless MINIO_REGION says otherwise.
+MINIO_DEFAULT_REGION = "us-east-1"
+
+# Defaults, the same as the `default:` of each key in Pulumi.yaml (a test keeps
+# them equal): the engine merges Pulumi.yaml defaults, mocks and other hosts do not.
+DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "storageProvider": "scaleway",
+    "storageRegion": "",
+    "storageEndpoint": "",
+    "storageAccessKey": "",
+    "storageSecretKey": "",
+    "minioInCluster": False,
+    "datasetBuckets": [],
+    "backupBucket": "",
+    "backupRetentionDays": 30,
+    "adminUsername": "admin",
+    "adminPassword": "",
+    "ingressClassName": "",
+    "tlsSecretName": "",
+    "certManagerIssuer": "",
+    "namespace": "",
+    "kubeContext": "",
+}
+# Keys without a default: the engine refuses to run without them, and so do we.
+REQUIRED_KEYS = ("adminEmail", "hostname")
+# Optional secrets cannot be declared `secret: true` in Pulumi.yaml (a secret
+# key without a default is required there), so the program checks that a set
+# value was stored encrypted.
+SECRET_KEYS = ("storageSecretKey", "adminPassword")
+
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DJANGO_USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$", re.ASCII)
+_EMAIL_LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+
+
+class ConfigError(pulumi.RunError):
+    """Bad stack configuration: one message listing every problem, by key."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        lines = [f"  - {key}: {reason}" for key, reason in problems]
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        super().__init__(
+            f"Invalid stack configuration ({count}); nothing was changed.\n" + "\n".join(lines)
+        )
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """The validated configuration of one workspace (one stack)."""
+
+    project: str
+    stack: str
+    description: str
+    storage_provider: str
+    storage_region: str
+    storage_endpoint: str
+    storage_access_key: str
+    storage_secret_key: Optional[pulumi.Output[str]]
+    minio_in_cluster: bool
+    dataset_buckets: tuple[str, ...]
+    backup_bucket: str
+    backup_retention_days: int
+    admin_username: str
+    admin_email: str
+    admin_password: Optional[pulumi.Output[str]]
+    hostname: str
+    ingress_class_name: str
+    tls_secret_name: str
+    cert_manager_issuer: str
+    namespace: str
+    kube_context: str
+
+    @property
+    def workspace_name(self) -> str:
+        """The workspace's name: the stack name, made a valid label value."""
+        return dns_label(self.stack)
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether the annotation server is served over HTTPS."""
+        return bool(self.tls_secret_name or self.cert_manager_issuer)
+
+
+def dns_label(text: str, max_length: int = 63) -> str:
+    """Turns free text (a stack name) into a DNS-1123 label."""
+    label = re.sub(r"[^a-z0-9-]+", "-", text.lower())
+    label = re.sub(r"-{2,}", "-", label).strip("-")[:max_length].rstrip("-")
+    return label or "workspace"
+
+
+def default_namespace(stack: str) -> str:
+    """`cvat-<stack>`, as a DNS-1123 label."""
+    return dns_label(f"cvat-{stack}")
+
+
+def default_backup_bucket_prefix(project: str, stack: str) -> str:
+    """Start of the generated backup bucket name; a random suffix follows.
+
+    Bucket names are global on Scaleway, so the program adds a suffix that it
+    keeps in the stack state; 49 characters leave room for it within 63.
+    """
+    return dns_label(f"{project}-{stack}-backups", max_length=49)
+
+
+def bucket_name_problem(name: str) -> Optional[str]:
+    """Why `name` is not a valid S3 bucket name, or None when it is."""
+    if not isinstance(name, str) or not 3 <= len(name) <= 63:
+        return f"{name!r} must be 3 to 63 characters long"
+    if not _BUCKET_RE.match(name):
+        return (
+            f"{name!r} may hold only lowercase letters, digits, dots and hyphens, "
+            "and must start and end with a letter or digit"
+        )
+    if ".." in name:
+        return f"{name!r} must not contain '..'"
+    try:
+        ipaddress.IPv4Address(name)
+        return f"{name!r} must not be an IP address"
+    except ValueError:
+        return None
+
+
+def dns_name_problem(name: str) -> Optional[str]:
+    """Why `name` is not a lowercase DNS name (RFC 1123 subdomain), or None."""
+    if "://" in name or "/" in name or ":" in name:
+        return f"{name!r} is not a host name (give the bare name, without scheme, port or path)"
+    if len(name) > 253:
+        return f"{name!r} is longer than 253 characters"
+    if name != name.lower():
+        return f"{name!r} must be lowercase"
+    labels = name.split(".")
+    if not all(_DNS_LABEL_RE.match(label) for label in labels):
+        return (
+            f"{name!r} is not a DNS name: each dot-separated part must be 1 to 63 "
+            "letters, digits or hyphens, not starting or ending with a hyphen"
+        )
+    return None
+
+
+def email_problem(address: str) -> Optional[str]:
+    """Why `address` is not a usable e-mail address, or None."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return f"{address!r} is not an e-mail address"
+    if len(local) > 64 or not _EMAIL_LOCAL_RE.match(local):
+        return f"{address!r} has an invalid part before '@'"
+    if domain != "localhost" and (
+        "." not in domain or dns_name_problem(domain.lower()) or not re.search(r"\.[a-z]{2,63}$", domain.lower())
+    ):
+        return f"{address!r} has an invalid domain"
+    return None
+
+
+class _Reader:
+    """Reads raw config values and collects problems instead of raising."""
+
+    def __init__(self, config: pulumi.Config):
+        self.config = config
+        self.problems: list[tuple[str, str]] = []
+
+    def problem(self, key: str, reason: str) -> None:
+        self.problems.append((key, reason))
+
+    def string(self, key: str) -> str:
+        value = self.config.get(key)
+        if value is None:
+            return DEFAULTS.get(key, "")
+        return value.strip()
+
+    def boolean(self, key: str) -> bool:
+        value = self.config.get(key)
+        if value is None:
+            return DEFAULTS[key]
+        text = value.strip().lower()
+        if text not in ("true", "false"):
+            self.problem(key, f"{value!r} is not a boolean (true or false)")
+            return DEFAULTS[key]
+        return text == "true"
+
+    def integer(self, key: str, minimum: int) -> int:
+        value = self.config.get(key)
+        if value is None:
+            return DEFAULTS[key]
+        try:
+            number = int(value.strip())
+        except ValueError:
+            self.problem(key, f"{value!r} is not a whole number")
+            return DEFAULTS[key]
+        if number < minimum:
+            self.problem(key, f"must be at least {minimum}, got {number}")
+        return number
+
+    def string_list(self, key: str) -> list[str]:
+        value = self.config.get(key)
+        if value is None:
+            return list(DEFAULTS[key])
+        try:
+            items = json.loads(value)
+        except json.JSONDecodeError:
+            items = None
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            self.problem(key, "must be a list of strings (pulumi config set --path 'datasetBuckets[0]' NAME)")
+            return []
+        return [item.strip() for item in items]
+
+    def secret(self, key: str) -> Optional[pulumi.Output[str]]:
+        """A secret value as a secret Output, or None when unset or empty."""
+        plain = self.config.get(key)
+        if plain is None or plain == "":
+            return None
+        if not pulumi.runtime.is_config_secret(self.config.full_key(key)):
+            self.problem(key, f"must be stored encrypted: pulumi config set --secret {key} <value>")
+        return pulumi.Output.secret(plain)
+
+    def check(self, key: str, value: str, rule: Callable[[str], Optional[str]]) -> None:
+        reason = rule(value)
+        if reason:
+            self.problem(key, reason)
+
+
+def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
+    """Reads and validates the stack configuration.
+
+    Raises :class:`ConfigError` listing every problem found; returns a frozen
+    :class:`WorkspaceConfig` otherwise.
+    """
+    config = config or pulumi.Config()
+    project = pulumi.get_project()
+    stack = pulumi.get_stack()
+    read = _Reader(config)
+
+    for key in REQUIRED_KEYS:
+        if not read.string(key):
+            read.problem(key, f"is required: pulumi config set {key} <value>")
+
+    provider = read.string("storageProvider").lower()
+    if provider not in STORAGE_PROVIDERS:
+        read.problem("storageProvider", f"{provider!r} is not one of {', '.join(STORAGE_PROVIDERS)}")
+    minio_in_cluster = read.boolean("minioInCluster")
+    region = read.string("storageRegion")
+    endpoint = read.string("storageEndpoint").rstrip("/")
+    access_key = read.string("storageAccessKey")
+    secret_key = read.secret("storageSecretKey")
+
+    if provider == "scaleway":
+        region = region or SCALEWAY_REGIONS[0]
+        if region not in SCALEWAY_REGIONS:
+            read.problem("storageRegion", f"{region!r} is not a Scaleway region ({', '.join(SCALEWAY_REGIONS)})")
+        if minio_in_cluster:
+            read.problem("minioInCluster", "requires storageProvider 'minio'")
+    elif provider == "minio":
+        region = region or MINIO_DEFAULT_REGION
+        if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", region):
+            read.problem("storageRegion", f"{region!r} is not a region name (lowercase letters, digits, hyphens)")
+
+    if minio_in_cluster:
+        # The in-cluster server's URL and generated keys are used; a value here would be ignored.
+        for key, value in (("storageEndpoint", endpoint), ("storageAccessKey", access_key)):
+            if value:
+                read.problem(key, "must not be set with minioInCluster (the in-cluster MinIO is used)")
+        if secret_key is not None:
+            read.problem("storageSecretKey", "must not be set with minioInCluster (its keys are generated)")
+    else:
+        if endpoint:
+            read.check("storageEndpoint", endpoint, _endpoint_problem)
+        elif provider == "minio":
+            read.problem("storageEndpoint", "is required for an external MinIO server (e.g. https://minio.example.com)")
+        if not access_key:
+            read.problem("storageAccessKey", "is required unless minioInCluster is true")
+        if secret_key is None:
+            read.problem("storageSecretKey", "is required unless minioInCluster is true (set it with --secret)")
+
+    dataset_buckets = read.string_list("datasetBuckets")
+    seen: set[str] = set()
+    for bucket in dataset_buckets:
+        read.check("datasetBuckets", bucket, bucket_name_problem)
+        if bucket in seen:
+            read.problem("datasetBuckets", f"{bucket!r} is listed twice")
+        seen.add(bucket)
+    backup_bucket = read.string("backupBucket")
+    if backup_bucket:
+        read.check("backupBucket", backup_bucket, bucket_name_problem)
+        if backup_bucket in seen:
+            read.problem("backupBucket", f"{backup_bucket!r} is also a dataset bucket; backups need a bucket of their own")
+    retention = read.integer("backupRetentionDays", minimum=1)
+
+    username = read.string("adminUsername")
+    if not _DJANGO_USERNAME_RE.match(username):
+        read.problem("adminUsername", f"{username!r} must be 1 to 150 letters, digits or @.+-_")
+    email = read.string("adminEmail")
+    if email:
+        read.check("adminEmail", email, email_problem)
+    admin_password = read.secret("adminPassword")
+    plain_password = config.get("adminPassword") or ""
+    if admin_password is not None and (len(plain_password) < 8 or plain_password.isdigit()):
+        # Mirrors Django's default validators, which the superuser step bypasses.
+        read.problem("adminPassword", "must be at least 8 characters and not only digits")
+
+    hostname = read.string("hostname")
+    if hostname:
+        read.check("hostname", hostname, dns_name_problem)
+    ingress_class = read.string("ingressClassName")
+    tls_secret = read.string("tlsSecretName")
+    issuer = read.string("certManagerIssuer")
+    for key, value in (("ingressClassName", ingress_class), ("tlsSecretName", tls_secret), ("certManagerIssuer", issuer)):
+        if value:
+            read.check(key, value, _object_name_problem)
+    if tls_secret and issuer:
+        read.problem("tlsSecretName", "set either tlsSecretName or certManagerIssuer, not both")
+        read.problem("certManagerIssuer", "set either tlsSecretName or certManagerIssuer, not both")
+
+    namespace = read.string("namespace")
+    if namespace:
+        read.check("namespace", namespace, _namespace_problem)
+    else:
+        namespace = default_namespace(stack)
+
+    if read.problems:
+        raise ConfigError(read.problems)
+
+    return WorkspaceConfig(
+        project=project,
+        stack=stack,
+        description=read.string("description"),
+        storage_provider=provider,
+        storage_region=region,
+        storage_endpoint=endpoint,
+        storage_access_key=access_key,
+        storage_secret_key=secret_key,
+        minio_in_cluster=minio_in_cluster,
+        dataset_buckets=tuple(dataset_buckets),
+        backup_bucket=backup_bucket,
+        backup_retention_days=retention,
+        admin_username=username,
+        admin_email=email,
+        admin_password=admin_password,
+        hostname=hostname,
+        ingress_class_name=ingress_class,
+        tls_secret_name=tls_secret,
+        cert_manager_issuer=issuer,
+        namespace=namespace,
+        kube_context=read.string("kubeContext"),
+    )
+
+
+def _endpoint_problem(url: str) -> Optional[str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return f"{url!r} must be the server's base URL, without a path or query"
+    try:
+        parts.port
+    except ValueError:
+        return f"{url!r} has an invalid port"
+    return None
+
+
+def _namespace_problem(name: str) -> Optional[str]:
+    if not _DNS_LABEL_RE.match(name):
+        return f"{name!r} is not a DNS-1123 label (at most 63 lowercase letters, digits or hyphens)"
+    return None
+
+
+def _object_name_problem(name: str) -> Optional[str]:
+    reason = dns_name_problem(name)
+    return f"{name!r} is not a valid Kubernetes object name" if reason else None

@@ -1,0 +1,72 @@
+"""Conventions shared by the workspace's Kubernetes objects.
+
+Labels, the hardened security contexts every pod and container gets, and the
+scripts under ``assets/`` that pods run (shipped through ConfigMaps).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+ASSETS = Path(__file__).parent / "assets"
+PART_OF = "labeling-workspace"
+WORKSPACE_LABEL = "labeling.dev/workspace"
+# Generous enough for a first image pull on a slow link.
+AWAIT_TIMEOUT_SECONDS = 900
+
+
+def labels(workspace: str, component: str) -> dict[str, str]:
+    """The labels of every object of one component of a workspace."""
+    return {
+        "app.kubernetes.io/name": component,
+        "app.kubernetes.io/instance": workspace,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": "pulumi",
+        WORKSPACE_LABEL: workspace,
+    }
+
+
+def selector(workspace: str, component: str) -> dict[str, str]:
+    """The stable subset of :func:`labels` that selects a component's pods."""
+    return {"app.kubernetes.io/name": component, "app.kubernetes.io/instance": workspace}
+
+
+def pod_security_context(uid: int, gid: Optional[int] = None, fs_group: Optional[int] = None) -> dict[str, Any]:
+    """A non-root pod with the runtime's default seccomp profile."""
+    gid = uid if gid is None else gid
+    context: dict[str, Any] = {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if fs_group is not None:
+        context["fsGroup"] = fs_group
+        context["fsGroupChangePolicy"] = "OnRootMismatch"
+    return context
+
+
+def container_security_context(read_only_root: bool = True) -> dict[str, Any]:
+    """No privilege escalation, no capabilities, read-only root where the image allows."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": read_only_root,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def asset(name: str) -> str:
+    """The text of a script under components/assets/."""
+    return (ASSETS / name).read_text()
+
+
+def content_hash(*parts: Any, length: int = 8) -> str:
+    """A short, stable hash of plain values (for names of Jobs that must re-run on change)."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return digest[:length]

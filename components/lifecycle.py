@@ -1,0 +1,213 @@
+"""BucketLifecycleRules: the backup bucket's expiry rules, managed with boto3.
+
+pulumi-aws's ``BucketLifecycleConfiguration`` waits for an AWS-only response
+header and hangs, then fails, on MinIO, Ceph and other S3-compatible servers.
+This dynamic resource puts the rules with boto3 instead, which works on
+Scaleway and MinIO alike. It owns only its own rules (by ID) and leaves any
+other rule on the bucket alone.
+
+On delete it removes its rules, so that backups kept in the retained bucket
+after ``pulumi destroy`` are not expired later: they outlive the workspace
+until someone deletes them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+# Servers that lack the lifecycle API answer with one of these.
+_NOT_IMPLEMENTED_CODES = {"NotImplemented", "NotImplementedError", "501"}
+_NO_CONFIG_CODES = {"NoSuchLifecycleConfiguration", "NoSuchLifecycle"}
+# Changing any of these means a different rule on a different bucket.
+_REPLACE_KEYS = ("endpoint_url", "bucket", "rule_id_prefix")
+_UPDATE_KEYS = ("region", "access_key", "secret_key", "prefix", "expiration_days", "abort_multipart_days")
+
+
+def rule_ids(rule_id_prefix: str) -> tuple[str, str]:
+    """The IDs of the expiry rule and the abort-incomplete-upload rule."""
+    return f"{rule_id_prefix}-expire-backups", f"{rule_id_prefix}-abort-incomplete-uploads"
+
+
+def desired_rules(rule_id_prefix: str, prefix: str, expiration_days: int, abort_multipart_days: int) -> list[dict]:
+    """The lifecycle rules this resource keeps on the bucket."""
+    expire_id, abort_id = rule_ids(rule_id_prefix)
+    return [
+        {
+            "ID": expire_id,
+            "Filter": {"Prefix": prefix},
+            "Status": "Enabled",
+            "Expiration": {"Days": int(expiration_days)},
+        },
+        {
+            "ID": abort_id,
+            "Filter": {"Prefix": prefix},
+            "Status": "Enabled",
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": int(abort_multipart_days)},
+        },
+    ]
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return "501" if status == 501 and not code else code
+
+
+def _client(props: dict) -> Any:
+    from components.endpoint import s3_client
+
+    return s3_client(props["endpoint_url"], props["region"], props["access_key"], props["secret_key"])
+
+
+def _current_rules(client: Any, bucket: str) -> Optional[list[dict]]:
+    """The bucket's rules; [] when it has none; None when the server lacks the API."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", [])
+    except ClientError as error:
+        code = _error_code(error)
+        if code in _NO_CONFIG_CODES:
+            return []
+        if code in _NOT_IMPLEMENTED_CODES:
+            return None
+        raise
+
+
+def apply_rules(props: dict) -> bool:
+    """Puts this resource's rules on the bucket, keeping the others.
+
+    Returns False when the server does not implement lifecycle rules.
+    """
+    from botocore.exceptions import ClientError
+
+    client = _client(props)
+    current = _current_rules(client, props["bucket"])
+    if current is None:
+        return False
+    ours = set(rule_ids(props["rule_id_prefix"]))
+    rules = [rule for rule in current if rule.get("ID") not in ours]
+    rules += desired_rules(props["rule_id_prefix"], props["prefix"], props["expiration_days"], props["abort_multipart_days"])
+    try:
+        client.put_bucket_lifecycle_configuration(Bucket=props["bucket"], LifecycleConfiguration={"Rules": rules})
+    except ClientError as error:
+        if _error_code(error) in _NOT_IMPLEMENTED_CODES:
+            return False
+        raise
+    return True
+
+
+def remove_rules(props: dict) -> None:
+    """Removes this resource's rules from the bucket, keeping the others."""
+    from botocore.exceptions import ClientError
+
+    client = _client(props)
+    try:
+        current = _current_rules(client, props["bucket"])
+    except ClientError as error:
+        if _error_code(error) == "NoSuchBucket":
+            return
+        raise
+    if not current:
+        return
+    ours = set(rule_ids(props["rule_id_prefix"]))
+    others = [rule for rule in current if rule.get("ID") not in ours]
+    if len(others) == len(current):
+        return
+    if others:
+        client.put_bucket_lifecycle_configuration(Bucket=props["bucket"], LifecycleConfiguration={"Rules": others})
+    else:
+        client.delete_bucket_lifecycle(Bucket=props["bucket"])
+
+
+def read_rules(props: dict) -> dict:
+    """The resource's state as found on the server (for `pulumi refresh`)."""
+    client = _client(props)
+    current = _current_rules(client, props["bucket"])
+    if current is None:
+        return {**props, "supported": False}
+    expire_id, abort_id = rule_ids(props["rule_id_prefix"])
+    by_id = {rule.get("ID"): rule for rule in current}
+    expire = by_id.get(expire_id, {})
+    abort = by_id.get(abort_id, {})
+    return {
+        **props,
+        "supported": True,
+        "prefix": expire.get("Filter", {}).get("Prefix", expire.get("Prefix", props["prefix"])),
+        "expiration_days": expire.get("Expiration", {}).get("Days"),
+        "abort_multipart_days": abort.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation"),
+    }
+
+
+class BucketLifecycleRulesProvider(ResourceProvider):
+    """Dynamic provider: create/read/update/delete/diff of the lifecycle rules."""
+
+    def create(self, props: dict) -> CreateResult:
+        supported = apply_rules(props)
+        return CreateResult(id_=f"{props['bucket']}/{props['rule_id_prefix']}", outs={**props, "supported": supported})
+
+    def read(self, id_: str, props: dict) -> ReadResult:
+        return ReadResult(id_=id_, outs=read_rules(props))
+
+    def diff(self, id_: str, olds: dict, news: dict) -> DiffResult:
+        replaces = [key for key in _REPLACE_KEYS if olds.get(key) != news.get(key)]
+        changed = [key for key in _UPDATE_KEYS if olds.get(key) != news.get(key)]
+        return DiffResult(
+            changes=bool(replaces or changed),
+            replaces=replaces,
+            stables=[key for key in _REPLACE_KEYS if key not in replaces],
+            delete_before_replace=False,
+        )
+
+    def update(self, id_: str, olds: dict, news: dict) -> UpdateResult:
+        supported = apply_rules(news)
+        return UpdateResult(outs={**news, "supported": supported})
+
+    def delete(self, id_: str, props: dict) -> None:
+        remove_rules(props)
+
+
+class BucketLifecycleRules(Resource, module="labeling", name="BucketLifecycleRules"):
+    """Expiry rules on a bucket of an S3-compatible server, kept with boto3.
+
+    Outputs ``supported``: False when the server does not implement lifecycle
+    rules (then the backup job's own retention is what removes old backups).
+    """
+
+    supported: pulumi.Output[bool]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        endpoint_url: pulumi.Input[str],
+        region: pulumi.Input[str],
+        access_key: pulumi.Input[str],
+        secret_key: pulumi.Input[str],
+        bucket: pulumi.Input[str],
+        rule_id_prefix: str,
+        prefix: pulumi.Input[str],
+        expiration_days: pulumi.Input[int],
+        abort_multipart_days: int = 1,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
+        props = {
+            "endpoint_url": endpoint_url,
+            "region": region,
+            "access_key": pulumi.Output.secret(access_key),
+            "secret_key": pulumi.Output.secret(secret_key),
+            "bucket": bucket,
+            "rule_id_prefix": rule_id_prefix,
+            "prefix": prefix,
+            "expiration_days": expiration_days,
+            "abort_multipart_days": abort_multipart_days,
+            "supported": None,
+        }
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["access_key", "secret_key"])
+        )
+        super().__init__(BucketLifecycleRulesProvider(), name, props, opts)

@@ -1,0 +1,169 @@
+"""InClusterMinio: a single MinIO server inside the workspace's namespace.
+
+Used by the local development stack (``minioInCluster: true``) so that a
+workspace needs nothing but a Kubernetes cluster. Root credentials are
+generated and kept in a Secret; the server stores its data on a
+PersistentVolumeClaim, which is deleted with the workspace (it is for
+development; production workspaces use external object storage).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import kube
+
+# The community edition is source-only since Oct 2025: this is the last image
+# release, pinned. Nothing here uses MinIO-only APIs, so another S3 server can stand in.
+MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
+API_PORT = 9000
+CONSOLE_PORT = 9001
+SERVICE_NAME = "minio"
+SECRET_NAME = "minio-root"
+MINIO_UID = 1000
+
+
+class InClusterMinioArgs(TypedDict):
+    """Inputs of :class:`InClusterMinio`."""
+
+    namespace: pulumi.Input[str]
+    workspace: str
+    region: str
+    storage_size: str
+
+
+class InClusterMinio(pulumi.ComponentResource):
+    """A MinIO server (Deployment, PVC, Service, generated root credentials)."""
+
+    url: pulumi.Output[str]
+    access_key: pulumi.Output[str]
+    secret_key: pulumi.Output[str]
+    credentials_secret_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: InClusterMinioArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:index:InClusterMinio", name, None, opts)
+        namespace = args["namespace"]
+        labels = kube.labels(args["workspace"], "minio")
+        selector = kube.selector(args["workspace"], "minio")
+        child = pulumi.ResourceOptions(parent=self)
+
+        root_user = random.RandomString(f"{name}-root-user", length=20, special=False, upper=False, opts=child)
+        root_password = random.RandomPassword(f"{name}-root-password", length=40, special=False, opts=child)
+        credentials = k8s.core.v1.Secret(
+            f"{name}-root",
+            metadata={"name": SECRET_NAME, "namespace": namespace, "labels": labels},
+            type="Opaque",
+            string_data={
+                "accessKeyId": pulumi.Output.secret(root_user.result),
+                "secretAccessKey": root_password.result,
+            },
+            opts=child,
+        )
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-data",
+            metadata={"name": "minio-data", "namespace": namespace, "labels": labels},
+            spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": args["storage_size"]}}},
+            # Bound only once the pod exists on clusters with WaitForFirstConsumer.
+            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="15m")),
+        )
+
+        def secret_env(var: str, key: str) -> dict:
+            return {"name": var, "valueFrom": {"secretKeyRef": {"name": credentials.metadata["name"], "key": key}}}
+
+        container = {
+            "name": "minio",
+            "image": MINIO_IMAGE,
+            "command": ["minio"],
+            "args": [
+                "server",
+                "/data",
+                f"--address=:{API_PORT}",
+                f"--console-address=:{CONSOLE_PORT}",
+                "--certs-dir=/tmp/minio-certs",
+            ],
+            "env": [
+                secret_env("MINIO_ROOT_USER", "accessKeyId"),
+                secret_env("MINIO_ROOT_PASSWORD", "secretAccessKey"),
+                {"name": "MINIO_REGION", "value": args["region"]},
+                {"name": "HOME", "value": "/tmp"},
+            ],
+            "ports": [
+                {"name": "api", "containerPort": API_PORT},
+                {"name": "console", "containerPort": CONSOLE_PORT},
+            ],
+            "readinessProbe": {
+                "httpGet": {"path": "/minio/health/ready", "port": "api"},
+                "periodSeconds": 10,
+                "timeoutSeconds": 5,
+            },
+            "livenessProbe": {
+                "httpGet": {"path": "/minio/health/live", "port": "api"},
+                "initialDelaySeconds": 10,
+                "periodSeconds": 20,
+                "timeoutSeconds": 5,
+                "failureThreshold": 6,
+            },
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+            "securityContext": kube.container_security_context(),
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
+        }
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-server",
+            metadata={
+                "name": "minio",
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": {"pulumi.com/timeoutSeconds": str(kube.AWAIT_TIMEOUT_SECONDS)},
+            },
+            spec={
+                "replicas": 1,
+                # One pod owns the ReadWriteOnce volume at a time.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": kube.pod_security_context(MINIO_UID, fs_group=MINIO_UID),
+                        "containers": [container],
+                        "volumes": [
+                            {"name": "data", "persistentVolumeClaim": {"claimName": claim.metadata["name"]}},
+                            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                        ],
+                    },
+                },
+            },
+            opts=child,
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata={"name": SERVICE_NAME, "namespace": namespace, "labels": labels},
+            spec={
+                "selector": selector,
+                "ports": [
+                    {"name": "api", "port": API_PORT, "targetPort": "api"},
+                    {"name": "console", "port": CONSOLE_PORT, "targetPort": "console"},
+                ],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
+        )
+
+        self.service = service
+        self.deployment = deployment
+        self.url = pulumi.Output.concat("http://", service.metadata["name"], ".", service.metadata["namespace"], f".svc:{API_PORT}")
+        self.access_key = pulumi.Output.secret(root_user.result)
+        self.secret_key = root_password.result
+        self.credentials_secret_name = credentials.metadata["name"]
+        self.register_outputs(
+            {
+                "url": self.url,
+                "access_key": self.access_key,
+                "secret_key": self.secret_key,
+                "credentials_secret_name": self.credentials_secret_name,
+            }
+        )
+

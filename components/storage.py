@@ -1,0 +1,232 @@
+"""ObjectStorage: the workspace's buckets.
+
+- The **backup bucket** receives the database backups. It is created by the
+  program, kept when the stack is destroyed (``retain_on_delete``), and has a
+  lifecycle rule that expires backups older than the retention and aborts
+  incomplete multipart uploads.
+- The **dataset buckets** belong to the user: they are only referenced, never
+  created, changed or deleted on an external server.
+- A Secret holds the S3 credentials for the pods that need them.
+
+With an in-cluster MinIO the program cannot reach the server, so a Job inside
+the cluster creates the buckets and sets the rule instead (the dataset buckets
+are created there empty, for the user to fill).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, TypedDict
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import kube
+from components.endpoint import S3Endpoint
+from components.lifecycle import BucketLifecycleRules
+
+AWS_CLI_IMAGE = "amazon/aws-cli:2.32.6"
+BUCKETS_SCRIPT = "ensure-buckets.sh"
+CREDENTIALS_SECRET_NAME = "s3-credentials"
+# Keys of the credentials Secret, the same for the generated in-cluster MinIO Secret.
+ACCESS_KEY_KEY = "accessKeyId"
+SECRET_KEY_KEY = "secretAccessKey"
+
+
+class ObjectStorageArgs(TypedDict):
+    """Inputs of :class:`ObjectStorage`."""
+
+    endpoint: S3Endpoint
+    namespace: pulumi.Input[str]
+    workspace: str
+    backup_bucket: str
+    """Configured name, or "" to generate one starting with `backup_bucket_prefix`."""
+    backup_bucket_prefix: str
+    backup_prefix: str
+    """Key prefix of this workspace's backups inside the bucket (ends with '/')."""
+    retention_days: int
+    dataset_buckets: Sequence[str]
+    credentials_secret_name: Optional[pulumi.Input[str]]
+    """An existing Secret with the S3 keys (in-cluster MinIO), or None to create one."""
+    server: Optional[pulumi.Resource]
+    """The in-cluster server to wait for, if any."""
+
+
+class ObjectStorage(pulumi.ComponentResource):
+    """The backup bucket (created, retained) and the dataset buckets (referenced)."""
+
+    backup_bucket: pulumi.Output[str]
+    backup_prefix: str
+    dataset_buckets: list[str]
+    credentials_secret_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ObjectStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:index:ObjectStorage", name, None, opts)
+        endpoint = args["endpoint"]
+        child = pulumi.ResourceOptions(parent=self)
+
+        if args["backup_bucket"]:
+            bucket_name: pulumi.Input[str] = args["backup_bucket"]
+        else:
+            # Bucket names are global on Scaleway: a random suffix, kept in the state, avoids clashes.
+            suffix = random.RandomId(f"{name}-backup-bucket-suffix", byte_length=4, opts=child)
+            bucket_name = pulumi.Output.concat(args["backup_bucket_prefix"], "-", suffix.hex)
+
+        if args["credentials_secret_name"] is not None:
+            secret_name = pulumi.Output.from_input(args["credentials_secret_name"])
+        else:
+            secret = k8s.core.v1.Secret(
+                f"{name}-credentials",
+                metadata={
+                    "name": CREDENTIALS_SECRET_NAME,
+                    "namespace": args["namespace"],
+                    "labels": kube.labels(args["workspace"], "object-storage"),
+                },
+                type="Opaque",
+                string_data={
+                    ACCESS_KEY_KEY: pulumi.Output.secret(endpoint.access_key),
+                    SECRET_KEY_KEY: pulumi.Output.secret(endpoint.secret_key),
+                },
+                opts=child,
+            )
+            secret_name = secret.metadata["name"]
+
+        rule_id = f"labeling-{args['workspace']}"
+        if endpoint.reachable_from_program:
+            bucket = aws.s3.Bucket(
+                f"{name}-backups",
+                bucket=bucket_name,
+                force_destroy=False,
+                # Backups outlive the workspace: `pulumi destroy` leaves the bucket.
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            )
+            rules = BucketLifecycleRules(
+                f"{name}-backup-lifecycle",
+                endpoint_url=endpoint.url,
+                region=endpoint.region,
+                access_key=endpoint.access_key,
+                secret_key=endpoint.secret_key,
+                bucket=bucket.bucket,
+                rule_id_prefix=rule_id,
+                prefix=args["backup_prefix"],
+                expiration_days=args["retention_days"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[bucket]),
+            )
+            rules.supported.apply(_warn_if_unsupported)
+            self.backup_bucket = bucket.bucket
+        else:
+            self._ensure_buckets_in_cluster(name, args, bucket_name, secret_name, rule_id)
+            self.backup_bucket = pulumi.Output.from_input(bucket_name)
+
+        self.backup_prefix = args["backup_prefix"]
+        self.dataset_buckets = list(args["dataset_buckets"])
+        self.credentials_secret_name = secret_name
+        self.register_outputs(
+            {
+                "backup_bucket": self.backup_bucket,
+                "backup_prefix": self.backup_prefix,
+                "dataset_buckets": self.dataset_buckets,
+                "credentials_secret_name": self.credentials_secret_name,
+            }
+        )
+
+    def _ensure_buckets_in_cluster(
+        self,
+        name: str,
+        args: ObjectStorageArgs,
+        bucket_name: pulumi.Input[str],
+        secret_name: pulumi.Input[str],
+        rule_id: str,
+    ) -> None:
+        """A Job inside the cluster creates the buckets and sets the backup bucket's rules."""
+        endpoint = args["endpoint"]
+        labels = kube.labels(args["workspace"], "ensure-buckets")
+        script = kube.asset(BUCKETS_SCRIPT)
+        scripts = k8s.core.v1.ConfigMap(
+            f"{name}-bucket-scripts",
+            metadata={"name": "bucket-scripts", "namespace": args["namespace"], "labels": labels},
+            data={BUCKETS_SCRIPT: script},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # Jobs are immutable: a new name (hash of what it does) makes it run again.
+        revision = kube.content_hash(
+            script,
+            AWS_CLI_IMAGE,
+            args["backup_bucket"],
+            args["backup_prefix"],
+            args["retention_days"],
+            sorted(args["dataset_buckets"]),
+        )
+
+        def secret_env(var: str, key: str) -> dict:
+            return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+
+        plain_env = {
+            **endpoint.cli_environment(),
+            "BUCKETS": pulumi.Output.all(bucket_name, *args["dataset_buckets"]).apply(" ".join),
+            "LIFECYCLE_BUCKET": bucket_name,
+            "LIFECYCLE_PREFIX": args["backup_prefix"],
+            "LIFECYCLE_RULE_ID": rule_id,
+            "RETENTION_DAYS": str(args["retention_days"]),
+            "HOME": "/tmp",
+        }
+        k8s.batch.v1.Job(
+            f"{name}-ensure-buckets",
+            metadata={
+                "name": f"ensure-buckets-{revision}",
+                "namespace": args["namespace"],
+                "labels": labels,
+                "annotations": {"pulumi.com/timeoutSeconds": str(kube.AWAIT_TIMEOUT_SECONDS)},
+            },
+            spec={
+                "backoffLimit": 3,
+                "activeDeadlineSeconds": kube.AWAIT_TIMEOUT_SECONDS,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": False,
+                        "securityContext": kube.pod_security_context(1000),
+                        "containers": [
+                            {
+                                "name": "ensure-buckets",
+                                "image": AWS_CLI_IMAGE,
+                                "command": ["/bin/sh", f"/scripts/{BUCKETS_SCRIPT}"],
+                                "env": [{"name": key, "value": value} for key, value in plain_env.items()]
+                                + [
+                                    secret_env("AWS_ACCESS_KEY_ID", ACCESS_KEY_KEY),
+                                    secret_env("AWS_SECRET_ACCESS_KEY", SECRET_KEY_KEY),
+                                ],
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "128Mi"},
+                                    "limits": {"memory": "256Mi"},
+                                },
+                                "securityContext": kube.container_security_context(),
+                                "volumeMounts": [
+                                    {"name": "scripts", "mountPath": "/scripts", "readOnly": True},
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "scripts", "configMap": {"name": scripts.metadata["name"], "defaultMode": 0o555}},
+                            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
+                        ],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[args["server"]] if args["server"] is not None else [],
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+            ),
+        )
+
+
+def _warn_if_unsupported(supported: Optional[bool]) -> None:
+    if supported is False:
+        pulumi.log.warn(
+            "The object storage server does not implement lifecycle rules: old backups are "
+            "removed only by the backup job's own retention."
+        )

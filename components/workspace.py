@@ -1,0 +1,147 @@
+"""Workspace: one labeling workspace, wired from its configuration.
+
+The only place where components meet: it builds the explicit providers and the
+namespace, hands each component what it needs, and gathers the stack outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+from components.config import WorkspaceConfig, default_backup_bucket_prefix
+from components.credentials import AdminCredentials
+from components.endpoint import S3Endpoint
+from components.minio import InClusterMinio
+from components.storage import ObjectStorage
+
+# Size of the in-cluster MinIO's volume (development stacks only).
+IN_CLUSTER_MINIO_STORAGE = "20Gi"
+
+
+class WorkspaceArgs(TypedDict):
+    """Inputs of :class:`Workspace`."""
+
+    config: WorkspaceConfig
+
+
+class Workspace(pulumi.ComponentResource):
+    """A labeling workspace: namespace, object storage and admin credentials."""
+
+    annotation_url: pulumi.Output[str]
+    namespace: pulumi.Output[str]
+    backup_bucket: pulumi.Output[str]
+    admin_password: pulumi.Output[str]
+
+    def __init__(self, name: str, args: WorkspaceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:index:Workspace", name, None, opts)
+        config = args["config"]
+        workspace = config.workspace_name
+
+        kubernetes = k8s.Provider(
+            f"{name}-kubernetes",
+            context=config.kube_context or None,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": config.namespace,
+                "labels": {
+                    **kube.labels(workspace, "workspace"),
+                    # Every pod of the workspace meets the "restricted" standard; refuse privileged ones.
+                    "pod-security.kubernetes.io/enforce": "baseline",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                },
+                "annotations": {"labeling.dev/description": config.description} if config.description else None,
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=kubernetes),
+        )
+        namespace_name = namespace.metadata["name"]
+        in_kubernetes = pulumi.ResourceOptions(parent=self, providers=[kubernetes])
+
+        minio: Optional[InClusterMinio] = None
+        if config.minio_in_cluster:
+            minio = InClusterMinio(
+                f"{name}-minio",
+                {
+                    "namespace": namespace_name,
+                    "workspace": workspace,
+                    "region": config.storage_region,
+                    "storage_size": IN_CLUSTER_MINIO_STORAGE,
+                },
+                opts=in_kubernetes,
+            )
+            endpoint = S3Endpoint(
+                provider="minio",
+                region=config.storage_region,
+                url=minio.url,
+                access_key=minio.access_key,
+                secret_key=minio.secret_key,
+                in_cluster=True,
+            )
+            storage_providers: list[pulumi.ProviderResource] = [kubernetes]
+        else:
+            endpoint = S3Endpoint.from_settings(
+                provider=config.storage_provider,
+                region=config.storage_region,
+                endpoint=config.storage_endpoint,
+                access_key=config.storage_access_key,
+                secret_key=config.storage_secret_key,
+            )
+            s3 = endpoint.aws_provider(f"{name}-s3", pulumi.ResourceOptions(parent=self))
+            storage_providers = [kubernetes, s3]
+
+        storage = ObjectStorage(
+            f"{name}-storage",
+            {
+                "endpoint": endpoint,
+                "namespace": namespace_name,
+                "workspace": workspace,
+                "backup_bucket": config.backup_bucket,
+                "backup_bucket_prefix": default_backup_bucket_prefix(config.project, config.stack),
+                "backup_prefix": f"{workspace}/",
+                "retention_days": config.backup_retention_days,
+                "dataset_buckets": config.dataset_buckets,
+                "credentials_secret_name": minio.credentials_secret_name if minio else None,
+                "server": minio.deployment if minio else None,
+            },
+            opts=pulumi.ResourceOptions(parent=self, providers=storage_providers),
+        )
+        credentials = AdminCredentials(
+            f"{name}-admin",
+            {
+                "namespace": namespace_name,
+                "workspace": workspace,
+                "username": config.admin_username,
+                "email": config.admin_email,
+                "password": config.admin_password,
+            },
+            opts=in_kubernetes,
+        )
+
+        scheme = "https" if config.tls_enabled else "http"
+        self.endpoint = endpoint
+        self.storage = storage
+        self.credentials = credentials
+        self.annotation_url = pulumi.Output.from_input(f"{scheme}://{config.hostname}")
+        self.namespace = namespace_name
+        self.backup_bucket = storage.backup_bucket
+        self.admin_password = credentials.password
+        self.outputs: dict[str, Any] = {
+            "annotationUrl": self.annotation_url,
+            "adminUsername": credentials.username,
+            "adminEmail": credentials.email,
+            "adminPassword": credentials.password,
+            "namespace": self.namespace,
+            "datasetBuckets": list(config.dataset_buckets),
+            "backupBucket": storage.backup_bucket,
+            "backupPrefix": storage.backup_prefix,
+            "description": config.description,
+        }
+        self.register_outputs(self.outputs)

@@ -1,0 +1,236 @@
+"""Runs the Pulumi program under mocks and records everything it registers.
+
+`render(config)` executes `__main__.py` against a recording mock monitor and
+returns every resource registration (type, name, parent, provider, options,
+inputs, which inputs are secret) and the stack outputs with their secretness.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.proto import engine_pb2
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = ROOT / "__main__.py"
+SECRET_SIG = rpc._special_secret_sig
+SIG_KEY = rpc._special_sig_key
+
+GENERATED_PASSWORD = "Generated-Admin-Pass-1234"
+GENERATED_MINIO_USER = "generatedminiouser01"
+GENERATED_MINIO_PASSWORD = "GeneratedMinioPassword0123456789abcdefgh"
+RANDOM_HEX = "0a1b2c3d"
+
+
+class Mocks(pulumi.runtime.Mocks):
+    """Resource outputs the way the real providers would compute them."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = GENERATED_PASSWORD if "admin" in args.name else GENERATED_MINIO_PASSWORD
+        elif args.typ == "random:index/randomString:RandomString":
+            state["result"] = GENERATED_MINIO_USER
+        elif args.typ == "random:index/randomId:RandomId":
+            state["hex"] = RANDOM_HEX
+        elif args.typ.startswith("dynamic:"):
+            state["supported"] = True
+        return [f"{args.name}-id", state]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+@dataclass
+class Registration:
+    """One RegisterResource request of the program."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str
+    provider: str
+    custom: bool
+    inputs: dict
+    secret_paths: set[str]
+    retain_on_delete: bool
+    depends_on: list[str]
+    custom_timeouts: Any
+    additional_secret_outputs: list[str]
+
+    @property
+    def is_provider(self) -> bool:
+        return self.type.startswith("pulumi:providers:")
+
+    @property
+    def is_kubernetes(self) -> bool:
+        return self.type.startswith("kubernetes:") and self.custom
+
+    def manifest(self) -> dict:
+        """The Kubernetes object as the provider would send it to the API server."""
+        return _strip_nones(self.inputs)
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """A mock monitor that keeps every registration request."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = json_format.MessageToDict(request.object)
+            self.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    provider=request.provider,
+                    custom=request.custom,
+                    inputs=rpc.deserialize_properties(request.object),
+                    secret_paths=set(_secret_paths(raw, "")),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    depends_on=list(request.dependencies),
+                    custom_timeouts=request.customTimeouts,
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
+                )
+            )
+        return response
+
+
+@dataclass
+class Rendering:
+    """What one run of the program registered and exported."""
+
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def one(self, type_: str, name_contains: str = "") -> Registration:
+        found = [r for r in self.of_type(type_) if name_contains in r.name]
+        assert len(found) == 1, f"expected one {type_} named *{name_contains}*, found {[r.name for r in found]}"
+        return found[0]
+
+    def by_urn(self, urn: str) -> Optional[Registration]:
+        return next((r for r in self.registrations if r.urn == urn), None)
+
+    def kubernetes_objects(self) -> list[Registration]:
+        return [r for r in self.registrations if r.is_kubernetes]
+
+    def kubernetes_object(self, kind: str, name: str) -> dict:
+        for registration in self.kubernetes_objects():
+            manifest = registration.manifest()
+            if manifest.get("kind") == kind and manifest.get("metadata", {}).get("name") == name:
+                return manifest
+        raise AssertionError(f"no {kind} named {name}")
+
+
+def encode_config(config: dict[str, Any]) -> dict[str, str]:
+    """Stack config values as the engine hands them to the program."""
+    encoded = {}
+    for key, value in config.items():
+        full_key = key if ":" in key else f"labeling:{key}"
+        if isinstance(value, bool):
+            encoded[full_key] = "true" if value else "false"
+        elif isinstance(value, (list, dict)):
+            encoded[full_key] = json.dumps(value)
+        else:
+            encoded[full_key] = str(value)
+    return encoded
+
+
+def render(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = ()) -> Rendering:
+    """Runs __main__.py under mocks with this stack config (keys without namespace)."""
+    monitor, exported, warnings, error = _run(config, stack, secrets)
+    if error is not None:
+        raise error
+    outputs, secret = {}, set()
+    for key, value in exported.items():
+        output = pulumi.Output.from_input(value)
+        outputs[key] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            secret.add(key)
+    return Rendering(monitor.registrations, outputs, secret, warnings)
+
+
+def render_failure(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = ()) -> tuple[Exception, list[Registration]]:
+    """Runs the program expecting it to fail; returns the error and what was registered before it."""
+    monitor, _, _, error = _run(config, stack, secrets)
+    assert error is not None, "the program ran without error"
+    return error, monitor.registrations
+
+
+def _run(config: dict[str, Any], stack: str, secrets: Iterable[str]):
+    mocks = Mocks()
+    monitor = RecordingMonitor(mocks)
+    settings.ROOT.set(None)
+    warnings: list[str] = []
+    pulumi.runtime.set_mocks(mocks, project="labeling", stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(encode_config(config), [f"labeling:{key}" for key in secrets])
+    _capture_warnings(warnings)
+    exported: dict[str, Any] = {}
+
+    def program():
+        runpy.run_path(str(MAIN), run_name="__main__")
+        exported.update(settings.get_root_resource().outputs)
+
+    try:
+        _sync_await(run_pulumi_func(program))
+    except Exception as error:  # the program's own error, handed to the caller
+        return monitor, exported, warnings, error
+    return monitor, exported, warnings, None
+
+
+def _capture_warnings(into: list[str]) -> None:
+    engine = settings.SETTINGS.engine
+
+    def log(request):
+        if request.severity == engine_pb2.WARNING:
+            into.append(request.message)
+        return None
+
+    engine.Log = log
+
+
+def load_stack_file(path: Path) -> dict[str, Any]:
+    """The `labeling:` keys of a Pulumi.<stack>.yaml file, without the namespace."""
+    data = yaml.safe_load(path.read_text())
+    return {key.split(":", 1)[1]: value for key, value in data["config"].items() if key.startswith("labeling:")}
+
+
+def _secret_paths(value: Any, path: str) -> Iterable[str]:
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            yield path
+            return
+        for key, item in value.items():
+            yield from _secret_paths(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _secret_paths(item, f"{path}[{index}]")
+
+
+def _strip_nones(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _strip_nones(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_strip_nones(item) for item in value]
+    return value

@@ -1,0 +1,200 @@
+"""The stack config: defaults, every validation rule, one error naming each bad key."""
+
+import json
+
+import pytest
+
+from components.config import ConfigError, bucket_name_problem, dns_label, dns_name_problem, email_problem
+from harness import render, render_failure
+
+SCALEWAY = {
+    "storageProvider": "scaleway",
+    "storageAccessKey": "SCWABCDEFGHIJKLMNOPQ",
+    "storageSecretKey": "scaleway-secret-key-value",
+    "datasetBuckets": ["acme-images"],
+    "adminEmail": "lead@acme.example",
+    "hostname": "label.acme.example",
+}
+SECRETS = ["storageSecretKey"]
+
+
+def problems_of(config, secrets=SECRETS, stack="acme"):
+    """The (key, reason) problems the program stops with, after checking nothing was registered."""
+    error, registrations = render_failure(config, stack=stack, secrets=secrets)
+    assert isinstance(error, ConfigError), error
+    assert registrations == [], "resources were registered before the config was validated"
+    return error.problems, str(error)
+
+
+def keys_of(config, **kwargs):
+    return {key for key, _ in problems_of(config, **kwargs)[0]}
+
+
+def with_(**changes):
+    config = dict(SCALEWAY)
+    for key, value in changes.items():
+        if value is None:
+            config.pop(key, None)
+        else:
+            config[key] = value
+    return config
+
+
+def test_valid_scaleway_config_uses_documented_defaults():
+    rendering = render(SCALEWAY, stack="acme", secrets=SECRETS)
+    outputs = rendering.outputs
+    assert outputs["namespace"] == "cvat-acme"
+    assert outputs["adminUsername"] == "admin"
+    assert outputs["annotationUrl"] == "http://label.acme.example"
+    assert outputs["description"] == ""
+    provider = rendering.one("pulumi:providers:aws")
+    assert provider.inputs["region"] == "fr-par"
+    assert rendering.one("pulumi-python:dynamic/labeling:BucketLifecycleRules").inputs["expiration_days"] == 30
+
+
+@pytest.mark.parametrize(
+    "changes, key, words",
+    [
+        ({"storageProvider": "aws"}, "storageProvider", "not one of scaleway, minio"),
+        ({"storageRegion": "us-west-1"}, "storageRegion", "not a Scaleway region"),
+        ({"storageEndpoint": "s3.fr-par.scw.cloud"}, "storageEndpoint", "not an http(s) URL"),
+        ({"storageEndpoint": "ftp://s3.example.com"}, "storageEndpoint", "not an http(s) URL"),
+        ({"storageEndpoint": "https://s3.example.com/bucket"}, "storageEndpoint", "without a path"),
+        ({"storageAccessKey": None}, "storageAccessKey", "required unless minioInCluster"),
+        ({"storageSecretKey": None}, "storageSecretKey", "required unless minioInCluster"),
+        ({"datasetBuckets": ["ab"]}, "datasetBuckets", "3 to 63 characters"),
+        ({"datasetBuckets": ["a" * 64]}, "datasetBuckets", "3 to 63 characters"),
+        ({"datasetBuckets": ["Images"]}, "datasetBuckets", "lowercase letters"),
+        ({"datasetBuckets": ["images_2024"]}, "datasetBuckets", "lowercase letters"),
+        ({"datasetBuckets": ["-images"]}, "datasetBuckets", "start and end with a letter or digit"),
+        ({"datasetBuckets": ["images-"]}, "datasetBuckets", "start and end with a letter or digit"),
+        ({"datasetBuckets": ["my..images"]}, "datasetBuckets", "'..'"),
+        ({"datasetBuckets": ["192.168.10.12"]}, "datasetBuckets", "IP address"),
+        ({"datasetBuckets": ["acme-images", "acme-images"]}, "datasetBuckets", "listed twice"),
+        ({"datasetBuckets": "acme-images"}, "datasetBuckets", "list of strings"),
+        ({"datasetBuckets": [1, 2]}, "datasetBuckets", "list of strings"),
+        ({"backupBucket": "Backups"}, "backupBucket", "lowercase letters"),
+        ({"backupBucket": "acme-images"}, "backupBucket", "also a dataset bucket"),
+        ({"adminEmail": "not-an-address"}, "adminEmail", "not an e-mail address"),
+        ({"adminEmail": "lead@acme"}, "adminEmail", "invalid domain"),
+        ({"adminEmail": None}, "adminEmail", "required"),
+        ({"adminUsername": "ml lead"}, "adminUsername", "letters, digits or @.+-_"),
+        ({"adminUsername": "x" * 151}, "adminUsername", "1 to 150"),
+        ({"adminUsername": "lead/ops"}, "adminUsername", "letters, digits or @.+-_"),
+        ({"hostname": "https://label.acme.example"}, "hostname", "without scheme"),
+        ({"hostname": "label_acme.example"}, "hostname", "not a DNS name"),
+        ({"hostname": "Label.Acme.Example"}, "hostname", "lowercase"),
+        ({"hostname": None}, "hostname", "required"),
+        ({"namespace": "CVAT"}, "namespace", "DNS-1123 label"),
+        ({"namespace": "cvat.acme"}, "namespace", "DNS-1123 label"),
+        ({"namespace": "n" * 64}, "namespace", "DNS-1123 label"),
+        ({"backupRetentionDays": 0}, "backupRetentionDays", "at least 1"),
+        ({"backupRetentionDays": -3}, "backupRetentionDays", "at least 1"),
+        ({"backupRetentionDays": "a week"}, "backupRetentionDays", "whole number"),
+        ({"minioInCluster": "yes"}, "minioInCluster", "not a boolean"),
+        ({"minioInCluster": True}, "minioInCluster", "requires storageProvider 'minio'"),
+        ({"tlsSecretName": "acme-tls", "certManagerIssuer": "letsencrypt"}, "tlsSecretName", "not both"),
+        ({"tlsSecretName": "acme-tls", "certManagerIssuer": "letsencrypt"}, "certManagerIssuer", "not both"),
+        ({"tlsSecretName": "Acme_TLS"}, "tlsSecretName", "Kubernetes object name"),
+        ({"ingressClassName": "nginx class"}, "ingressClassName", "Kubernetes object name"),
+    ],
+)
+def test_bad_value_stops_with_message_naming_the_key(changes, key, words):
+    problems, message = problems_of(with_(**changes))
+    reasons = [reason for bad_key, reason in problems if bad_key == key]
+    assert reasons, f"{key} not named in: {message}"
+    assert any(words in reason for reason in reasons), reasons
+    assert f"- {key}: " in message
+
+
+def test_minio_needs_an_endpoint_unless_in_cluster():
+    config = with_(storageProvider="minio")
+    assert "storageEndpoint" in keys_of(config)
+
+
+def test_in_cluster_minio_needs_no_keys_and_rejects_external_settings():
+    base = {"storageProvider": "minio", "minioInCluster": True, "adminEmail": "a@example.com", "hostname": "cvat.localhost"}
+    render(base)  # no keys, no endpoint: fine
+    bad = {**base, "storageEndpoint": "http://minio:9000", "storageAccessKey": "x", "storageSecretKey": "y"}
+    assert keys_of(bad, secrets=["storageSecretKey"]) == {"storageEndpoint", "storageAccessKey", "storageSecretKey"}
+
+
+def test_secret_values_must_be_stored_encrypted():
+    config = with_(adminPassword="correct-horse-battery")
+    problems, _ = problems_of(config, secrets=[])
+    keys = {key for key, _ in problems}
+    assert keys == {"storageSecretKey", "adminPassword"}
+    assert all("--secret" in reason for _, reason in problems)
+    # The message never repeats a secret value.
+    _, message = problems_of(config, secrets=[])
+    assert "scaleway-secret-key-value" not in message and "correct-horse-battery" not in message
+
+
+def test_weak_admin_password_is_refused_without_echoing_it():
+    problems, message = problems_of(with_(adminPassword="1234567"), secrets=SECRETS + ["adminPassword"])
+    assert [key for key, _ in problems] == ["adminPassword"]
+    assert "1234567" not in message
+    assert keys_of(with_(adminPassword="123456789012"), secrets=SECRETS + ["adminPassword"]) == {"adminPassword"}
+
+
+def test_every_problem_is_reported_at_once():
+    config = with_(
+        storageRegion="mars-1",
+        datasetBuckets=["Bad_Bucket"],
+        adminEmail="nobody",
+        hostname="not a host",
+        backupRetentionDays=0,
+        namespace="Bad",
+        storageAccessKey=None,
+    )
+    problems, message = problems_of(config)
+    assert {key for key, _ in problems} == {
+        "storageRegion",
+        "datasetBuckets",
+        "adminEmail",
+        "hostname",
+        "backupRetentionDays",
+        "namespace",
+        "storageAccessKey",
+    }
+    assert message.startswith("Invalid stack configuration (7 problems)")
+
+
+def test_region_and_endpoint_for_minio_and_scaleway():
+    rendering = render(with_(storageRegion="nl-ams"), stack="acme", secrets=SECRETS)
+    # Provider inputs arrive JSON-encoded.
+    assert json.loads(rendering.one("pulumi:providers:aws").inputs["endpoints"]) == [{"s3": "https://s3.nl-ams.scw.cloud"}]
+    minio = with_(storageProvider="minio", storageEndpoint="https://minio.acme.example/")
+    provider = render(minio, stack="acme", secrets=SECRETS).one("pulumi:providers:aws")
+    assert json.loads(provider.inputs["endpoints"]) == [{"s3": "https://minio.acme.example"}]
+    assert provider.inputs["region"] == "us-east-1"
+
+
+def test_default_names_follow_the_stack():
+    rendering = render(SCALEWAY, stack="Team_A.Prod", secrets=SECRETS)
+    assert rendering.outputs["namespace"] == "cvat-team-a-prod"
+    assert rendering.outputs["backupBucket"].startswith("labeling-team-a-prod-backups-")
+    assert bucket_name_problem(rendering.outputs["backupBucket"]) is None
+    long = render(SCALEWAY, stack="x" * 80, secrets=SECRETS).outputs
+    assert len(long["namespace"]) <= 63 and bucket_name_problem(long["backupBucket"]) is None
+
+
+@pytest.mark.parametrize("name", ["abc", "a.b-c", "bucket-2026.v1", "a" * 63])
+def test_valid_bucket_names(name):
+    assert bucket_name_problem(name) is None
+
+
+@pytest.mark.parametrize("address", ["a@example.com", "first.last+tag@sub.example.org", "admin@localhost"])
+def test_valid_email_addresses(address):
+    assert email_problem(address) is None
+
+
+@pytest.mark.parametrize("name", ["cvat.localhost", "label.acme.example", "a", "x-1.y-2.z"])
+def test_valid_hostnames(name):
+    assert dns_name_problem(name) is None
+
+
+def test_dns_label_sanitizes_free_text():
+    assert dns_label("My Stack__01") == "my-stack-01"
+    assert dns_label("---") == "workspace"
+    assert len(dns_label("a" * 100)) == 63
