@@ -8,6 +8,7 @@ inputs, which inputs are secret) and the stack outputs with their secretness.
 from __future__ import annotations
 
 import json
+import logging
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,6 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
-from pulumi.runtime.proto import engine_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
@@ -36,6 +36,8 @@ RANDOM_HEX = "0a1b2c3d"
 class Mocks(pulumi.runtime.Mocks):
     """Resource outputs the way the real providers would compute them."""
 
+    lifecycle_supported = True
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
@@ -44,8 +46,8 @@ class Mocks(pulumi.runtime.Mocks):
             state["result"] = GENERATED_MINIO_USER
         elif args.typ == "random:index/randomId:RandomId":
             state["hex"] = RANDOM_HEX
-        elif args.typ.startswith("dynamic:"):
-            state["supported"] = True
+        elif args.typ.startswith("pulumi-python:dynamic/"):
+            state["supported"] = self.lifecycle_supported
         return [f"{args.name}-id", state]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -101,7 +103,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     parent=request.parent,
                     provider=request.provider,
                     custom=request.custom,
-                    inputs=rpc.deserialize_properties(request.object),
+                    inputs=_unwrap_secrets(rpc.deserialize_properties(request.object)),
                     secret_paths=set(_secret_paths(raw, "")),
                     retain_on_delete=bool(request.retainOnDelete),
                     depends_on=list(request.dependencies),
@@ -183,9 +185,10 @@ def _run(config: dict[str, Any], stack: str, secrets: Iterable[str]):
     monitor = RecordingMonitor(mocks)
     settings.ROOT.set(None)
     warnings: list[str] = []
-    pulumi.runtime.set_mocks(mocks, project="labeling", stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        mocks, project="labeling", stack=stack, preview=False, monitor=monitor, logger=_warning_logger(warnings)
+    )
     pulumi.runtime.set_all_config(encode_config(config), [f"labeling:{key}" for key in secrets])
-    _capture_warnings(warnings)
     exported: dict[str, Any] = {}
 
     def program():
@@ -199,15 +202,23 @@ def _run(config: dict[str, Any], stack: str, secrets: Iterable[str]):
     return monitor, exported, warnings, None
 
 
-def _capture_warnings(into: list[str]) -> None:
-    engine = settings.SETTINGS.engine
+class _WarningCollector(logging.Handler):
+    """Collects the messages the program logs at warning level."""
 
-    def log(request):
-        if request.severity == engine_pb2.WARNING:
-            into.append(request.message)
-        return None
+    def __init__(self, into: list[str]):
+        super().__init__(level=logging.WARNING)
+        self.into = into
 
-    engine.Log = log
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
+
+
+def _warning_logger(into: list[str]) -> logging.Logger:
+    logger = logging.getLogger(f"labeling-tests-{id(into)}")
+    logger.propagate = False
+    logger.setLevel(logging.WARNING)
+    logger.addHandler(_WarningCollector(into))
+    return logger
 
 
 def load_stack_file(path: Path) -> dict[str, Any]:
@@ -226,6 +237,16 @@ def _secret_paths(value: Any, path: str) -> Iterable[str]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _secret_paths(item, f"{path}[{index}]")
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            return _unwrap_secrets(value.get("value"))
+        return {key: _unwrap_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(item) for item in value]
+    return value
 
 
 def _strip_nones(value: Any) -> Any:

@@ -1,0 +1,102 @@
+"""A minimal S3-compatible HTTP server for the answers moto does not give.
+
+It records every request and answers in one of a few modes:
+- "no-lifecycle": lists buckets, says every bucket exists, and answers
+  501 NotImplemented to any lifecycle request (like servers without that API);
+- "md5-required": keeps lifecycle rules but refuses to store them without a
+  correct Content-MD5 header (like servers that never adopted CRC checksums);
+- "access-denied": answers 403 AccessDenied to everything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict
+    headers: dict
+    body: bytes
+
+
+@dataclass
+class StubS3Server:
+    mode: str
+    requests: list[Request] = field(default_factory=list)
+    lifecycle: dict[str, bytes] = field(default_factory=dict)
+
+    def __enter__(self) -> "StubS3Server":
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                request = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), dict(self.headers), body)
+                stub.requests.append(request)
+                status, payload = stub.answer(request)
+                data = payload.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def answer(self, request: Request) -> tuple[int, str]:
+        if self.mode == "access-denied":
+            return 403, _error("AccessDenied", "Access Denied")
+        bucket = request.path.strip("/").split("/")[0]
+        if "lifecycle" in request.query:
+            if self.mode == "no-lifecycle":
+                return 501, _error("NotImplemented", "A header you provided implies functionality that is not implemented")
+            if request.method == "GET":
+                if bucket not in self.lifecycle:
+                    return 404, _error("NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist")
+                return 200, self.lifecycle[bucket].decode()
+            if request.method == "PUT":
+                expected = base64.b64encode(hashlib.md5(request.body).digest()).decode()
+                if request.headers.get("Content-MD5") != expected:
+                    return 400, _error("InvalidRequest", "Missing required header for this request: Content-MD5")
+                self.lifecycle[bucket] = request.body
+                return 200, ""
+            if request.method == "DELETE":
+                self.lifecycle.pop(bucket, None)
+                return 204, ""
+        if request.method == "GET" and not bucket:
+            return 200, (
+                '<?xml version="1.0" encoding="UTF-8"?><ListAllMyBucketsResult>'
+                "<Owner><ID>stub</ID></Owner><Buckets></Buckets></ListAllMyBucketsResult>"
+            )
+        return 200, ""
+
+
+def _error(code: str, message: str) -> str:
+    return f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'

@@ -1,0 +1,39 @@
+"""S3Endpoint: Scaleway regions, MinIO URLs, what it hands to pods."""
+
+import pytest
+
+from components.config import SCALEWAY_REGIONS
+from components.endpoint import CHECKSUM_ENV, S3Endpoint, scaleway_endpoint_url
+
+
+@pytest.mark.parametrize("region", SCALEWAY_REGIONS)
+def test_scaleway_url_is_derived_from_the_region(region):
+    endpoint = S3Endpoint.from_settings("scaleway", region, "", "key", "secret")
+    assert endpoint.url == f"https://s3.{region}.scw.cloud" == scaleway_endpoint_url(region)
+    assert endpoint.reachable_from_program
+
+
+def test_minio_url_is_taken_as_given_without_trailing_slash():
+    endpoint = S3Endpoint.from_settings("minio", "us-east-1", "https://minio.acme.example:9000/", "key", "secret")
+    assert endpoint.url == "https://minio.acme.example:9000"
+
+
+def test_minio_without_url_is_refused():
+    with pytest.raises(ValueError, match="needs a URL"):
+        S3Endpoint.from_settings("minio", "us-east-1", "", "key", "secret")
+
+
+def test_cli_environment_has_no_credentials():
+    env = S3Endpoint.from_settings("scaleway", "pl-waw", "", "key", "secret").cli_environment()
+    assert env == {"AWS_ENDPOINT_URL": "https://s3.pl-waw.scw.cloud", "AWS_DEFAULT_REGION": "pl-waw", **CHECKSUM_ENV}
+    assert CHECKSUM_ENV == {
+        "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
+        "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+    }
+
+
+def test_in_cluster_endpoint_builds_no_aws_provider():
+    endpoint = S3Endpoint("minio", "us-east-1", "http://minio.cvat-dev.svc:9000", "key", "secret", in_cluster=True)
+    assert not endpoint.reachable_from_program
+    with pytest.raises(ValueError, match="not reachable"):
+        endpoint.aws_provider("s3")

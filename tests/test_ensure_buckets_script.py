@@ -1,0 +1,129 @@
+"""components/assets/ensure-buckets.sh, run with /bin/sh and the AWS CLI against a real S3 server."""
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from s3_stub import StubS3Server
+
+SCRIPT = Path(__file__).resolve().parent.parent / "components" / "assets" / "ensure-buckets.sh"
+BIN = Path(sys.executable).parent
+
+
+def run_script(endpoint, region="us-east-1", **env):
+    assert shutil.which("aws", path=str(BIN)), "the AWS CLI is not installed in the test environment"
+    environment = {
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "HOME": os.environ.get("TMPDIR", "/tmp"),
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": "test-access-key",
+        "AWS_SECRET_ACCESS_KEY": "test-secret-key",
+        "WAIT_SECONDS": "5",
+        **env,
+    }
+    return subprocess.run(["/bin/sh", str(SCRIPT)], env=environment, capture_output=True, text=True, timeout=120)
+
+
+def names():
+    return f"b-{uuid.uuid4().hex[:10]}", f"d-{uuid.uuid4().hex[:10]}"
+
+
+def lifecycle(s3, bucket):
+    return {rule["ID"]: rule for rule in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+
+
+def test_creates_missing_buckets_and_sets_the_rules(s3, s3_server):
+    backups, dataset = names()
+    result = run_script(
+        s3_server,
+        BUCKETS=f"{backups} {dataset}",
+        LIFECYCLE_BUCKET=backups,
+        LIFECYCLE_PREFIX="dev/",
+        LIFECYCLE_RULE_ID="labeling-dev",
+        RETENTION_DAYS="30",
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"bucket {backups}: created" in result.stdout
+    existing = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert {backups, dataset} <= existing
+    rules = lifecycle(s3, backups)
+    assert rules["labeling-dev-expire-backups"]["Expiration"] == {"Days": 30}
+    assert rules["labeling-dev-expire-backups"]["Filter"]["Prefix"] == "dev/"
+    assert rules["labeling-dev-abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    with pytest.raises(ClientError):
+        s3.get_bucket_lifecycle_configuration(Bucket=dataset)
+
+
+def test_is_idempotent_and_keeps_existing_content(s3, s3_server):
+    backups, dataset = names()
+    s3.create_bucket(Bucket=dataset)
+    s3.put_object(Bucket=dataset, Key="cat.jpg", Body=b"\xff\xd8 jpeg")
+    env = dict(BUCKETS=f"{backups} {dataset}", LIFECYCLE_BUCKET=backups, LIFECYCLE_RULE_ID="w", RETENTION_DAYS="7")
+    first = run_script(s3_server, **env)
+    second = run_script(s3_server, **env)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert f"bucket {dataset}: exists" in first.stdout
+    assert f"bucket {backups}: exists" in second.stdout
+    assert s3.get_object(Bucket=dataset, Key="cat.jpg")["Body"].read() == b"\xff\xd8 jpeg"
+    assert lifecycle(s3, backups)["w-expire-backups"]["Expiration"] == {"Days": 7}
+
+
+def test_creates_buckets_outside_us_east_1_with_a_location_constraint(s3_settings, s3_server):
+    from components.endpoint import s3_client
+
+    backups, _ = names()
+    result = run_script(s3_server, region="eu-west-3", BUCKETS=backups)
+    assert result.returncode == 0, result.stderr
+    client = s3_client(**{**s3_settings, "region": "eu-west-3"})
+    assert client.get_bucket_location(Bucket=backups)["LocationConstraint"] == "eu-west-3"
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "thirty", ""])
+def test_refuses_a_bad_retention(s3_server, days):
+    backups, _ = names()
+    result = run_script(s3_server, BUCKETS=backups, LIFECYCLE_BUCKET=backups, RETENTION_DAYS=days)
+    assert result.returncode != 0
+    assert "RETENTION_DAYS" in result.stderr
+
+
+def test_refuses_to_run_without_buckets(s3_server):
+    result = run_script(s3_server, BUCKETS="")
+    assert result.returncode != 0 and "BUCKETS is not set" in result.stderr
+
+
+def test_gives_up_on_an_unreachable_server():
+    from conftest import free_port
+
+    result = run_script(f"http://127.0.0.1:{free_port()}", BUCKETS="backups", WAIT_SECONDS="2")
+    assert result.returncode != 0
+    assert "did not answer within 2s" in result.stderr
+
+
+def test_fails_at_once_when_the_server_refuses():
+    with StubS3Server("access-denied") as stub:
+        result = run_script(stub.url, BUCKETS="backups", WAIT_SECONDS="60")
+    assert result.returncode != 0
+    assert "refused the request" in result.stderr and "AccessDenied" in result.stderr
+    assert len(stub.requests) == 1  # no waiting loop on an authorization error
+
+
+def test_server_without_lifecycle_api_warns_and_succeeds():
+    with StubS3Server("no-lifecycle") as stub:
+        result = run_script(stub.url, BUCKETS="backups", LIFECYCLE_BUCKET="backups", RETENTION_DAYS="30")
+    assert result.returncode == 0, result.stderr
+    assert "does not implement lifecycle rules" in result.stderr
+    # Path-style requests: the bucket is in the path.
+    assert any(r.path == "/backups" and "lifecycle" in r.query for r in stub.requests)
+
+
+def test_script_is_posix_sh():
+    dash = shutil.which("dash") or "/bin/sh"
+    assert subprocess.run([dash, "-n", str(SCRIPT)]).returncode == 0
+    assert "#!/bin/sh" == SCRIPT.read_text().splitlines()[0]

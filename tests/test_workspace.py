@@ -1,0 +1,237 @@
+"""The resource graph of a workspace under mocks: types, parents, providers, options, outputs."""
+
+import json
+
+import pytest
+
+import harness
+from harness import GENERATED_PASSWORD, ROOT, load_stack_file, render
+
+DEV = load_stack_file(ROOT / "Pulumi.dev.yaml")
+ACME = {**load_stack_file(ROOT / "examples" / "Pulumi.acme.yaml"), "storageSecretKey": "acme-secret-key-0123"}
+ACME_SECRETS = ["storageSecretKey"]
+STACK_OUTPUTS = {
+    "annotationUrl",
+    "adminUsername",
+    "adminEmail",
+    "adminPassword",
+    "namespace",
+    "datasetBuckets",
+    "backupBucket",
+    "backupPrefix",
+    "description",
+}
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return render(DEV, stack="dev")
+
+
+@pytest.fixture(scope="module")
+def acme():
+    return render(ACME, stack="acme", secrets=ACME_SECRETS)
+
+
+@pytest.mark.parametrize("stack", ["dev", "acme"])
+def test_every_resource_descends_from_the_workspace(stack, request):
+    rendering = request.getfixturevalue(stack)
+    workspace = rendering.one("labeling:index:Workspace")
+    assert workspace.parent.endswith("pulumi:pulumi:Stack::labeling-" + stack)
+    for registration in rendering.registrations:
+        if registration is workspace:
+            continue
+        chain, current = [], registration
+        while current is not None and current is not workspace:
+            chain.append(current.name)
+            current = rendering.by_urn(current.parent)
+        assert current is workspace, f"{registration.type} {registration.name} is not under the workspace: {chain}"
+        # Child names derive from the parent component's name.
+        parent = rendering.by_urn(registration.parent)
+        assert registration.name.startswith(parent.name + "-"), (registration.name, parent.name)
+
+
+@pytest.mark.parametrize("stack", ["dev", "acme"])
+def test_components_use_the_project_type_tokens(stack, request):
+    rendering = request.getfixturevalue(stack)
+    components = {r.type for r in rendering.registrations if not r.custom}
+    assert components and all(t.startswith("labeling:index:") for t in components), components
+
+
+@pytest.mark.parametrize("stack", ["dev", "acme"])
+def test_kubernetes_and_aws_resources_use_the_explicit_providers(stack, request):
+    rendering = request.getfixturevalue(stack)
+    providers = {r.urn: r for r in rendering.registrations if r.is_provider}
+    for registration in rendering.registrations:
+        package = registration.type.split(":")[0]
+        if package not in ("kubernetes", "aws") or not registration.custom:
+            continue
+        urn = registration.provider.rsplit("::", 1)[0]
+        assert urn in providers, f"{registration.name} uses no explicit provider"
+        assert providers[urn].type == f"pulumi:providers:{package}"
+
+
+def test_kubernetes_provider_uses_the_configured_context():
+    rendering = render({**DEV, "kubeContext": "kind-labeling"}, stack="dev")
+    provider = rendering.one("pulumi:providers:kubernetes")
+    assert provider.inputs["context"] == "kind-labeling"
+    assert json.loads(provider.inputs["enableServerSideApply"]) is True
+    assert "context" not in harness.render(DEV, stack="dev").one("pulumi:providers:kubernetes").inputs
+
+
+def test_default_providers_are_disabled_in_the_project():
+    import yaml
+
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert set(project["config"]["pulumi:disable-default-providers"]["value"]) >= {"aws", "kubernetes"}
+
+
+@pytest.mark.parametrize("stack", ["dev", "acme"])
+def test_stack_outputs(stack, request):
+    rendering = request.getfixturevalue(stack)
+    assert set(rendering.outputs) == STACK_OUTPUTS
+    assert rendering.secret_outputs == {"adminPassword"}
+    assert rendering.outputs["adminPassword"] == GENERATED_PASSWORD
+
+
+def test_dev_outputs(dev):
+    assert dev.outputs["annotationUrl"] == "http://cvat.localhost"
+    assert dev.outputs["namespace"] == "cvat-dev"
+    assert dev.outputs["datasetBuckets"] == ["images"]
+    assert dev.outputs["adminEmail"] == "admin@example.com"
+    assert dev.outputs["backupBucket"] == "labeling-dev-backups-" + harness.RANDOM_HEX
+    assert dev.outputs["backupPrefix"] == "dev/"
+
+
+def test_acme_outputs(acme):
+    assert acme.outputs["annotationUrl"] == "https://label.acme.example"
+    assert acme.outputs["adminUsername"] == "ml-lead"
+    assert acme.outputs["datasetBuckets"] == ["acme-street-scenes", "acme-dashcam-videos"]
+    assert acme.outputs["description"] == "ACME street scenes, batch 2026-11"
+
+
+def test_https_url_with_an_existing_tls_secret():
+    rendering = render({**DEV, "tlsSecretName": "cvat-tls"}, stack="dev")
+    assert rendering.outputs["annotationUrl"] == "https://cvat.localhost"
+
+
+def test_backup_bucket_is_created_retained_and_has_lifecycle_rules(acme):
+    bucket = acme.one("aws:s3/bucket:Bucket")
+    assert bucket.retain_on_delete
+    assert bucket.inputs["bucket"] == "labeling-acme-backups-" + harness.RANDOM_HEX
+    assert not bucket.inputs.get("forceDestroy")
+    rules = acme.one("pulumi-python:dynamic/labeling:BucketLifecycleRules")
+    assert rules.inputs["bucket"] == bucket.inputs["bucket"]
+    assert rules.inputs["expiration_days"] == 14
+    assert rules.inputs["prefix"] == "acme/"
+    assert rules.inputs["endpoint_url"] == "https://s3.fr-par.scw.cloud"
+    assert bucket.urn in rules.depends_on
+    assert {"access_key", "secret_key"} <= rules.secret_paths
+    assert {"access_key", "secret_key"} <= set(rules.additional_secret_outputs)
+
+
+def test_configured_backup_bucket_name_is_used_as_is():
+    rendering = render({**ACME, "backupBucket": "acme-cvat-backups"}, stack="acme", secrets=ACME_SECRETS)
+    assert rendering.one("aws:s3/bucket:Bucket").inputs["bucket"] == "acme-cvat-backups"
+    assert rendering.of_type("random:index/randomId:RandomId") == []
+    assert rendering.outputs["backupBucket"] == "acme-cvat-backups"
+
+
+def test_dataset_buckets_are_never_managed(acme, dev):
+    for rendering in (acme, dev):
+        buckets = [r.inputs.get("bucket") for r in rendering.of_type("aws:s3/bucket:Bucket")]
+        for name in rendering.outputs["datasetBuckets"]:
+            assert name not in buckets
+        # Nothing else from the S3 API is declared (no policies, ACLs, versioning on user buckets).
+        s3_types = {r.type for r in rendering.registrations if r.type.startswith("aws:")}
+        assert s3_types <= {"aws:s3/bucket:Bucket"}
+
+
+def test_storage_provider_settings_suit_s3_compatible_servers(acme):
+    provider = acme.one("pulumi:providers:aws")
+    inputs = provider.inputs
+    assert json.loads(inputs["s3UsePathStyle"]) is True
+    for flag in ("skipCredentialsValidation", "skipRequestingAccountId", "skipMetadataApiCheck", "skipRegionValidation"):
+        assert json.loads(inputs[flag]) is True, flag
+    assert inputs["s3UsEast1RegionalEndpoint"] == "regional"
+    assert {"accessKey", "secretKey"} <= provider.secret_paths
+
+
+def test_in_cluster_minio_replaces_the_aws_provider(dev):
+    assert dev.of_type("pulumi:providers:aws") == []
+    assert dev.of_type("aws:s3/bucket:Bucket") == []
+    job = dev.one("kubernetes:batch/v1:Job", "ensure-buckets")
+    env = {e["name"]: e for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.cvat-dev.svc:9000"
+    assert env["BUCKETS"]["value"] == f"labeling-dev-backups-{harness.RANDOM_HEX} images"
+    assert env["LIFECYCLE_BUCKET"]["value"] == f"labeling-dev-backups-{harness.RANDOM_HEX}"
+    assert env["RETENTION_DAYS"]["value"] == "30"
+    assert env["LIFECYCLE_PREFIX"]["value"] == "dev/"
+    assert env["AWS_REQUEST_CHECKSUM_CALCULATION"]["value"] == "when_required"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "minio-root", "key": "accessKeyId"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "minio-root", "key": "secretAccessKey"}
+    server = dev.one("kubernetes:apps/v1:Deployment", "minio")
+    assert server.urn in job.depends_on
+
+
+def test_bucket_job_reruns_only_when_its_work_changes():
+    def job_name(config):
+        rendering = render(config, stack="dev")
+        return rendering.one("kubernetes:batch/v1:Job", "ensure-buckets").inputs["metadata"]["name"]
+
+    base = job_name(DEV)
+    assert base == job_name(DEV)
+    assert base != job_name({**DEV, "backupRetentionDays": 7})
+    assert base != job_name({**DEV, "datasetBuckets": ["images", "videos"]})
+    assert base == job_name({**DEV, "description": "changed"})
+
+
+def test_admin_password_is_generated_once_and_stays_secret(dev):
+    password = dev.one("random:index/randomPassword:RandomPassword", "admin")
+    assert password.inputs["length"] >= 20
+    assert "keepers" not in password.inputs  # nothing makes it change on later updates
+    secret = dev.one("kubernetes:core/v1:Secret", "admin")
+    assert secret.inputs["metadata"]["name"] == "admin-credentials"
+    assert "stringData" in secret.secret_paths
+    assert secret.inputs["stringData"] == {
+        "username": "admin",
+        "email": "admin@example.com",
+        "password": GENERATED_PASSWORD,
+    }
+
+
+def test_configured_admin_password_is_used_and_nothing_generated():
+    config = {**DEV, "adminPassword": "a-configured-Passw0rd"}
+    rendering = render(config, stack="dev", secrets=["adminPassword"])
+    assert rendering.of_type("random:index/randomPassword:RandomPassword")[0].name.endswith("minio-root-password")
+    assert len(rendering.of_type("random:index/randomPassword:RandomPassword")) == 1
+    assert rendering.outputs["adminPassword"] == "a-configured-Passw0rd"
+    assert "adminPassword" in rendering.secret_outputs
+    secret = rendering.one("kubernetes:core/v1:Secret", "admin")
+    assert secret.inputs["stringData"]["password"] == "a-configured-Passw0rd"
+    assert "stringData" in secret.secret_paths
+
+
+def test_s3_credentials_secret_for_external_storage(acme):
+    secret = acme.one("kubernetes:core/v1:Secret", "storage-credentials")
+    assert secret.inputs["metadata"] == {
+        "name": "s3-credentials",
+        "namespace": "cvat-acme",
+        "labels": secret.inputs["metadata"]["labels"],
+    }
+    assert secret.inputs["stringData"] == {"accessKeyId": "SCWXXXXXXXXXXXXXXXXX", "secretAccessKey": "acme-secret-key-0123"}
+    assert "stringData" in secret.secret_paths
+
+
+def test_namespace_is_labelled_with_the_workspace(dev):
+    namespace = dev.kubernetes_object("Namespace", "cvat-dev")
+    assert namespace["metadata"]["labels"]["labeling.dev/workspace"] == "dev"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+def test_unsupported_lifecycle_rules_warn(monkeypatch):
+    monkeypatch.setattr(harness.Mocks, "lifecycle_supported", False)
+    rendering = render(ACME, stack="acme", secrets=ACME_SECRETS)
+    assert any("does not implement lifecycle rules" in warning for warning in rendering.warnings)
+    monkeypatch.setattr(harness.Mocks, "lifecycle_supported", True)
+    assert render(ACME, stack="acme", secrets=ACME_SECRETS).warnings == []
