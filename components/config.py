@@ -19,8 +19,9 @@ import pulumi
 
 STORAGE_PROVIDERS = ("scaleway", "minio")
 SCALEWAY_REGIONS = ("fr-par", "nl-ams", "pl-waw")
-# MinIO reports this region unless MINIO_REGION says otherwise.
-MINIO_DEFAULT_REGION = "us-east-1"
+# A MinIO server without MINIO_SITE_REGION accepts any region. Not us-east-1:
+# with a custom endpoint, AWS clients may rewrite it to the pseudo region aws-global.
+MINIO_DEFAULT_REGION = "minio"
 
 # Defaults, the same as the `default:` of each key in Pulumi.yaml (a test keeps
 # them equal): the engine merges Pulumi.yaml defaults, mocks and other hosts do not.
@@ -35,6 +36,11 @@ DEFAULTS: dict[str, Any] = {
     "datasetBuckets": [],
     "backupBucket": "",
     "backupRetentionDays": 30,
+    "backupSchedule": "0 3 * * *",
+    "databaseStorageSize": "10Gi",
+    "storageClassName": "",
+    "restoreFrom": "",
+    "restoreForce": False,
     "adminUsername": "admin",
     "adminPassword": "",
     "ingressClassName": "",
@@ -53,6 +59,17 @@ SECRET_KEYS = ("storageSecretKey", "adminPassword")
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DJANGO_USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$", re.ASCII)
+_QUANTITY_RE = re.compile(r"^([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+_BACKUP_KEY_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+\.dump$")
+_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+# (lowest, highest, names) of the five fields of a cron schedule.
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
+    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
 _EMAIL_LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 
 
@@ -84,6 +101,11 @@ class WorkspaceConfig:
     dataset_buckets: tuple[str, ...]
     backup_bucket: str
     backup_retention_days: int
+    backup_schedule: str
+    database_storage_size: str
+    storage_class_name: str
+    restore_from: str
+    restore_force: bool
     admin_username: str
     admin_email: str
     admin_password: Optional[pulumi.Output[str]]
@@ -157,6 +179,69 @@ def dns_name_problem(name: str) -> Optional[str]:
         return (
             f"{name!r} is not a DNS name: each dot-separated part must be 1 to 63 "
             "letters, digits or hyphens, not starting or ending with a hyphen"
+        )
+    return None
+
+
+def cron_problem(schedule: str) -> Optional[str]:
+    """Why `schedule` is not a Kubernetes CronJob schedule, or None."""
+    if schedule in _CRON_MACROS:
+        return None
+    if "TZ=" in schedule:
+        return f"{schedule!r}: time zones are not allowed in the schedule (backups run on UTC)"
+    fields = schedule.split()
+    if len(fields) != 5:
+        return f"{schedule!r} is not a cron schedule: it needs 5 fields (minute hour day-of-month month day-of-week)"
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS):
+        for part in text.split(","):
+            if not _cron_part_ok(part.lower(), low, high, names):
+                return f"{schedule!r}: {part!r} is not a valid {name} ({low}-{high})"
+    return None
+
+
+def _cron_part_ok(part: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    def value(token: str) -> Optional[int]:
+        if token in names:
+            return names.index(token) + (1 if low == 1 else 0)
+        return int(token) if token.isdigit() else None
+
+    base, slash, step = part.partition("/")
+    if slash and (not step.isdigit() or int(step) < 1):
+        return False
+    if base == "*":
+        return True
+    start, dash, end = base.partition("-")
+    first = value(start)
+    last = value(end) if dash else first
+    return first is not None and last is not None and low <= first <= last <= high
+
+
+def storage_size_problem(size: str, minimum_gib: float = 0) -> Optional[str]:
+    """Why `size` is not a Kubernetes storage quantity of at least `minimum_gib`, or None."""
+    match = _QUANTITY_RE.match(size)
+    if not match:
+        return f"{size!r} is not a storage size (e.g. 10Gi, 500Mi)"
+    units = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+    units.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60})
+    if float(match.group(1)) * units[match.group(3) or ""] < minimum_gib * 2**30:
+        return f"{size!r} is too small: at least {minimum_gib:g}Gi"
+    return None
+
+
+def restore_source_problem(source: str) -> Optional[str]:
+    """Why `source` is not `latest`, a backup key or `s3://bucket/key`, or None."""
+    if source == "latest":
+        return None
+    key = source
+    if source.startswith("s3://"):
+        bucket, _, key = source[len("s3://") :].partition("/")
+        reason = bucket_name_problem(bucket)
+        if reason:
+            return f"{source!r}: bucket {reason}"
+    if not key or key.startswith("/") or "//" in key or not _BACKUP_KEY_RE.match(key):
+        return (
+            f"{source!r} is not a backup: give 'latest', a backup key such as "
+            "'acme/database/20261130T030000Z.dump', or 's3://<bucket>/<key>'"
         )
     return None
 
@@ -307,6 +392,19 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         if backup_bucket in seen:
             read.problem("backupBucket", f"{backup_bucket!r} is also a dataset bucket; backups need a bucket of their own")
     retention = read.integer("backupRetentionDays", minimum=1)
+    schedule = " ".join(read.string("backupSchedule").split())
+    read.check("backupSchedule", schedule, cron_problem)
+    storage_size = read.string("databaseStorageSize")
+    read.check("databaseStorageSize", storage_size, lambda size: storage_size_problem(size, minimum_gib=1))
+    storage_class = read.string("storageClassName")
+    if storage_class:
+        read.check("storageClassName", storage_class, _object_name_problem)
+    restore_from = read.string("restoreFrom")
+    if restore_from:
+        read.check("restoreFrom", restore_from, restore_source_problem)
+    restore_force = read.boolean("restoreForce")
+    if restore_force and not restore_from:
+        read.problem("restoreForce", "only means something with restoreFrom")
 
     username = read.string("adminUsername")
     if not _DJANGO_USERNAME_RE.match(username):
@@ -355,6 +453,11 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         dataset_buckets=tuple(dataset_buckets),
         backup_bucket=backup_bucket,
         backup_retention_days=retention,
+        backup_schedule=schedule,
+        database_storage_size=storage_size,
+        storage_class_name=storage_class,
+        restore_from=restore_from,
+        restore_force=restore_force,
         admin_username=username,
         admin_email=email,
         admin_password=admin_password,

@@ -94,8 +94,8 @@ class S3Endpoint:
             skip_requesting_account_id=True,
             skip_metadata_api_check=True,
             skip_region_validation=True,
-            # Keeps us-east-1 (MinIO's default) from being rewritten to the
-            # pseudo region aws-global, which S3-compatible servers reject.
+            # Should a server's region be us-east-1, keeps it from being rewritten
+            # to the pseudo region aws-global, which S3-compatible servers reject.
             s3_us_east1_regional_endpoint="regional",
             opts=opts,
         )

@@ -9,6 +9,10 @@ other rule on the bucket alone.
 On delete it removes its rules, so that backups kept in the retained bucket
 after ``pulumi destroy`` are not expired later: they outlive the workspace
 until someone deletes them.
+
+The provider is pickled by reference: the dynamic provider host imports
+``components.lifecycle`` from the project directory. The module path and class
+name are therefore part of every stack's state; keep them.
 """
 
 from __future__ import annotations
@@ -21,33 +25,31 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, Resou
 # Servers that lack the lifecycle API answer with one of these.
 _NOT_IMPLEMENTED_CODES = {"NotImplemented", "NotImplementedError", "501"}
 _NO_CONFIG_CODES = {"NoSuchLifecycleConfiguration", "NoSuchLifecycle"}
-# Changing any of these means a different rule on a different bucket.
-_REPLACE_KEYS = ("endpoint_url", "bucket", "rule_id_prefix")
-_UPDATE_KEYS = ("region", "access_key", "secret_key", "prefix", "expiration_days", "abort_multipart_days")
+# A rule is identified by its bucket and ID. The endpoint URL is not part of
+# that: the same server under another URL must be updated in place, because a
+# replacement would create the rule, then delete it as the "old" one.
+_REPLACE_KEYS = ("bucket", "rule_id_prefix")
+_UPDATE_KEYS = ("endpoint_url", "region", "access_key", "secret_key", "prefix", "expiration_days", "abort_multipart_days")
 
 
-def rule_ids(rule_id_prefix: str) -> tuple[str, str]:
-    """The IDs of the expiry rule and the abort-incomplete-upload rule."""
-    return f"{rule_id_prefix}-expire-backups", f"{rule_id_prefix}-abort-incomplete-uploads"
+def rule_id(rule_id_prefix: str) -> str:
+    """The ID of the rule this resource keeps on the bucket."""
+    return f"{rule_id_prefix}-backups"
 
 
-def desired_rules(rule_id_prefix: str, prefix: str, expiration_days: int, abort_multipart_days: int) -> list[dict]:
-    """The lifecycle rules this resource keeps on the bucket."""
-    expire_id, abort_id = rule_ids(rule_id_prefix)
-    return [
-        {
-            "ID": expire_id,
-            "Filter": {"Prefix": prefix},
-            "Status": "Enabled",
-            "Expiration": {"Days": int(expiration_days)},
-        },
-        {
-            "ID": abort_id,
-            "Filter": {"Prefix": prefix},
-            "Status": "Enabled",
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": int(abort_multipart_days)},
-        },
-    ]
+def desired_rule(rule_id_prefix: str, prefix: str, expiration_days: int, abort_multipart_days: int) -> dict:
+    """The lifecycle rule this resource keeps on the bucket.
+
+    One rule with both actions: MinIO refuses a rule whose only action is
+    AbortIncompleteMultipartUpload (it keeps the expiry and ignores the abort).
+    """
+    return {
+        "ID": rule_id(rule_id_prefix),
+        "Filter": {"Prefix": prefix},
+        "Status": "Enabled",
+        "Expiration": {"Days": int(expiration_days)},
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": int(abort_multipart_days)},
+    }
 
 
 def _error_code(error: Exception) -> str:
@@ -89,9 +91,9 @@ def apply_rules(props: dict) -> bool:
     current = _current_rules(client, props["bucket"])
     if current is None:
         return False
-    ours = set(rule_ids(props["rule_id_prefix"]))
-    rules = [rule for rule in current if rule.get("ID") not in ours]
-    rules += desired_rules(props["rule_id_prefix"], props["prefix"], props["expiration_days"], props["abort_multipart_days"])
+    ours = rule_id(props["rule_id_prefix"])
+    rules = [rule for rule in current if rule.get("ID") != ours]
+    rules.append(desired_rule(props["rule_id_prefix"], props["prefix"], props["expiration_days"], props["abort_multipart_days"]))
     try:
         client.put_bucket_lifecycle_configuration(Bucket=props["bucket"], LifecycleConfiguration={"Rules": rules})
     except ClientError as error:
@@ -114,8 +116,8 @@ def remove_rules(props: dict) -> None:
         raise
     if not current:
         return
-    ours = set(rule_ids(props["rule_id_prefix"]))
-    others = [rule for rule in current if rule.get("ID") not in ours]
+    ours = rule_id(props["rule_id_prefix"])
+    others = [rule for rule in current if rule.get("ID") != ours]
     if len(others) == len(current):
         return
     if others:
@@ -124,22 +126,26 @@ def remove_rules(props: dict) -> None:
         client.delete_bucket_lifecycle(Bucket=props["bucket"])
 
 
-def read_rules(props: dict) -> dict:
-    """The resource's state as found on the server (for `pulumi refresh`)."""
+def read_rules(props: dict) -> Optional[dict]:
+    """The resource's state as found on the server (for `pulumi refresh`); None when the bucket is gone."""
+    from botocore.exceptions import ClientError
+
     client = _client(props)
-    current = _current_rules(client, props["bucket"])
+    try:
+        current = _current_rules(client, props["bucket"])
+    except ClientError as error:
+        if _error_code(error) == "NoSuchBucket":
+            return None
+        raise
     if current is None:
         return {**props, "supported": False}
-    expire_id, abort_id = rule_ids(props["rule_id_prefix"])
-    by_id = {rule.get("ID"): rule for rule in current}
-    expire = by_id.get(expire_id, {})
-    abort = by_id.get(abort_id, {})
+    rule = next((rule for rule in current if rule.get("ID") == rule_id(props["rule_id_prefix"])), {})
     return {
         **props,
         "supported": True,
-        "prefix": expire.get("Filter", {}).get("Prefix", expire.get("Prefix", props["prefix"])),
-        "expiration_days": expire.get("Expiration", {}).get("Days"),
-        "abort_multipart_days": abort.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation"),
+        "prefix": rule.get("Filter", {}).get("Prefix", rule.get("Prefix", props["prefix"])),
+        "expiration_days": rule.get("Expiration", {}).get("Days"),
+        "abort_multipart_days": rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation"),
     }
 
 
@@ -151,7 +157,9 @@ class BucketLifecycleRulesProvider(ResourceProvider):
         return CreateResult(id_=f"{props['bucket']}/{props['rule_id_prefix']}", outs={**props, "supported": supported})
 
     def read(self, id_: str, props: dict) -> ReadResult:
-        return ReadResult(id_=id_, outs=read_rules(props))
+        state = read_rules(props)
+        # An empty id tells the engine the resource is gone.
+        return ReadResult(id_=id_, outs=state) if state is not None else ReadResult(id_="", outs={})
 
     def diff(self, id_: str, olds: dict, news: dict) -> DiffResult:
         replaces = [key for key in _REPLACE_KEYS if olds.get(key) != news.get(key)]

@@ -51,7 +51,13 @@ class InClusterMinio(pulumi.ComponentResource):
         selector = kube.selector(args["workspace"], "minio")
         child = pulumi.ResourceOptions(parent=self)
 
-        root_user = random.RandomString(f"{name}-root-user", length=20, special=False, upper=False, opts=child)
+        root_user = random.RandomString(
+            f"{name}-root-user",
+            length=20,
+            special=False,
+            upper=False,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
+        )
         root_password = random.RandomPassword(f"{name}-root-password", length=40, special=False, opts=child)
         credentials = k8s.core.v1.Secret(
             f"{name}-root",
@@ -88,7 +94,7 @@ class InClusterMinio(pulumi.ComponentResource):
             "env": [
                 secret_env("MINIO_ROOT_USER", "accessKeyId"),
                 secret_env("MINIO_ROOT_PASSWORD", "secretAccessKey"),
-                {"name": "MINIO_REGION", "value": args["region"]},
+                {"name": "MINIO_SITE_REGION", "value": args["region"]},
                 {"name": "HOME", "value": "/tmp"},
             ],
             "ports": [

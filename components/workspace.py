@@ -47,19 +47,21 @@ class Workspace(pulumi.ComponentResource):
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        namespace_metadata: dict[str, Any] = {
+            "name": config.namespace,
+            "labels": {
+                **kube.labels(workspace, "workspace"),
+                # Pods are built to the "restricted" standard: warn on any that is not, refuse privileged ones.
+                "pod-security.kubernetes.io/enforce": "baseline",
+                "pod-security.kubernetes.io/warn": "restricted",
+                "pod-security.kubernetes.io/audit": "restricted",
+            },
+        }
+        if config.description:
+            namespace_metadata["annotations"] = {"labeling.dev/description": config.description}
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={
-                "name": config.namespace,
-                "labels": {
-                    **kube.labels(workspace, "workspace"),
-                    # Every pod of the workspace meets the "restricted" standard; refuse privileged ones.
-                    "pod-security.kubernetes.io/enforce": "baseline",
-                    "pod-security.kubernetes.io/warn": "restricted",
-                    "pod-security.kubernetes.io/audit": "restricted",
-                },
-                "annotations": {"labeling.dev/description": config.description} if config.description else None,
-            },
+            metadata=namespace_metadata,
             opts=pulumi.ResourceOptions(parent=self, provider=kubernetes),
         )
         namespace_name = namespace.metadata["name"]

@@ -1,10 +1,6 @@
 """Shared test setup: import paths, and the S3-compatible server the integration tests use."""
 
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,49 +10,38 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from servers import MotoServer, PostgresServer, free_port  # noqa: E402  (after the path set-up)
 
-
-def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    """Waits until `url` answers any HTTP response, or fails with the server's output."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early: {process.stdout.read()}")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout}s")
+__all__ = ["free_port"]
 
 
 @pytest.fixture(scope="session")
-def s3_server():
+def moto():
     """A real S3-compatible HTTP server (moto's server mode) on loopback, for the whole run."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(url, process)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(moto):
+    return moto.url
+
+
+@pytest.fixture(scope="session")
+def moto_with_auth():
+    """An S3 server that checks signatures: wrong keys are refused."""
+    server = MotoServer(authenticated=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL 15 server on loopback, for the whole run."""
+    server = PostgresServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ class Registration:
 
     def manifest(self) -> dict:
         """The Kubernetes object as the provider would send it to the API server."""
-        return _strip_nones(self.inputs)
+        return self.inputs
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -246,12 +246,4 @@ def _unwrap_secrets(value: Any) -> Any:
         return {key: _unwrap_secrets(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_unwrap_secrets(item) for item in value]
-    return value
-
-
-def _strip_nones(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _strip_nones(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list):
-        return [_strip_nones(item) for item in value]
     return value

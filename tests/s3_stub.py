@@ -5,6 +5,8 @@ It records every request and answers in one of a few modes:
   501 NotImplemented to any lifecycle request (like servers without that API);
 - "md5-required": keeps lifecycle rules but refuses to store them without a
   correct Content-MD5 header (like servers that never adopted CRC checksums);
+- "minio-rules": like "md5-required" without the MD5 check, but refuses (like
+  MinIO) a lifecycle rule that has no Expiration or Transition;
 - "access-denied": answers 403 AccessDenied to everything.
 """
 
@@ -81,6 +83,12 @@ class StubS3Server:
                 if bucket not in self.lifecycle:
                     return 404, _error("NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist")
                 return 200, self.lifecycle[bucket].decode()
+            if request.method == "PUT" and self.mode == "minio-rules":
+                rules = request.body.split(b"<Rule>")[1:]
+                if any(b"<Expiration>" not in rule and b"<Transition>" not in rule for rule in rules):
+                    return 400, _error("MalformedXML", "The XML you provided was not well-formed")
+                self.lifecycle[bucket] = request.body
+                return 200, ""
             if request.method == "PUT":
                 expected = base64.b64encode(hashlib.md5(request.body).digest()).decode()
                 if request.headers.get("Content-MD5") != expected:

@@ -167,7 +167,7 @@ def test_region_and_endpoint_for_minio_and_scaleway():
     minio = with_(storageProvider="minio", storageEndpoint="https://minio.acme.example/")
     provider = render(minio, stack="acme", secrets=SECRETS).one("pulumi:providers:aws")
     assert json.loads(provider.inputs["endpoints"]) == [{"s3": "https://minio.acme.example"}]
-    assert provider.inputs["region"] == "us-east-1"
+    assert provider.inputs["region"] == "minio"
 
 
 def test_default_names_follow_the_stack():

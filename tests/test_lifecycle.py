@@ -4,7 +4,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from components.endpoint import s3_client
-from components.lifecycle import BucketLifecycleRulesProvider, rule_ids
+from components.lifecycle import BucketLifecycleRulesProvider, rule_id
 from s3_stub import StubS3Server
 
 USER_RULE = {"ID": "user-archive", "Filter": {"Prefix": "archive/"}, "Status": "Enabled", "Expiration": {"Days": 365}}
@@ -37,13 +37,12 @@ def test_create_puts_expiry_and_abort_rules(s3, s3_settings, bucket):
     assert result.outs["supported"] is True
     assert result.id == f"{bucket}/labeling-acme"
     rules = rules_of(s3, bucket)
-    expire_id, abort_id = rule_ids("labeling-acme")
-    assert set(rules) == {expire_id, abort_id}
-    assert rules[expire_id]["Expiration"] == {"Days": 30}
-    assert rules[expire_id]["Filter"]["Prefix"] == "acme/"
-    assert rules[expire_id]["Status"] == "Enabled"
-    assert rules[abort_id]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
-    assert rules[abort_id]["Filter"]["Prefix"] == "acme/"
+    assert set(rules) == {"labeling-acme-backups"} == {rule_id("labeling-acme")}
+    rule = rules["labeling-acme-backups"]
+    assert rule["Expiration"] == {"Days": 30}
+    assert rule["Filter"]["Prefix"] == "acme/"
+    assert rule["Status"] == "Enabled"
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
 
 
 def test_update_changes_the_days_and_keeps_other_rules(s3, s3_settings, bucket):
@@ -54,9 +53,9 @@ def test_update_changes_the_days_and_keeps_other_rules(s3, s3_settings, bucket):
     result = provider.update(f"{bucket}/labeling-acme", old, new)
     assert result.outs["expiration_days"] == 7
     rules = rules_of(s3, bucket)
-    assert rules[rule_ids("labeling-acme")[0]]["Expiration"] == {"Days": 7}
+    assert rules["labeling-acme-backups"]["Expiration"] == {"Days": 7}
     assert rules["user-archive"]["Expiration"] == {"Days": 365}
-    assert len(rules) == 3
+    assert len(rules) == 2
 
 
 def test_delete_removes_only_its_rules(s3, s3_settings, bucket):
@@ -81,11 +80,11 @@ def test_two_workspaces_share_a_bucket_without_touching_each_other(s3, s3_settin
     provider = BucketLifecycleRulesProvider()
     acme = provider.create(props(s3_settings, bucket)).outs
     beta = provider.create(props(s3_settings, bucket, rule_id_prefix="labeling-beta", prefix="beta/", expiration_days=5)).outs
-    assert len(rules_of(s3, bucket)) == 4
+    assert len(rules_of(s3, bucket)) == 2
     provider.delete("x", acme)
     rules = rules_of(s3, bucket)
-    assert set(rules) == set(rule_ids("labeling-beta"))
-    assert rules[rule_ids("labeling-beta")[0]]["Expiration"] == {"Days": 5}
+    assert set(rules) == {"labeling-beta-backups"}
+    assert rules["labeling-beta-backups"]["Expiration"] == {"Days": 5}
     provider.delete("y", beta)
 
 
@@ -112,8 +111,12 @@ def test_diff(s3_settings):
     assert keys.changes and keys.replaces == []
     moved = provider.diff("id", old, props(s3_settings, "other-backups"))
     assert moved.changes and moved.replaces == ["bucket"]
-    endpoint = provider.diff("id", old, props({**s3_settings, "endpoint_url": "https://s3.nl-ams.scw.cloud"}, "backups"))
-    assert endpoint.replaces == ["endpoint_url"]
+    # The same bucket under another URL is updated in place: a replacement would
+    # create the rule and then delete it as the old one.
+    endpoint = provider.diff("id", old, props({**s3_settings, "endpoint_url": "https://s3.example.net"}, "backups"))
+    assert endpoint.changes and endpoint.replaces == []
+    renamed = provider.diff("id", old, props(s3_settings, "backups", rule_id_prefix="labeling-other"))
+    assert renamed.replaces == ["rule_id_prefix"]
 
 
 def test_server_without_lifecycle_api_is_reported_not_failed():
@@ -135,7 +138,7 @@ def test_content_md5_is_sent_for_servers_that_require_it():
         created = BucketLifecycleRulesProvider().create(props(settings, "backups"))
         assert created.outs["supported"] is True
         puts = [r for r in stub.requests if r.method == "PUT" and "lifecycle" in r.query]
-        assert puts and b"labeling-acme-expire-backups" in puts[-1].body
+        assert puts and b"<ID>labeling-acme-backups</ID>" in puts[-1].body
         # Path-style addressing: the bucket is in the path, not the host name.
         assert puts[-1].path == "/backups"
 
@@ -155,13 +158,43 @@ def test_client_uses_path_style_and_checksums_only_when_required(s3_settings):
     assert config.response_checksum_validation == "when_required"
 
 
-def test_provider_pickles_by_reference_for_the_dynamic_provider_host():
-    # The dynamic provider host imports the provider's module from the project directory.
+def test_read_of_a_deleted_bucket_reports_the_resource_gone(s3, s3_settings, bucket):
+    provider = BucketLifecycleRulesProvider()
+    outs = provider.create(props(s3_settings, bucket)).outs
+    s3.delete_bucket_lifecycle(Bucket=bucket)
+    s3.delete_bucket(Bucket=bucket)
+    result = provider.read(f"{bucket}/labeling-acme", outs)
+    assert result.id == "" and result.outs == {}
+
+
+def test_rules_are_accepted_by_servers_that_want_an_expiry_in_every_rule():
+    # MinIO refuses a rule whose only action is AbortIncompleteMultipartUpload.
+    with StubS3Server("minio-rules") as stub:
+        settings = {"endpoint_url": stub.url, "region": "minio", "access_key": "a", "secret_key": "b"}
+        assert BucketLifecycleRulesProvider().create(props(settings, "backups")).outs["supported"] is True
+
+
+def test_provider_unpickles_in_a_fresh_process_from_the_project_directory():
+    # The dynamic provider host starts in the project directory and imports the
+    # provider's module by name: this must work without the test's import paths.
+    import base64
+    import subprocess
+    import sys
+
     from pulumi.dynamic.dynamic import serialize_provider
 
-    import base64
+    from harness import ROOT
 
-    import dill
-
-    restored = dill.loads(base64.b64decode(serialize_provider(BucketLifecycleRulesProvider())))
-    assert type(restored).__module__ == "components.lifecycle"
+    blob = serialize_provider(BucketLifecycleRulesProvider())
+    code = (
+        "import base64, sys, dill; "
+        "p = dill.loads(base64.b64decode(sys.argv[1])); "
+        "print(type(p).__module__, type(p).__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, blob], cwd=ROOT, capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["components.lifecycle", "BucketLifecycleRulesProvider"]
+    # And the pickle is a reference, not a copy of the code: outside the project it cannot load.
+    elsewhere = subprocess.run([sys.executable, "-c", code, blob], cwd="/", capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert elsewhere.returncode != 0 and "components" in elsewhere.stderr
+    assert base64.b64decode(blob)

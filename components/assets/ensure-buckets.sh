@@ -14,25 +14,14 @@
 #   RETENTION_DAYS          objects under the prefix expire after this many days
 #   WAIT_SECONDS            how long to wait for the server to answer (default 300)
 set -eu
+. "$(dirname "$0")/s3-cli.sh"
 
-fail() {
-    echo "error: $*" >&2
-    exit 1
-}
-
-[ -n "${AWS_ENDPOINT_URL:-}" ] || fail "AWS_ENDPOINT_URL is not set"
-[ -n "${AWS_DEFAULT_REGION:-}" ] || fail "AWS_DEFAULT_REGION is not set"
 [ -n "${BUCKETS:-}" ] || fail "BUCKETS is not set"
 wait_seconds=${WAIT_SECONDS:-300}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
-# Path-style addressing: bucket names as host names do not resolve in a cluster.
-export AWS_CONFIG_FILE="$work/config"
-printf '[default]\ns3 =\n    addressing_style = path\n' >"$AWS_CONFIG_FILE"
-export AWS_REQUEST_CHECKSUM_CALCULATION="${AWS_REQUEST_CHECKSUM_CALCULATION:-when_required}"
-export AWS_RESPONSE_CHECKSUM_VALIDATION="${AWS_RESPONSE_CHECKSUM_VALIDATION:-when_required}"
-export AWS_PAGER=""
+s3_cli_setup "$work"
 
 # Wait for the server to answer; fail at once on any answer other than "cannot connect".
 deadline=$(($(date +%s) + wait_seconds))
@@ -75,12 +64,13 @@ case "$prefix$rule_id" in
     *'"'* | *'\'*) fail "LIFECYCLE_PREFIX and LIFECYCLE_RULE_ID must not contain quotes or backslashes" ;;
 esac
 
+# One rule with both actions: MinIO refuses a rule whose only action is
+# AbortIncompleteMultipartUpload. The bucket belongs to the workspace, so its
+# lifecycle configuration is this one rule.
 cat >"$work/lifecycle.json" <<EOF
 {"Rules": [
-  {"ID": "$rule_id-expire-backups", "Filter": {"Prefix": "$prefix"}, "Status": "Enabled",
-   "Expiration": {"Days": $days}},
-  {"ID": "$rule_id-abort-incomplete-uploads", "Filter": {"Prefix": "$prefix"}, "Status": "Enabled",
-   "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
+  {"ID": "$rule_id-backups", "Filter": {"Prefix": "$prefix"}, "Status": "Enabled",
+   "Expiration": {"Days": $days}, "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1}}
 ]}
 EOF
 if aws s3api put-bucket-lifecycle-configuration --bucket "$LIFECYCLE_BUCKET" \
