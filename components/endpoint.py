@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 import pulumi
 
+# The official AWS CLI image, for pods that talk to the object storage.
+AWS_CLI_IMAGE = "amazon/aws-cli:2.32.6"
 # Scaleway caps multipart uploads at 1000 parts: 64 MiB parts allow ~64 GB objects.
 MULTIPART_CHUNK_SIZE = 64 * 1024 * 1024
 

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 ASSETS = Path(__file__).parent / "assets"
+# Sourced by every pod script that uses the AWS CLI; ship it beside them.
+S3_HELPERS = "s3-cli.sh"
 PART_OF = "labeling-workspace"
 WORKSPACE_LABEL = "labeling.dev/workspace"
 # Generous enough for a first image pull on a slow link.

@@ -23,10 +23,9 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
-from components.endpoint import S3Endpoint
+from components.endpoint import AWS_CLI_IMAGE, S3Endpoint
 from components.lifecycle import BucketLifecycleRules
 
-AWS_CLI_IMAGE = "amazon/aws-cli:2.32.6"
 BUCKETS_SCRIPT = "ensure-buckets.sh"
 CREDENTIALS_SECRET_NAME = "s3-credentials"
 # Keys of the credentials Secret, the same for the generated in-cluster MinIO Secret.
@@ -43,8 +42,8 @@ class ObjectStorageArgs(TypedDict):
     backup_bucket: str
     """Configured name, or "" to generate one starting with `backup_bucket_prefix`."""
     backup_bucket_prefix: str
-    backup_prefix: str
-    """Key prefix of this workspace's backups inside the bucket (ends with '/')."""
+    workspace_prefix: str
+    """Key prefix of everything this workspace keeps in the backup bucket (ends with '/')."""
     retention_days: int
     dataset_buckets: Sequence[str]
     credentials_secret_name: Optional[pulumi.Input[str]]
@@ -57,7 +56,9 @@ class ObjectStorage(pulumi.ComponentResource):
     """The backup bucket (created, retained) and the dataset buckets (referenced)."""
 
     backup_bucket: pulumi.Output[str]
-    backup_prefix: str
+    ready: list[pulumi.Resource]
+    """What must exist before anything writes to the backup bucket."""
+    workspace_prefix: str
     dataset_buckets: list[str]
     credentials_secret_name: pulumi.Output[str]
 
@@ -109,23 +110,25 @@ class ObjectStorage(pulumi.ComponentResource):
                 secret_key=endpoint.secret_key,
                 bucket=bucket.bucket,
                 rule_id_prefix=rule_id,
-                prefix=args["backup_prefix"],
+                prefix=args["workspace_prefix"],
                 expiration_days=args["retention_days"],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[bucket]),
             )
             rules.supported.apply(_warn_if_unsupported)
             self.backup_bucket = bucket.bucket
+            self.ready: list[pulumi.Resource] = [bucket]
         else:
-            self._ensure_buckets_in_cluster(name, args, bucket_name, secret_name, rule_id)
+            job = self._ensure_buckets_in_cluster(name, args, bucket_name, secret_name, rule_id)
             self.backup_bucket = pulumi.Output.from_input(bucket_name)
+            self.ready = [job]
 
-        self.backup_prefix = args["backup_prefix"]
+        self.workspace_prefix = args["workspace_prefix"]
         self.dataset_buckets = list(args["dataset_buckets"])
         self.credentials_secret_name = secret_name
         self.register_outputs(
             {
                 "backup_bucket": self.backup_bucket,
-                "backup_prefix": self.backup_prefix,
+                "workspace_prefix": self.workspace_prefix,
                 "dataset_buckets": self.dataset_buckets,
                 "credentials_secret_name": self.credentials_secret_name,
             }
@@ -138,7 +141,7 @@ class ObjectStorage(pulumi.ComponentResource):
         bucket_name: pulumi.Input[str],
         secret_name: pulumi.Input[str],
         rule_id: str,
-    ) -> None:
+    ) -> k8s.batch.v1.Job:
         """A Job inside the cluster creates the buckets and sets the backup bucket's rules."""
         endpoint = args["endpoint"]
         labels = kube.labels(args["workspace"], "ensure-buckets")
@@ -146,7 +149,7 @@ class ObjectStorage(pulumi.ComponentResource):
         scripts = k8s.core.v1.ConfigMap(
             f"{name}-bucket-scripts",
             metadata={"name": "bucket-scripts", "namespace": args["namespace"], "labels": labels},
-            data={BUCKETS_SCRIPT: script},
+            data={BUCKETS_SCRIPT: script, kube.S3_HELPERS: kube.asset(kube.S3_HELPERS)},
             opts=pulumi.ResourceOptions(parent=self),
         )
         # Jobs are immutable: a new name (hash of what it does) makes it run again.
@@ -154,7 +157,7 @@ class ObjectStorage(pulumi.ComponentResource):
             script,
             AWS_CLI_IMAGE,
             args["backup_bucket"],
-            args["backup_prefix"],
+            args["workspace_prefix"],
             args["retention_days"],
             sorted(args["dataset_buckets"]),
         )
@@ -166,12 +169,12 @@ class ObjectStorage(pulumi.ComponentResource):
             **endpoint.cli_environment(),
             "BUCKETS": pulumi.Output.all(bucket_name, *args["dataset_buckets"]).apply(" ".join),
             "LIFECYCLE_BUCKET": bucket_name,
-            "LIFECYCLE_PREFIX": args["backup_prefix"],
+            "LIFECYCLE_PREFIX": args["workspace_prefix"],
             "LIFECYCLE_RULE_ID": rule_id,
             "RETENTION_DAYS": str(args["retention_days"]),
             "HOME": "/tmp",
         }
-        k8s.batch.v1.Job(
+        return k8s.batch.v1.Job(
             f"{name}-ensure-buckets",
             metadata={
                 "name": f"ensure-buckets-{revision}",

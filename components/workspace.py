@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 from components import kube
 from components.config import WorkspaceConfig, default_backup_bucket_prefix
 from components.credentials import AdminCredentials
+from components.database import Database
 from components.endpoint import S3Endpoint
 from components.minio import InClusterMinio
 from components.storage import ObjectStorage
@@ -29,7 +30,7 @@ class WorkspaceArgs(TypedDict):
 
 
 class Workspace(pulumi.ComponentResource):
-    """A labeling workspace: namespace, object storage and admin credentials."""
+    """A labeling workspace: namespace, object storage, database and admin credentials."""
 
     annotation_url: pulumi.Output[str]
     namespace: pulumi.Output[str]
@@ -107,13 +108,33 @@ class Workspace(pulumi.ComponentResource):
                 "workspace": workspace,
                 "backup_bucket": config.backup_bucket,
                 "backup_bucket_prefix": default_backup_bucket_prefix(config.project, config.stack),
-                "backup_prefix": f"{workspace}/",
+                "workspace_prefix": f"{workspace}/",
                 "retention_days": config.backup_retention_days,
                 "dataset_buckets": config.dataset_buckets,
                 "credentials_secret_name": minio.credentials_secret_name if minio else None,
                 "server": minio.deployment if minio else None,
             },
             opts=pulumi.ResourceOptions(parent=self, providers=storage_providers),
+        )
+        database = Database(
+            f"{name}-database",
+            {
+                "namespace": namespace_name,
+                "workspace": workspace,
+                "storage_size": config.database_storage_size,
+                "storage_class_name": config.storage_class_name,
+                "endpoint": endpoint,
+                "s3_credentials_secret_name": storage.credentials_secret_name,
+                "backup_bucket": storage.backup_bucket,
+                "storage_ready": storage.ready,
+                "backup_prefix": f"{workspace}/database/",
+                "backup_schedule": config.backup_schedule,
+                "retention_days": config.backup_retention_days,
+                "restore_from": config.restore_from,
+                "restore_force": config.restore_force,
+                "resources": None,
+            },
+            opts=in_kubernetes,
         )
         credentials = AdminCredentials(
             f"{name}-admin",
@@ -131,6 +152,7 @@ class Workspace(pulumi.ComponentResource):
         self.endpoint = endpoint
         self.storage = storage
         self.credentials = credentials
+        self.database = database
         self.annotation_url = pulumi.Output.from_input(f"{scheme}://{config.hostname}")
         self.namespace = namespace_name
         self.backup_bucket = storage.backup_bucket
@@ -143,7 +165,9 @@ class Workspace(pulumi.ComponentResource):
             "namespace": self.namespace,
             "datasetBuckets": list(config.dataset_buckets),
             "backupBucket": storage.backup_bucket,
-            "backupPrefix": storage.backup_prefix,
+            "backupPrefix": database.backup_prefix,
+            "backupSchedule": config.backup_schedule,
+            "backupRetentionDays": config.backup_retention_days,
             "description": config.description,
         }
         self.register_outputs(self.outputs)

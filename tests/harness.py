@@ -38,12 +38,23 @@ class Mocks(pulumi.runtime.Mocks):
 
     lifecycle_supported = True
 
+    def __init__(self):
+        super().__init__()
+        self.generated_secrets: set[str] = set()
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
-            state["result"] = GENERATED_PASSWORD if "admin" in args.name else GENERATED_MINIO_PASSWORD
+            if "admin" in args.name:
+                state["result"] = GENERATED_PASSWORD
+            elif "minio" in args.name:
+                state["result"] = GENERATED_MINIO_PASSWORD
+            else:
+                state["result"] = f"Generated{args.name.title().replace('-', '')}Secret0"
+            self.generated_secrets.add(state["result"])
         elif args.typ == "random:index/randomString:RandomString":
             state["result"] = GENERATED_MINIO_USER
+            self.generated_secrets.add(state["result"])
         elif args.typ == "random:index/randomId:RandomId":
             state["hex"] = RANDOM_HEX
         elif args.typ.startswith("pulumi-python:dynamic/"):
@@ -122,6 +133,7 @@ class Rendering:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     warnings: list[str] = field(default_factory=list)
+    generated_secrets: set[str] = field(default_factory=set)
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -170,7 +182,7 @@ def render(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = 
         outputs[key] = _sync_await(output.future())
         if _sync_await(output.is_secret()):
             secret.add(key)
-    return Rendering(monitor.registrations, outputs, secret, warnings)
+    return Rendering(monitor.registrations, outputs, secret, warnings, monitor.mocks.generated_secrets)
 
 
 def render_failure(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = ()) -> tuple[Exception, list[Registration]]:

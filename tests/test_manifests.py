@@ -37,11 +37,8 @@ SECRET_ENV_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|TOKEN", re.IGNORECASE)
 def stack(request):
     config, name, secrets = STACKS[request.param]
     rendering = render(config, stack=name, secrets=secrets)
-    secret_values = {config[key] for key in secrets} | {
-        harness.GENERATED_PASSWORD,
-        harness.GENERATED_MINIO_USER,
-        harness.GENERATED_MINIO_PASSWORD,
-    }
+    secret_values = {config[key] for key in secrets} | rendering.generated_secrets
+    assert harness.GENERATED_PASSWORD in secret_values or "adminPassword" in secrets
     return rendering, secret_values
 
 

@@ -19,6 +19,8 @@ STACK_OUTPUTS = {
     "datasetBuckets",
     "backupBucket",
     "backupPrefix",
+    "backupSchedule",
+    "backupRetentionDays",
     "description",
 }
 
@@ -100,7 +102,9 @@ def test_dev_outputs(dev):
     assert dev.outputs["datasetBuckets"] == ["images"]
     assert dev.outputs["adminEmail"] == "admin@example.com"
     assert dev.outputs["backupBucket"] == "labeling-dev-backups-" + harness.RANDOM_HEX
-    assert dev.outputs["backupPrefix"] == "dev/"
+    assert dev.outputs["backupPrefix"] == "dev/database/"
+    assert dev.outputs["backupSchedule"] == "0 3 * * *"
+    assert dev.outputs["backupRetentionDays"] == 30
 
 
 def test_acme_outputs(acme):
@@ -203,8 +207,8 @@ def test_admin_password_is_generated_once_and_stays_secret(dev):
 def test_configured_admin_password_is_used_and_nothing_generated():
     config = {**DEV, "adminPassword": "a-configured-Passw0rd"}
     rendering = render(config, stack="dev", secrets=["adminPassword"])
-    assert rendering.of_type("random:index/randomPassword:RandomPassword")[0].name.endswith("minio-root-password")
-    assert len(rendering.of_type("random:index/randomPassword:RandomPassword")) == 1
+    passwords = [r.name for r in rendering.of_type("random:index/randomPassword:RandomPassword")]
+    assert passwords and not [name for name in passwords if "admin" in name]
     assert rendering.outputs["adminPassword"] == "a-configured-Passw0rd"
     assert "adminPassword" in rendering.secret_outputs
     secret = rendering.one("kubernetes:core/v1:Secret", "admin")

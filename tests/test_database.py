@@ -1,0 +1,201 @@
+"""The database component under mocks: PostgreSQL, the backup CronJob, the restore Job."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from components.database import POSTGRES_IMAGE
+from components.endpoint import AWS_CLI_IMAGE
+from harness import ROOT, load_stack_file, render
+from test_config import SCALEWAY, SECRETS, keys_of, with_
+
+DEV = load_stack_file(ROOT / "Pulumi.dev.yaml")
+
+
+def containers_by_name(pod_spec):
+    return {c["name"]: c for c in pod_spec.get("initContainers", []) + pod_spec["containers"]}
+
+
+def env_of(container):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+@pytest.fixture(scope="module")
+def acme():
+    config = {**SCALEWAY, "backupSchedule": "30 1 * * *", "backupRetentionDays": 9, "databaseStorageSize": "25Gi",
+              "storageClassName": "scw-bssd"}
+    return render(config, stack="acme", secrets=SECRETS)
+
+
+def test_postgres_statefulset(acme):
+    statefulset = acme.kubernetes_object("StatefulSet", "postgres")
+    pod = statefulset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == POSTGRES_IMAGE and POSTGRES_IMAGE.startswith("postgres:15.")
+    env = env_of(container)
+    assert env["POSTGRES_DB"] == "cvat" and env["POSTGRES_USER"] == "cvat"
+    assert env["POSTGRES_PASSWORD"] == {"secretKeyRef": {"name": "postgres", "key": "password"}}
+    assert env["PGDATA"].startswith("/var/lib/postgresql/data/")
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["exec"]["command"][0] == "pg_isready"
+    assert pod["securityContext"]["runAsUser"] == 999 and pod["securityContext"]["fsGroup"] == 999
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "25Gi"
+    assert claim["spec"]["storageClassName"] == "scw-bssd"
+    assert statefulset["spec"]["serviceName"] == "postgres"
+
+
+def test_default_storage_uses_the_cluster_default_class():
+    statefulset = render(DEV, stack="dev").kubernetes_object("StatefulSet", "postgres")
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+    assert "storageClassName" not in claim["spec"]
+
+
+def test_service_and_password_secret(acme):
+    service = acme.kubernetes_object("Service", "postgres")
+    assert service["spec"]["ports"] == [{"name": "postgres", "port": 5432, "targetPort": "postgres"}]
+    secret = acme.one("kubernetes:core/v1:Secret", "database-secret")
+    assert "stringData" in secret.secret_paths
+    assert set(secret.inputs["stringData"]) == {"database", "username", "password"}
+    password = acme.one("random:index/randomPassword:RandomPassword", "database")
+    assert password.inputs["length"] >= 24
+
+
+def test_backup_cronjob(acme):
+    cronjob = acme.kubernetes_object("CronJob", "database-backup")
+    spec = cronjob["spec"]
+    assert spec["schedule"] == "30 1 * * *"
+    assert spec["timeZone"] == "Etc/UTC"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["successfulJobsHistoryLimit"] <= 3 and spec["failedJobsHistoryLimit"] <= 3
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    containers = containers_by_name(pod)
+    dump, upload = containers["dump"], containers["upload"]
+    assert pod["initContainers"] == [dump] and pod["containers"] == [upload]
+    assert dump["image"] == POSTGRES_IMAGE and upload["image"] == AWS_CLI_IMAGE
+    assert dump["command"] == upload["command"] == ["/bin/sh", "/scripts/backup.sh"]
+    dump_env, upload_env = env_of(dump), env_of(upload)
+    assert dump_env["BACKUP_STEP"] == "dump" and upload_env["BACKUP_STEP"] == "upload"
+    assert dump_env["PGHOST"] == "postgres" and dump_env["PGDATABASE"] == "cvat"
+    assert dump_env["PGPASSWORD"] == {"secretKeyRef": {"name": "postgres", "key": "password"}}
+    assert upload_env["BACKUP_BUCKET"] == acme.outputs["backupBucket"]
+    assert upload_env["BACKUP_PREFIX"] == "acme/database/" == acme.outputs["backupPrefix"]
+    assert upload_env["RETENTION_DAYS"] == "9"
+    assert upload_env["AWS_ENDPOINT_URL"] == "https://s3.fr-par.scw.cloud"
+    assert upload_env["AWS_DEFAULT_REGION"] == "fr-par"
+    assert upload_env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
+    assert upload_env["AWS_RESPONSE_CHECKSUM_VALIDATION"] == "when_required"
+    assert upload_env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "s3-credentials", "key": "accessKeyId"}}
+    assert upload_env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3-credentials", "key": "secretAccessKey"}}
+    assert "PGPASSWORD" not in upload_env  # the upload needs no database password
+    assert {"BACKUP_BUCKET", "AWS_SECRET_ACCESS_KEY"}.isdisjoint(dump_env)  # nor the dump the S3 keys
+    # Both share the dump through one volume.
+    assert {m["mountPath"] for m in dump["volumeMounts"]} & {m["mountPath"] for m in upload["volumeMounts"]} >= {"/backup"}
+    assert acme.outputs["backupSchedule"] == "30 1 * * *" and acme.outputs["backupRetentionDays"] == 9
+
+
+def test_backup_waits_for_the_database_and_the_bucket(acme):
+    cronjob = acme.one("kubernetes:batch/v1:CronJob")
+    statefulset = acme.one("kubernetes:apps/v1:StatefulSet")
+    bucket = acme.one("aws:s3/bucket:Bucket")
+    assert {statefulset.urn, bucket.urn} <= set(cronjob.depends_on)
+
+
+def test_in_cluster_backups_go_to_the_in_cluster_minio():
+    dev = render(DEV, stack="dev")
+    pod = dev.kubernetes_object("CronJob", "database-backup")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    upload = env_of(containers_by_name(pod)["upload"])
+    assert upload["AWS_ENDPOINT_URL"] == "http://minio.cvat-dev.svc:9000"
+    assert upload["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "minio-root", "key": "secretAccessKey"}}
+    cronjob = dev.one("kubernetes:batch/v1:CronJob")
+    assert dev.one("kubernetes:batch/v1:Job", "ensure-buckets").urn in cronjob.depends_on
+
+
+def test_scripts_configmap_ships_the_assets(acme):
+    configmap = acme.kubernetes_object("ConfigMap", "database-scripts")
+    for script in ("backup.sh", "restore.sh", "s3-cli.sh"):
+        assert configmap["data"][script] == (ROOT / "components" / "assets" / script).read_text()
+
+
+def test_no_restore_job_without_restore_from(acme):
+    assert [r for r in acme.of_type("kubernetes:batch/v1:Job") if "restore" in r.name] == []
+
+
+def restore_job(rendering):
+    return rendering.one("kubernetes:batch/v1:Job", "restore")
+
+
+def test_restore_job(acme):
+    rendering = render(with_(restoreFrom="latest"), stack="acme", secrets=SECRETS)
+    job = restore_job(rendering)
+    spec = job.inputs["spec"]
+    pod = spec["template"]["spec"]
+    containers = containers_by_name(pod)
+    fetch, restore = containers["fetch"], containers["restore"]
+    assert pod["initContainers"] == [fetch] and pod["containers"] == [restore]
+    assert fetch["image"] == AWS_CLI_IMAGE and restore["image"] == POSTGRES_IMAGE
+    assert env_of(fetch)["RESTORE_FROM"] == env_of(restore)["RESTORE_FROM"] == "latest"
+    assert env_of(restore)["RESTORE_FORCE"] == "false"
+    assert env_of(fetch)["BACKUP_PREFIX"] == "acme/database/"
+    assert env_of(restore)["PGPASSWORD"] == {"secretKeyRef": {"name": "postgres", "key": "password"}}
+    rule = spec["podFailurePolicy"]["rules"][0]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [3]
+    assert rendering.one("kubernetes:apps/v1:StatefulSet").urn in job.depends_on
+
+
+def test_restore_job_runs_again_only_for_a_new_request():
+    def name(**changes):
+        return restore_job(render(with_(**changes), stack="acme", secrets=SECRETS)).inputs["metadata"]["name"]
+
+    latest = name(restoreFrom="latest")
+    assert latest == name(restoreFrom="latest", description="other")
+    assert latest != name(restoreFrom="acme/database/20261130T030000Z.dump")
+    assert latest != name(restoreFrom="latest", restoreForce=True)
+
+
+def test_restore_from_another_bucket_is_passed_as_given():
+    rendering = render(with_(restoreFrom="s3://old-backups/acme/database/20261130T030000Z.dump"), stack="acme", secrets=SECRETS)
+    restore = containers_by_name(restore_job(rendering).inputs["spec"]["template"]["spec"])["restore"]
+    assert env_of(restore)["RESTORE_FROM"] == "s3://old-backups/acme/database/20261130T030000Z.dump"
+
+
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"backupSchedule": "every night"}, "backupSchedule"),
+        ({"backupSchedule": "0 25 * * *"}, "backupSchedule"),
+        ({"backupSchedule": "0 3 * *"}, "backupSchedule"),
+        ({"backupSchedule": "TZ=Europe/Paris 0 3 * * *"}, "backupSchedule"),
+        ({"restoreFrom": "yesterday"}, "restoreFrom"),
+        ({"restoreFrom": "s3://Old_Bucket/x.dump"}, "restoreFrom"),
+        ({"restoreFrom": "acme/database/x.sql"}, "restoreFrom"),
+        ({"restoreForce": True}, "restoreForce"),
+        ({"backupRetentionDays": 0}, "backupRetentionDays"),
+        ({"databaseStorageSize": "10GB"}, "databaseStorageSize"),
+        ({"databaseStorageSize": "100Mi"}, "databaseStorageSize"),
+        ({"storageClassName": "Fast SSD"}, "storageClassName"),
+    ],
+)
+def test_bad_database_config_is_refused(changes, key):
+    assert key in keys_of(with_(**changes))
+
+
+@pytest.mark.parametrize("schedule", ["0 3 * * *", "*/30 * * * *", "15 2 * * mon-fri", "0 0 1,15 * *", "@daily"])
+def test_good_schedules(schedule):
+    render(with_(backupSchedule=schedule), stack="acme", secrets=SECRETS)
+
+
+def test_cli_uses_parts_large_enough_for_the_scaleway_part_cap(tmp_path):
+    # 64 MiB parts x 1000 parts: dumps up to ~64 GB upload to Scaleway.
+    helpers = ROOT / "components" / "assets" / "s3-cli.sh"
+    script = f'. "{helpers}"; s3_cli_setup "{tmp_path}"; aws configure get default.s3.multipart_chunksize; aws configure get default.s3.addressing_style'
+    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
+           "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_DEFAULT_REGION": "fr-par"}
+    result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["64MB", "path"]
