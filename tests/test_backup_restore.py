@@ -101,7 +101,7 @@ def test_round_trip_restores_every_row_and_sequence(postgres, moto, filled, back
     stored = keys(moto, backups["BACKUP_BUCKET"])
     assert len(stored) == 1 and stored[0].startswith("acme/database/")
     assert __import__("re").match(NAME_PATTERN, stored[0].rsplit("/", 1)[1])
-    assert "verified" in result.stdout
+    assert "read back completely" in result.stdout
 
     fresh = postgres.create_database(f"fresh_{uuid.uuid4().hex[:8]}", f"fresh_{uuid.uuid4().hex[:8]}", NASTY_PASSWORD)
     result = run("restore.sh", env_for(postgres, moto, fresh, backups, RESTORE_FROM="latest"))

@@ -36,11 +36,9 @@ dump() {
     pg_dump --format=custom --no-password --file="$partial" || fail "pg_dump failed; nothing was uploaded"
     [ -s "$partial" ] || fail "the dump is empty; nothing was uploaded"
     # Read every entry and data block back: a dump that cannot be restored is not a backup.
-    pg_restore --list "$partial" >"$work/toc" || fail "the dump's table of contents cannot be read; nothing was uploaded"
     pg_restore --file=/dev/null "$partial" || fail "the dump cannot be read back; nothing was uploaded"
-    entries=$(grep -vc '^;' "$work/toc" || true)
     mv "$partial" "$dir/$stamp.dump"
-    echo "dump $stamp.dump: $(wc -c <"$dir/$stamp.dump" | tr -d ' ') bytes, $entries entries, verified"
+    echo "dump $stamp.dump: $(wc -c <"$dir/$stamp.dump" | tr -d ' ') bytes, read back completely"
 }
 
 upload() {
@@ -59,29 +57,33 @@ upload() {
     size=$(wc -c <"$file" | tr -d ' ')
     aws s3 cp "$file" "s3://$bucket/$key" --only-show-errors --no-progress ||
         fail "cannot upload to s3://$bucket/$key"
-    stored=$(aws s3api head-object --bucket "$bucket" --key "$key" --query ContentLength --output text) ||
-        fail "cannot check s3://$bucket/$key after the upload"
-    [ "$stored" = "$size" ] || fail "s3://$bucket/$key holds $stored bytes, the dump has $size"
+    # One listing checks the upload and finds the backups to expire.
+    backup_list "$bucket" "$prefix" "$work/backups"
+    stored=""
+    while read -r name bytes; do
+        [ "$name" != "$(basename "$file")" ] || stored=$bytes
+    done <"$work/backups"
+    [ "$stored" = "$size" ] || fail "s3://$bucket/$key holds '$stored' bytes after the upload, the dump has $size"
     echo "uploaded s3://$bucket/$key ($size bytes)"
-    expire "$bucket" "$prefix" "$days"
+    expire "$bucket" "$prefix" "$days" "$work/backups"
 }
 
-# expire BUCKET PREFIX DAYS: deletes the backups under PREFIX named for a time
-# more than DAYS days ago. Other objects, and other prefixes, are left alone.
+# expire BUCKET PREFIX DAYS LIST: deletes the backups of LIST (from backup_list)
+# named for a time more than DAYS days ago. Other objects, and other prefixes,
+# are left alone.
 expire() {
     now=$(date -u +%s)
     then=$((now - $3 * 86400))
     cutoff=$(date -u -d "@$then" +%Y%m%d%H%M%S 2>/dev/null || date -u -r "$then" +%Y%m%d%H%M%S)
-    backup_keys "$1" "$2" "$work/keys"
     deleted=0
-    while read -r name; do
+    while read -r name _; do
         digits=$(echo "${name%.dump}" | tr -d 'TZ')
         if [ "$digits" -lt "$cutoff" ]; then
             aws s3api delete-object --bucket "$1" --key "$2$name" >/dev/null || fail "cannot delete s3://$1/$2$name"
             echo "deleted s3://$1/$2$name (older than $3 days)"
             deleted=$((deleted + 1))
         fi
-    done <"$work/keys"
+    done <"$4"
     echo "retention: $deleted backup(s) older than $3 days deleted"
 }
 

@@ -41,8 +41,8 @@ fetch() {
         latest)
             bucket=${BACKUP_BUCKET:?BACKUP_BUCKET is not set}
             prefix=${BACKUP_PREFIX:?BACKUP_PREFIX is not set}
-            backup_keys "$bucket" "$prefix" "$work/keys"
-            name=$(tail -n 1 "$work/keys")
+            backup_list "$bucket" "$prefix" "$work/backups"
+            name=$(tail -n 1 "$work/backups" | cut -d ' ' -f 1)
             [ -n "$name" ] || fail "no backup found under s3://$bucket/$prefix"
             key="$prefix$name"
             ;;

@@ -20,16 +20,16 @@ s3_cli_setup() {
     [ -n "${AWS_DEFAULT_REGION:-}" ] || fail "AWS_DEFAULT_REGION is not set"
 }
 
-# backup_keys BUCKET PREFIX OUT: writes the names (without prefix) of the
-# backups under PREFIX to OUT, oldest first. Backups are named by UTC time:
-# YYYYMMDDTHHMMSSZ.dump. Other objects are ignored.
-backup_keys() {
-    aws s3api list-objects-v2 --bucket "$1" --prefix "$2" --query 'Contents[].Key' --output text \
+# backup_list BUCKET PREFIX OUT: writes "NAME SIZE" lines, oldest first, for the
+# backups under PREFIX (NAME without the prefix). Backups are named by UTC
+# time, YYYYMMDDTHHMMSSZ.dump; other objects are ignored.
+backup_list() {
+    aws s3api list-objects-v2 --bucket "$1" --prefix "$2" --query 'Contents[].[Key, Size]' --output text \
         >"$3.raw" || fail "cannot list s3://$1/$2"
-    tr '\t' '\n' <"$3.raw" | while read -r key; do
+    while read -r key size; do
         name=${key#"$2"}
         case "$name" in
-            [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.dump) echo "$name" ;;
+            [0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]Z.dump) echo "$name $size" ;;
         esac
-    done | sort >"$3"
+    done <"$3.raw" | sort >"$3"
 }
