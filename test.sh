@@ -1,9 +1,21 @@
 #!/bin/sh
 # Runs the whole test suite from a fresh clone: creates the virtualenv `venv`
 # (the one `pulumi up` uses too), installs the pinned requirements, and runs
-# pytest, which starts the servers it needs on loopback. Extra arguments go to pytest.
+# pytest, which starts the servers it needs (PostgreSQL 15, an S3-compatible
+# server) on loopback. Extra arguments go to pytest.
 set -eu
 cd "$(dirname "$0")"
+
+# The integration tests need the PostgreSQL 15 server binaries of the system.
+if ! ls /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing PostgreSQL 15 with apt-get ..."
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+    else
+        echo "warning: PostgreSQL 15 (postgresql-15) is not installed; the database tests will fail" >&2
+    fi
+fi
+
 if [ ! -x venv/bin/python ]; then
     python3 -m venv venv
 fi
