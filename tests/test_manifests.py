@@ -148,8 +148,14 @@ def test_scripts_reach_pods_through_configmaps(stack):
                     assert volume["configMap"]["name"] in configmaps
             for container in containers(pod):
                 command = " ".join(container.get("command", []) + container.get("args", []))
+                mounted = {
+                    volume["configMap"]["name"] for volume in pod.get("volumes", []) if "configMap" in volume
+                }
                 for script in re.findall(r"/scripts/([\w.-]+\.(?:sh|py))", command):
-                    assert any(script in cm.get("data", {}) for cm in configmaps.values()), script
-                    assert (ROOT / "components" / "assets" / script).read_text() in [
-                        cm["data"][script] for cm in configmaps.values() if script in cm.get("data", {})
-                    ]
+                    shipped = [configmaps[name]["data"] for name in mounted if script in configmaps[name].get("data", {})]
+                    assert shipped, f"{script} is not in a ConfigMap mounted by the pod"
+                    text = (ROOT / "components" / "assets" / script).read_text()
+                    assert shipped[0][script] == text
+                    # What a script sources must be shipped beside it.
+                    for helper in re.findall(r'^\. "\$\(dirname "\$0"\)/([\w.-]+)"', text, re.MULTILINE):
+                        assert shipped[0].get(helper) == (ROOT / "components" / "assets" / helper).read_text(), helper
