@@ -18,6 +18,12 @@ from urllib.parse import urlsplit
 import pulumi
 
 STORAGE_PROVIDERS = ("scaleway", "minio")
+# Optional CVAT queues, served by one extra worker; the others always run.
+OPTIONAL_QUEUES = ("annotation", "webhooks", "quality_reports", "consensus")
+DATA_ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany")
+# The deployment contract (entrypoint, paths) holds from v2.72 on.
+_CVAT_VERSION_RE = re.compile(r"^v2\.(\d+)\.(\d+)$")
+MINIMUM_CVAT_MINOR = 72
 SCALEWAY_REGIONS = ("fr-par", "nl-ams", "pl-waw")
 # A MinIO server without MINIO_SITE_REGION accepts any region. Not us-east-1:
 # with a custom endpoint, AWS clients may rewrite it to the pseudo region aws-global.
@@ -41,6 +47,11 @@ DEFAULTS: dict[str, Any] = {
     "storageClassName": "",
     "restoreFrom": "",
     "restoreForce": False,
+    "cvatVersion": "v2.73.0",
+    "size": "small",
+    "workers": ["annotation", "webhooks", "quality_reports", "consensus"],
+    "cvatDataSize": "20Gi",
+    "cvatDataAccessMode": "ReadWriteOnce",
     "adminUsername": "admin",
     "adminPassword": "",
     "ingressClassName": "",
@@ -106,6 +117,11 @@ class WorkspaceConfig:
     storage_class_name: str
     restore_from: str
     restore_force: bool
+    cvat_version: str
+    size: str
+    workers: tuple[str, ...]
+    cvat_data_size: str
+    cvat_data_access_mode: str
     admin_username: str
     admin_email: str
     admin_password: Optional[pulumi.Output[str]]
@@ -308,7 +324,7 @@ class _Reader:
         except json.JSONDecodeError:
             items = None
         if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
-            self.problem(key, "must be a list of strings (pulumi config set --path 'datasetBuckets[0]' NAME)")
+            self.problem(key, f"must be a list of strings (pulumi config set --path '{key}[0]' VALUE)")
             return []
         return [item.strip() for item in items]
 
@@ -406,6 +422,29 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     if restore_force and not restore_from:
         read.problem("restoreForce", "only means something with restoreFrom")
 
+    cvat_version = read.string("cvatVersion")
+    version = _CVAT_VERSION_RE.match(cvat_version)
+    if not version:
+        read.problem("cvatVersion", f"{cvat_version!r} is not a CVAT release tag like v2.73.0")
+    elif int(version.group(1)) < MINIMUM_CVAT_MINOR:
+        read.problem("cvatVersion", f"{cvat_version!r} is older than v2.{MINIMUM_CVAT_MINOR}.0, the oldest release this program deploys")
+    size = read.string("size").lower()
+    from components.sizes import SIZES
+
+    if size not in SIZES:
+        read.problem("size", f"{size!r} is not one of {', '.join(SIZES)}")
+    workers = read.string_list("workers")
+    for queue in workers:
+        if queue not in OPTIONAL_QUEUES:
+            read.problem("workers", f"{queue!r} is not an optional CVAT queue ({', '.join(OPTIONAL_QUEUES)}); import, export, chunks and utils always run")
+    if len(set(workers)) != len(workers):
+        read.problem("workers", "lists a queue twice")
+    data_size = read.string("cvatDataSize")
+    read.check("cvatDataSize", data_size, lambda value: storage_size_problem(value, minimum_gib=1))
+    access_mode = read.string("cvatDataAccessMode")
+    if access_mode not in DATA_ACCESS_MODES:
+        read.problem("cvatDataAccessMode", f"{access_mode!r} is not one of {', '.join(DATA_ACCESS_MODES)}")
+
     username = read.string("adminUsername")
     if not _DJANGO_USERNAME_RE.match(username):
         read.problem("adminUsername", f"{username!r} must be 1 to 150 letters, digits or @.+-_")
@@ -458,6 +497,11 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         storage_class_name=storage_class,
         restore_from=restore_from,
         restore_force=restore_force,
+        cvat_version=cvat_version,
+        size=size,
+        workers=tuple(workers),
+        cvat_data_size=data_size,
+        cvat_data_access_mode=access_mode,
         admin_username=username,
         admin_email=email,
         admin_password=admin_password,
