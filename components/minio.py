@@ -34,12 +34,14 @@ class InClusterMinioArgs(TypedDict):
     workspace: str
     region: str
     storage_size: str
+    resources: dict
 
 
 class InClusterMinio(pulumi.ComponentResource):
     """A MinIO server (Deployment, PVC, Service, generated root credentials)."""
 
     url: pulumi.Output[str]
+    cluster_ip: pulumi.Output[str]
     access_key: pulumi.Output[str]
     secret_key: pulumi.Output[str]
     credentials_secret_name: pulumi.Output[str]
@@ -113,7 +115,7 @@ class InClusterMinio(pulumi.ComponentResource):
                 "timeoutSeconds": 5,
                 "failureThreshold": 6,
             },
-            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+            "resources": args["resources"],
             "securityContext": kube.container_security_context(),
             "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
         }
@@ -159,6 +161,8 @@ class InClusterMinio(pulumi.ComponentResource):
         )
 
         self.service = service
+        # Smokescreen in CVAT must be told to let cloud-storage traffic reach this private address.
+        self.cluster_ip = service.spec.cluster_ip
         self.deployment = deployment
         self.url = pulumi.Output.concat("http://", service.metadata["name"], ".", service.metadata["namespace"], f".svc:{API_PORT}")
         self.access_key = pulumi.Output.secret(root_user.result)

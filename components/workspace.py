@@ -14,9 +14,11 @@ import pulumi_kubernetes as k8s
 from components import kube
 from components.config import WorkspaceConfig, default_backup_bucket_prefix
 from components.credentials import AdminCredentials
+from components.cvat import Cvat
 from components.database import Database
 from components.endpoint import S3Endpoint
 from components.minio import InClusterMinio
+from components.sizes import PRESETS
 from components.storage import ObjectStorage
 
 # Size of the in-cluster MinIO's volume (development stacks only).
@@ -30,7 +32,7 @@ class WorkspaceArgs(TypedDict):
 
 
 class Workspace(pulumi.ComponentResource):
-    """A labeling workspace: namespace, object storage, database and admin credentials."""
+    """A labeling workspace: namespace, object storage, database, admin credentials and CVAT."""
 
     annotation_url: pulumi.Output[str]
     namespace: pulumi.Output[str]
@@ -41,6 +43,7 @@ class Workspace(pulumi.ComponentResource):
         super().__init__("labeling:index:Workspace", name, None, opts)
         config = args["config"]
         workspace = config.workspace_name
+        size = PRESETS[config.size]
 
         kubernetes = k8s.Provider(
             f"{name}-kubernetes",
@@ -77,6 +80,7 @@ class Workspace(pulumi.ComponentResource):
                     "workspace": workspace,
                     "region": config.storage_region,
                     "storage_size": IN_CLUSTER_MINIO_STORAGE,
+                    "resources": size.of("minio"),
                 },
                 opts=in_kubernetes,
             )
@@ -132,7 +136,7 @@ class Workspace(pulumi.ComponentResource):
                 "retention_days": config.backup_retention_days,
                 "restore_from": config.restore_from,
                 "restore_force": config.restore_force,
-                "resources": None,
+                "resources": size.of("postgres"),
             },
             opts=in_kubernetes,
         )
@@ -148,12 +152,43 @@ class Workspace(pulumi.ComponentResource):
             opts=in_kubernetes,
         )
 
-        scheme = "https" if config.tls_enabled else "http"
+        cvat = Cvat(
+            f"{name}-cvat",
+            {
+                "namespace": namespace_name,
+                "workspace": workspace,
+                "version": config.cvat_version,
+                "size": size,
+                "optional_queues": config.workers,
+                "hostname": config.hostname,
+                "ingress_class_name": config.ingress_class_name,
+                "tls_secret_name": config.tls_secret_name,
+                "cert_manager_issuer": config.cert_manager_issuer,
+                "data_size": config.cvat_data_size,
+                "data_access_mode": config.cvat_data_access_mode,
+                "storage_class_name": config.storage_class_name,
+                "database_host": database.host,
+                "database_port": database.port,
+                "database_name": database.name,
+                "database_user": database.user,
+                "database_password_secret": database.password_secret_name,
+                "database_password_key": database.password_secret_key,
+                "database_ready": database.ready,
+                "admin_credentials_secret": credentials.secret_name,
+                "admin_username": credentials.username,
+                "admin_email": credentials.email,
+                "admin_password": credentials.password,
+                "smokescreen_allow_addresses": [minio.cluster_ip] if minio else [],
+            },
+            opts=in_kubernetes,
+        )
+
         self.endpoint = endpoint
         self.storage = storage
         self.credentials = credentials
         self.database = database
-        self.annotation_url = pulumi.Output.from_input(f"{scheme}://{config.hostname}")
+        self.cvat = cvat
+        self.annotation_url = pulumi.Output.from_input(cvat.url)
         self.namespace = namespace_name
         self.backup_bucket = storage.backup_bucket
         self.admin_password = credentials.password
@@ -168,6 +203,7 @@ class Workspace(pulumi.ComponentResource):
             "backupPrefix": database.backup_prefix,
             "backupSchedule": config.backup_schedule,
             "backupRetentionDays": config.backup_retention_days,
+            "cvatVersion": config.cvat_version,
             "description": config.description,
         }
         self.register_outputs(self.outputs)

@@ -31,6 +31,7 @@ GENERATED_PASSWORD = "Generated-Admin-Pass-1234"
 GENERATED_MINIO_USER = "generatedminiouser01"
 GENERATED_MINIO_PASSWORD = "GeneratedMinioPassword0123456789abcdefgh"
 RANDOM_HEX = "0a1b2c3d"
+MINIO_CLUSTER_IP = "10.96.0.42"
 
 
 class Mocks(pulumi.runtime.Mocks):
@@ -57,6 +58,8 @@ class Mocks(pulumi.runtime.Mocks):
             self.generated_secrets.add(state["result"])
         elif args.typ == "random:index/randomId:RandomId":
             state["hex"] = RANDOM_HEX
+        elif args.typ == "kubernetes:core/v1:Service":
+            state = {**state, "spec": {**state.get("spec", {}), "clusterIP": MINIO_CLUSTER_IP if "minio" in args.name else "10.96.0.20"}}
         elif args.typ.startswith("pulumi-python:dynamic/"):
             state["supported"] = self.lifecycle_supported
         return [f"{args.name}-id", state]

@@ -101,7 +101,7 @@ def test_backup_cronjob(acme):
 
 def test_backup_waits_for_the_database_and_the_bucket(acme):
     cronjob = acme.one("kubernetes:batch/v1:CronJob")
-    statefulset = acme.one("kubernetes:apps/v1:StatefulSet")
+    statefulset = acme.one("kubernetes:apps/v1:StatefulSet", "database")
     bucket = acme.one("aws:s3/bucket:Bucket")
     assert {statefulset.urn, bucket.urn} <= set(cronjob.depends_on)
 
@@ -145,7 +145,7 @@ def test_restore_job(acme):
     assert env_of(restore)["PGPASSWORD"] == {"secretKeyRef": {"name": "postgres", "key": "password"}}
     rule = spec["podFailurePolicy"]["rules"][0]
     assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [3]
-    assert rendering.one("kubernetes:apps/v1:StatefulSet").urn in job.depends_on
+    assert rendering.one("kubernetes:apps/v1:StatefulSet", "database").urn in job.depends_on
 
 
 def test_restore_job_runs_again_only_for_a_new_request():

@@ -106,8 +106,9 @@ def test_every_container_is_pinned_sized_and_hardened(stack):
                 assert "ALL" in context.get("capabilities", {}).get("drop", []), name
                 assert context.get("privileged") in (None, False), name
                 assert context.get("runAsNonRoot", pod_context.get("runAsNonRoot")) is True, name
+                # runAsNonRoot makes the kubelet refuse a root user; an explicit uid must not be 0 either.
                 uid = context.get("runAsUser", pod_context.get("runAsUser"))
-                assert uid is not None and uid != 0, f"{name}: runs as root"
+                assert uid != 0, f"{name}: runs as root"
                 seccomp = context.get("seccompProfile", pod_context.get("seccompProfile", {}))
                 assert seccomp.get("type") == "RuntimeDefault", name
                 if manifest["kind"] in LONG_RUNNING:

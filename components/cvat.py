@@ -1,0 +1,622 @@
+"""Cvat: the CVAT annotation server of a workspace, as typed Kubernetes resources.
+
+Follows CVAT's deployment contract (reference/cvat-v2.73.md): the backend
+server pod (`run server` + `run nginx`), the RQ workers, the UI, OPA, Redis
+and Kvrocks, a migration Job (`init`) and a superuser Job, an Ingress for the
+workspace's host name, and NetworkPolicies. `pulumi up` returns once every
+Deployment is ready and both Jobs completed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import kube
+from components.sizes import Size
+
+BACKEND_IMAGE = "cvat/server"
+UI_IMAGE = "cvat/ui"
+OPA_IMAGE = "openpolicyagent/opa:1.12.2"
+REDIS_IMAGE = "redis:7.2.11-alpine"
+KVROCKS_IMAGE = "apache/kvrocks:2.15.0"
+
+BACKEND_UID = 1000
+REDIS_UID, REDIS_GID = 999, 1000  # the image's `redis` user
+KVROCKS_UID = 999
+OPA_UID = 1000
+
+BACKEND_PORT = 8080
+UI_PORT = 8000
+OPA_PORT = 8181
+REDIS_PORT = 6379
+KVROCKS_PORT = 6666
+
+BACKEND_SERVICE = "cvat-backend"
+UI_SERVICE = "cvat-ui"
+OPA_SERVICE = "cvat-opa"
+REDIS_SERVICE = "cvat-redis"
+KVROCKS_SERVICE = "cvat-kvrocks"
+DATA_CLAIM = "cvat-data"
+SCRIPTS_CONFIGMAP = "cvat-scripts"
+SUPERUSER_SCRIPT = "superuser.py"
+
+# Always-running workers and the queues they serve; the optional queues share one extra worker.
+CORE_WORKERS = {"import": ["import"], "export": ["export"], "chunks": ["chunks"], "utils": ["notifications", "cleaning"]}
+# Pods that mount the data volume (with ReadWriteOnce they must share a node).
+DATA_LABEL = "labeling.dev/cvat-data"
+WAIT = pulumi.CustomTimeouts(create="30m", update="30m")
+
+
+class CvatArgs(TypedDict):
+    """Inputs of :class:`Cvat`."""
+
+    namespace: pulumi.Input[str]
+    workspace: str
+    version: str
+    size: Size
+    optional_queues: Sequence[str]
+    hostname: str
+    ingress_class_name: str
+    tls_secret_name: str
+    cert_manager_issuer: str
+    data_size: str
+    data_access_mode: str
+    storage_class_name: str
+    database_host: pulumi.Input[str]
+    database_port: int
+    database_name: str
+    database_user: str
+    database_password_secret: pulumi.Input[str]
+    database_password_key: str
+    database_ready: Sequence[pulumi.Resource]
+    """Migrations wait for these (the database, and its restore when there is one)."""
+    admin_credentials_secret: pulumi.Input[str]
+    admin_username: pulumi.Input[str]
+    admin_email: pulumi.Input[str]
+    admin_password: pulumi.Input[str]
+    smokescreen_allow_addresses: Sequence[pulumi.Input[str]]
+    """Private addresses CVAT may reach for cloud storage (an in-cluster MinIO's ClusterIP)."""
+
+
+class Cvat(pulumi.ComponentResource):
+    """CVAT: backend server, workers, UI, OPA, Redis, Kvrocks, migrations, superuser, ingress."""
+
+    url: str
+    backend_service: pulumi.Output[str]
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, args: CvatArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:index:Cvat", name, None, opts)
+        self.name = name
+        self.args = args
+        self.workspace = args["workspace"]
+        self.namespace = args["namespace"]
+        self.size = args["size"]
+        self.backend_image = f"{BACKEND_IMAGE}:{args['version']}"
+
+        self.secrets = self._secrets()
+        self.scripts = k8s.core.v1.ConfigMap(
+            f"{name}-scripts",
+            metadata=self._metadata(SCRIPTS_CONFIGMAP, "cvat-scripts"),
+            data={SUPERUSER_SCRIPT: kube.asset(SUPERUSER_SCRIPT)},
+            opts=self._child(),
+        )
+        data_claim_spec: dict[str, Any] = {
+            "accessModes": [args["data_access_mode"]],
+            "resources": {"requests": {"storage": args["data_size"]}},
+        }
+        if args["storage_class_name"]:
+            data_claim_spec["storageClassName"] = args["storage_class_name"]
+        self.data_claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-data",
+            metadata=self._metadata(DATA_CLAIM, "cvat-data"),
+            spec=data_claim_spec,
+            opts=self._child(custom_timeouts=WAIT),
+        )
+
+        redis = self._redis()
+        kvrocks = self._kvrocks()
+        stores = [redis, kvrocks]
+        migration = self._migration_job(stores)
+        superuser = self._superuser_job(migration)
+        server = self._server(migration)
+        workers = self._workers(migration)
+        ui = self._ui()
+        opa = self._opa(server)
+        self._ingress()
+        self._network_policies()
+
+        self.ready = [migration, superuser, server, ui, opa, *workers]
+        self.url = f"{'https' if (args['tls_secret_name'] or args['cert_manager_issuer']) else 'http'}://{args['hostname']}"
+        self.backend_service = pulumi.Output.from_input(BACKEND_SERVICE)
+        self.register_outputs({"url": self.url, "backend_service": self.backend_service, "version": args["version"]})
+
+    # ----- shared pieces -------------------------------------------------
+
+    def _child(self, **options: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **options)
+
+    def _metadata(self, name: str, component: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "namespace": self.namespace, "labels": kube.labels(self.workspace, component), **extra}
+
+    def _secrets(self) -> dict[str, k8s.core.v1.Secret]:
+        """Generated passwords (Redis, Kvrocks) and Django's secret key, each in a Secret."""
+        secrets = {}
+        for key, length in (("redis", 32), ("kvrocks", 32), ("django", 64)):
+            value = random.RandomPassword(f"{self.name}-{key}-password", length=length, special=False, opts=self._child())
+            secrets[key] = k8s.core.v1.Secret(
+                f"{self.name}-{key}-secret",
+                metadata=self._metadata(f"cvat-{key}", f"cvat-{key}"),
+                type="Opaque",
+                string_data={"password": value.result},
+                opts=self._child(),
+            )
+        return secrets
+
+    def _secret_env(self, var: str, secret: pulumi.Input[str], key: str = "password") -> dict[str, Any]:
+        return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+    def _backend_env(self, processes: int) -> list[dict[str, Any]]:
+        """The environment every backend container gets (reference: backend environment)."""
+        args = self.args
+        namespace = self.namespace
+        hosts = pulumi.Output.all(namespace).apply(
+            lambda values: ",".join(
+                [
+                    args["hostname"],
+                    BACKEND_SERVICE,
+                    f"{BACKEND_SERVICE}.{values[0]}",
+                    f"{BACKEND_SERVICE}.{values[0]}.svc",
+                    f"{BACKEND_SERVICE}.{values[0]}.svc.cluster.local",
+                    "localhost",
+                    "127.0.0.1",
+                ]
+            )
+        )
+        env = [
+            {"name": "CVAT_POSTGRES_HOST", "value": args["database_host"]},
+            {"name": "CVAT_POSTGRES_PORT", "value": str(args["database_port"])},
+            {"name": "CVAT_POSTGRES_DBNAME", "value": args["database_name"]},
+            {"name": "CVAT_POSTGRES_USER", "value": args["database_user"]},
+            self._secret_env("CVAT_POSTGRES_PASSWORD", args["database_password_secret"], args["database_password_key"]),
+            {"name": "CVAT_REDIS_INMEM_HOST", "value": REDIS_SERVICE},
+            {"name": "CVAT_REDIS_INMEM_PORT", "value": str(REDIS_PORT)},
+            self._secret_env("CVAT_REDIS_INMEM_PASSWORD", self.secrets["redis"].metadata["name"]),
+            {"name": "CVAT_REDIS_ONDISK_HOST", "value": KVROCKS_SERVICE},
+            {"name": "CVAT_REDIS_ONDISK_PORT", "value": str(KVROCKS_PORT)},
+            self._secret_env("CVAT_REDIS_ONDISK_PASSWORD", self.secrets["kvrocks"].metadata["name"]),
+            {"name": "CVAT_OPA_URL", "value": f"http://{OPA_SERVICE}:{OPA_PORT}"},
+            # The public host name, the Service's names (OPA pulls its rules from the backend), probes.
+            {"name": "ALLOWED_HOSTS", "value": hosts},
+            # The ingress; the entrypoint adds the pod's own nginx.
+            {"name": "CVAT_NUM_PROXIES", "value": "1"},
+            self._secret_env("DJANGO_SECRET_KEY", self.secrets["django"].metadata["name"]),
+            {"name": "CVAT_HEALTH_DISK_USAGE_MAX", "value": "90"},
+            {"name": "NUMPROCS", "value": str(processes)},
+        ]
+        allowed = list(args["smokescreen_allow_addresses"])
+        if allowed:
+            # Smokescreen denies private addresses; let cloud-storage traffic reach the in-cluster MinIO.
+            options = pulumi.Output.all(*allowed).apply(lambda ips: " ".join(f"--allow-address={ip}" for ip in ips))
+            env.append({"name": "SMOKESCREEN_OPTS", "value": options})
+        return env
+
+    def _backend_pod_spec(self, containers: list[dict], volumes: list[dict], mounts_data: bool) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "automountServiceAccountToken": False,
+            "securityContext": kube.pod_security_context(BACKEND_UID, fs_group=BACKEND_UID),
+            "containers": containers,
+            "volumes": volumes,
+        }
+        if mounts_data and self.args["data_access_mode"] == "ReadWriteOnce":
+            # A ReadWriteOnce volume attaches to one node: every pod that mounts it goes there.
+            spec["affinity"] = {
+                "podAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "labelSelector": {"matchLabels": {DATA_LABEL: self.workspace}},
+                            "topologyKey": "kubernetes.io/hostname",
+                        }
+                    ]
+                }
+            }
+        return spec
+
+    def _data_volume(self) -> dict[str, Any]:
+        return {"name": "data", "persistentVolumeClaim": {"claimName": self.data_claim.metadata["name"]}}
+
+    def _pod_labels(self, component: str, mounts_data: bool) -> dict[str, str]:
+        labels = kube.labels(self.workspace, component)
+        if mounts_data:
+            labels[DATA_LABEL] = self.workspace
+        return labels
+
+    def _deployment(self, key: str, component: str, replicas: int, pod_spec: dict, mounts_data: bool = False,
+                    depends_on: Sequence[pulumi.Resource] = (), strategy: Optional[dict] = None) -> k8s.apps.v1.Deployment:
+        spec: dict[str, Any] = {
+            "replicas": replicas,
+            "selector": {"matchLabels": kube.selector(self.workspace, component)},
+            "template": {"metadata": {"labels": self._pod_labels(component, mounts_data)}, "spec": pod_spec},
+        }
+        if strategy:
+            spec["strategy"] = strategy
+        return k8s.apps.v1.Deployment(
+            f"{self.name}-{key}",
+            metadata=self._metadata(component, component),
+            spec=spec,
+            opts=self._child(depends_on=list(depends_on), custom_timeouts=WAIT),
+        )
+
+    def _service(self, key: str, name: str, component: str, port: int) -> k8s.core.v1.Service:
+        return k8s.core.v1.Service(
+            f"{self.name}-{key}-service",
+            metadata=self._metadata(name, component),
+            spec={
+                "selector": kube.selector(self.workspace, component),
+                "ports": [{"name": "http" if port in (BACKEND_PORT, UI_PORT, OPA_PORT) else "tcp", "port": port, "targetPort": port}],
+            },
+            opts=self._child(),
+        )
+
+    # ----- Redis and Kvrocks ---------------------------------------------
+
+    def _store(self, key: str, component: str, image: str, port: int, uid: int, gid: int, args_: list[str],
+               password_secret: pulumi.Input[str], data_path: str, storage: str, extra_mounts: list[dict],
+               extra_volumes: list[dict]) -> k8s.apps.v1.StatefulSet:
+        ping = ["sh", "-c", f"redis-cli -p {port} ping | grep -q PONG"]
+        claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}}
+        if self.args["storage_class_name"]:
+            claim["storageClassName"] = self.args["storage_class_name"]
+        self._service(key, f"cvat-{key}", component, port)
+        return k8s.apps.v1.StatefulSet(
+            f"{self.name}-{key}",
+            metadata=self._metadata(component, component),
+            spec={
+                "serviceName": f"cvat-{key}",
+                "replicas": 1,
+                "selector": {"matchLabels": kube.selector(self.workspace, component)},
+                "template": {
+                    "metadata": {"labels": kube.labels(self.workspace, component)},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": kube.pod_security_context(uid, gid, fs_group=gid),
+                        "containers": [
+                            {
+                                "name": key,
+                                "image": image,
+                                "args": args_,
+                                "env": [
+                                    self._secret_env("STORE_PASSWORD", password_secret),
+                                    # redis-cli reads the password from here (probes).
+                                    self._secret_env("REDISCLI_AUTH", password_secret),
+                                ],
+                                "ports": [{"name": "tcp", "containerPort": port}],
+                                "readinessProbe": {"exec": {"command": ping}, "periodSeconds": 10, "timeoutSeconds": 5},
+                                "livenessProbe": {
+                                    "exec": {"command": ping},
+                                    "initialDelaySeconds": 30,
+                                    "periodSeconds": 20,
+                                    "timeoutSeconds": 5,
+                                    "failureThreshold": 6,
+                                },
+                                "resources": self.size.of(key),
+                                "securityContext": kube.container_security_context(),
+                                "volumeMounts": [{"name": "data", "mountPath": data_path}, *extra_mounts],
+                            }
+                        ],
+                        "volumes": extra_volumes,
+                    },
+                },
+                "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": kube.labels(self.workspace, component)}, "spec": claim}],
+            },
+            opts=self._child(custom_timeouts=WAIT),
+        )
+
+    def _redis(self) -> k8s.apps.v1.StatefulSet:
+        """Redis for RQ queues and cache: password, append-only persistence."""
+        return self._store(
+            "redis", "cvat-redis", REDIS_IMAGE, REDIS_PORT, REDIS_UID, REDIS_GID,
+            # $(VAR) is expanded by Kubernetes from the Secret: the manifest holds no password.
+            ["redis-server", "--requirepass", "$(STORE_PASSWORD)", "--appendonly", "yes", "--dir", "/data"],
+            self.secrets["redis"].metadata["name"], "/data", "1Gi", [], [],
+        )
+
+    def _kvrocks(self) -> k8s.apps.v1.StatefulSet:
+        """Kvrocks, CVAT's on-disk media cache: password, data on a volume."""
+        # Data goes below /var/lib/kvrocks: the image keeps its config file there.
+        return self._store(
+            "kvrocks", "cvat-kvrocks", KVROCKS_IMAGE, KVROCKS_PORT, KVROCKS_UID, KVROCKS_UID,
+            ["--dir", "/var/lib/kvrocks/data", "--requirepass", "$(STORE_PASSWORD)"],
+            self.secrets["kvrocks"].metadata["name"], "/var/lib/kvrocks/data", self.size.kvrocks_storage,
+            [{"name": "run", "mountPath": "/var/run/kvrocks"}],
+            [{"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}],
+        )
+
+    # ----- Jobs ----------------------------------------------------------
+
+    def _job_pod(self, component: str, container: dict, volumes: list[dict]) -> dict[str, Any]:
+        return {
+            "metadata": {"labels": kube.labels(self.workspace, component)},
+            "spec": {
+                "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                "securityContext": kube.pod_security_context(BACKEND_UID, fs_group=BACKEND_UID),
+                "containers": [container],
+                "volumes": volumes,
+            },
+        }
+
+    def _migration_job(self, stores: list[pulumi.Resource]) -> k8s.batch.v1.Job:
+        """`init`: Django and Redis migrations. Runs again for a new CVAT version or spec."""
+        container = {
+            "name": "migrate",
+            "image": self.backend_image,
+            "args": ["init"],
+            "env": self._backend_env(1),
+            "resources": self.size.of("job"),
+            "securityContext": kube.container_security_context(read_only_root=False),
+        }
+        version = self.args["version"].replace(".", "-")
+        revision = kube.content_hash(self.backend_image, container["args"], self.size.name, self.args["hostname"])
+        return k8s.batch.v1.Job(
+            f"{self.name}-migrate",
+            metadata=self._metadata(f"cvat-migrate-{version}-{revision}", "cvat-migrate"),
+            spec={"backoffLimit": 4, "template": self._job_pod("cvat-migrate", container, [])},
+            opts=self._child(depends_on=[*self.args["database_ready"], *stores], custom_timeouts=WAIT),
+        )
+
+    def _superuser_job(self, migration: k8s.batch.v1.Job) -> k8s.batch.v1.Job:
+        """Creates the admin, or updates its e-mail and password; runs again when they change."""
+        # A random id renewed with the credentials names the Job: nothing derived from the password shows.
+        revision = random.RandomId(
+            f"{self.name}-superuser-revision",
+            byte_length=4,
+            keepers={
+                "username": self.args["admin_username"],
+                "email": self.args["admin_email"],
+                "password": pulumi.Output.secret(self.args["admin_password"]),
+                "version": self.args["version"],
+            },
+            opts=self._child(),
+        )
+        secret = self.args["admin_credentials_secret"]
+        container = {
+            "name": "superuser",
+            "image": self.backend_image,
+            "command": ["django-admin", "shell", "--command", f"exec(open('/scripts/{SUPERUSER_SCRIPT}').read())"],
+            "env": self._backend_env(1)
+            + [
+                self._secret_env("ADMIN_USERNAME", secret, "username"),
+                self._secret_env("ADMIN_EMAIL", secret, "email"),
+                self._secret_env("ADMIN_PASSWORD", secret, "password"),
+            ],
+            "resources": self.size.of("job"),
+            "securityContext": kube.container_security_context(read_only_root=False),
+            "volumeMounts": [{"name": "scripts", "mountPath": "/scripts", "readOnly": True}],
+        }
+        volumes = [{"name": "scripts", "configMap": {"name": self.scripts.metadata["name"]}}]
+        return k8s.batch.v1.Job(
+            f"{self.name}-superuser",
+            metadata=self._metadata(revision.hex.apply(lambda hex_: f"cvat-superuser-{hex_}"), "cvat-superuser"),
+            spec={"backoffLimit": 4, "template": self._job_pod("cvat-superuser", container, volumes)},
+            opts=self._child(depends_on=[migration], custom_timeouts=WAIT),
+        )
+
+    # ----- long-running pods ---------------------------------------------
+
+    def _server(self, migration: k8s.batch.v1.Job) -> k8s.apps.v1.Deployment:
+        """`run server` and `run nginx` in one pod, sharing the uvicorn socket and static files."""
+        shared = [{"name": "sockets", "mountPath": "/tmp/cvat"}, {"name": "static", "mountPath": "/home/django/static"}]
+        data = [{"name": "data", "mountPath": "/home/django/data"}]
+        probe_get = {"path": "/api/server/about", "port": BACKEND_PORT, "httpHeaders": [{"name": "Host", "value": "localhost"}]}
+        server = {
+            "name": "server",
+            "image": self.backend_image,
+            "args": ["run", "server"],
+            "env": self._backend_env(self.size.server_processes),
+            "resources": self.size.of("server"),
+            "securityContext": kube.container_security_context(read_only_root=False),
+            "volumeMounts": shared + data,
+        }
+        nginx = {
+            "name": "nginx",
+            "image": self.backend_image,
+            "args": ["run", "nginx"],
+            "env": self._backend_env(1),
+            "ports": [{"name": "http", "containerPort": BACKEND_PORT}],
+            "resources": self.size.of("nginx"),
+            "securityContext": kube.container_security_context(read_only_root=False),
+            "volumeMounts": shared + data,
+        }
+        # Both containers answer through the pod's port 8080 (nginx in front of uvicorn).
+        for container in (server, nginx):
+            container["readinessProbe"] = {"httpGet": probe_get, "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 4}
+            container["livenessProbe"] = {
+                "httpGet": probe_get, "initialDelaySeconds": 60, "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 5,
+            }
+            # collectstatic and the wait for migrations come first.
+            container["startupProbe"] = {"httpGet": probe_get, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 90}
+        volumes = [
+            {"name": "sockets", "emptyDir": {"sizeLimit": "16Mi"}},
+            {"name": "static", "emptyDir": {"sizeLimit": "512Mi"}},
+            self._data_volume(),
+        ]
+        deployment = self._deployment(
+            "server", "cvat-backend", self.size.server_replicas,
+            self._backend_pod_spec([server, nginx], volumes, mounts_data=True), mounts_data=True,
+            depends_on=[migration],
+        )
+        self._service("backend", BACKEND_SERVICE, "cvat-backend", BACKEND_PORT)
+        if self.size.server_replicas > 1:
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{self.name}-server-pdb",
+                metadata=self._metadata("cvat-backend", "cvat-backend"),
+                spec={"minAvailable": 1, "selector": {"matchLabels": kube.selector(self.workspace, "cvat-backend")}},
+                opts=self._child(),
+            )
+        return deployment
+
+    def _workers(self, migration: k8s.batch.v1.Job) -> list[k8s.apps.v1.Deployment]:
+        """The RQ workers: import, export, chunks, utils, and one for the optional queues."""
+        workers = dict(CORE_WORKERS)
+        if self.args["optional_queues"]:
+            workers["extra"] = list(self.args["optional_queues"])
+        deployments = []
+        for key, queues in workers.items():
+            probe = {"exec": {"command": ["django-admin", "workerprobe", *queues]}}
+            container = {
+                "name": "worker",
+                "image": self.backend_image,
+                "args": ["run", "worker", *queues],
+                "env": self._backend_env(self.size.worker_processes),
+                "readinessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 60, "timeoutSeconds": 20},
+                "livenessProbe": {**probe, "initialDelaySeconds": 60, "periodSeconds": 120, "timeoutSeconds": 20, "failureThreshold": 3},
+                "resources": self.size.of(f"worker-{key}"),
+                "securityContext": kube.container_security_context(read_only_root=False),
+                "volumeMounts": [{"name": "data", "mountPath": "/home/django/data"}],
+            }
+            component = f"cvat-worker-{key}"
+            deployments.append(
+                self._deployment(
+                    f"worker-{key}", component, self.size.worker_replicas[key],
+                    self._backend_pod_spec([container], [self._data_volume()], mounts_data=True), mounts_data=True,
+                    depends_on=[migration],
+                )
+            )
+        return deployments
+
+    def _ui(self) -> k8s.apps.v1.Deployment:
+        """The single-page app (unprivileged nginx on port 8000)."""
+        tcp = {"tcpSocket": {"port": UI_PORT}}
+        container = {
+            "name": "ui",
+            "image": f"{UI_IMAGE}:{self.args['version']}",
+            "ports": [{"name": "http", "containerPort": UI_PORT}],
+            "readinessProbe": {**tcp, "periodSeconds": 10, "failureThreshold": 5},
+            "livenessProbe": {**tcp, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 5},
+            "resources": self.size.of("ui"),
+            # The image's own numeric non-root user; its nginx writes under its own paths.
+            "securityContext": kube.container_security_context(read_only_root=False),
+        }
+        pod = {
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container],
+        }
+        deployment = self._deployment("ui", "cvat-ui", self.size.ui_replicas, pod)
+        self._service("ui", UI_SERVICE, "cvat-ui", UI_PORT)
+        return deployment
+
+    def _opa(self, server: pulumi.Resource) -> k8s.apps.v1.Deployment:
+        """OPA with CVAT's policy bundle, pulled from the backend."""
+        container = {
+            "name": "opa",
+            "image": OPA_IMAGE,
+            "args": [
+                "run",
+                "--server",
+                f"--addr=:{OPA_PORT}",
+                f"--set=services.cvat.url=http://{BACKEND_SERVICE}:{BACKEND_PORT}",
+                "--set=bundles.cvat.service=cvat",
+                "--set=bundles.cvat.resource=/api/auth/rules",
+                "--set=bundles.cvat.polling.min_delay_seconds=10",
+                "--set=bundles.cvat.polling.max_delay_seconds=15",
+            ],
+            "ports": [{"name": "http", "containerPort": OPA_PORT}],
+            # Healthy only once the policy bundle arrived from the backend.
+            "readinessProbe": {"httpGet": {"path": "/health?bundles", "port": OPA_PORT}, "periodSeconds": 10, "failureThreshold": 30},
+            "livenessProbe": {"httpGet": {"path": "/health", "port": OPA_PORT}, "initialDelaySeconds": 10, "periodSeconds": 20},
+            "resources": self.size.of("opa"),
+            "securityContext": kube.container_security_context(),
+        }
+        pod = {
+            "automountServiceAccountToken": False,
+            "securityContext": kube.pod_security_context(OPA_UID),
+            "containers": [container],
+        }
+        deployment = self._deployment("opa", "cvat-opa", 1, pod, depends_on=[server])
+        self._service("opa", OPA_SERVICE, "cvat-opa", OPA_PORT)
+        return deployment
+
+    # ----- ingress and network policies ----------------------------------
+
+    def _ingress(self) -> k8s.networking.v1.Ingress:
+        """One host: /api, /admin, /static, /django-rq to the backend, the rest to the UI."""
+        args = self.args
+
+        def path(prefix: str, service: str, port: int) -> dict[str, Any]:
+            return {"path": prefix, "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": port}}}}
+
+        annotations = {
+            # CVAT uploads in 100 MB chunks and exports large archives (ingress-nginx; Traefik needs none).
+            "nginx.ingress.kubernetes.io/proxy-body-size": "0",
+            "nginx.ingress.kubernetes.io/proxy-request-buffering": "off",
+            "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
+            "nginx.ingress.kubernetes.io/proxy-send-timeout": "600",
+        }
+        spec: dict[str, Any] = {
+            "rules": [
+                {
+                    "host": args["hostname"],
+                    "http": {
+                        "paths": [path(f"/{p}", BACKEND_SERVICE, BACKEND_PORT) for p in ("api", "admin", "static", "django-rq")]
+                        + [path("/", UI_SERVICE, UI_PORT)]
+                    },
+                }
+            ]
+        }
+        if args["ingress_class_name"]:
+            spec["ingressClassName"] = args["ingress_class_name"]
+        tls_secret = args["tls_secret_name"]
+        if args["cert_manager_issuer"]:
+            annotations["cert-manager.io/cluster-issuer"] = args["cert_manager_issuer"]
+            tls_secret = f"cvat-{self.workspace}-tls"
+        if tls_secret:
+            spec["tls"] = [{"hosts": [args["hostname"]], "secretName": tls_secret}]
+            annotations["nginx.ingress.kubernetes.io/ssl-redirect"] = "true"
+        return k8s.networking.v1.Ingress(
+            f"{self.name}-ingress",
+            metadata=self._metadata("cvat", "cvat-ingress", annotations=annotations),
+            spec=spec,
+            opts=self._child(),
+        )
+
+    def _network_policies(self) -> None:
+        """Deny ingress by default; let the ingress controller reach the web pods only."""
+        workspace_pods = [{"podSelector": {"matchLabels": {kube.WORKSPACE_LABEL: self.workspace}}}]
+        policies = {
+            "default-deny-ingress": {"podSelector": {}, "policyTypes": ["Ingress"]},
+            # From any namespace (where the ingress controller runs) to the backend's and UI's ports only.
+            "allow-web": {
+                "podSelector": {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": ["cvat-backend", "cvat-ui"]}]},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [{"namespaceSelector": {}}],
+                        "ports": [{"protocol": "TCP", "port": BACKEND_PORT}, {"protocol": "TCP", "port": UI_PORT}],
+                    }
+                ],
+            },
+            # Stores and OPA: only the workspace's own pods.
+            "allow-workspace-to-services": {
+                "podSelector": {
+                    "matchExpressions": [
+                        {"key": "app.kubernetes.io/name", "operator": "In",
+                         "values": ["postgres", "cvat-redis", "cvat-kvrocks", "cvat-opa", "minio"]}
+                    ]
+                },
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": workspace_pods}],
+            },
+        }
+        for policy, spec in policies.items():
+            k8s.networking.v1.NetworkPolicy(
+                f"{self.name}-{policy}",
+                metadata=self._metadata(policy, "network-policy"),
+                spec=spec,
+                opts=self._child(),
+            )
