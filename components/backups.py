@@ -28,6 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, TextIO
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from components.config import DEFAULTS, MINIO_DEFAULT_REGION, SCALEWAY_REGIONS
 from components.endpoint import MULTIPART_CHUNK_SIZE, s3_client, scaleway_endpoint_url
 
@@ -295,6 +297,10 @@ def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout, err: TextIO
                 entries = verify(path)
             out.write(f"ok: s3://{location.bucket}/{key} is a complete pg_dump archive ({entries} entries)\n")
     except BackupsError as error:
+        err.write(f"error: {error}\n")
+        return 1
+    except (BotoCoreError, ClientError) as error:
+        # Unreachable endpoint, missing bucket, refused keys: a message, not a traceback.
         err.write(f"error: {error}\n")
         return 1
     return 0

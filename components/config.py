@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
@@ -21,6 +21,8 @@ STORAGE_PROVIDERS = ("scaleway", "minio")
 # Optional CVAT queues, served by one extra worker; the others always run.
 OPTIONAL_QUEUES = ("annotation", "webhooks", "quality_reports", "consensus")
 DATA_ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany")
+# How CVAT reaches the dataset buckets: registered cloud storages, a mounted share, or both.
+DATASET_ACCESS = ("cloudStorage", "share", "both")
 # The deployment contract (entrypoint, paths) holds from v2.72 on.
 _CVAT_VERSION_RE = re.compile(r"^v2\.(\d+)\.(\d+)$")
 MINIMUM_CVAT_MINOR = 72
@@ -52,6 +54,9 @@ DEFAULTS: dict[str, Any] = {
     "workers": ["annotation", "webhooks", "quality_reports", "consensus"],
     "cvatDataSize": "20Gi",
     "cvatDataAccessMode": "ReadWriteOnce",
+    "datasetAccess": "cloudStorage",
+    "datasetInventoryLimit": 100000,
+    "datasetCsiDriver": "ru.yandex.s3.csi",
     "adminUsername": "admin",
     "adminPassword": "",
     "ingressClassName": "",
@@ -122,6 +127,9 @@ class WorkspaceConfig:
     workers: tuple[str, ...]
     cvat_data_size: str
     cvat_data_access_mode: str
+    dataset_access: str
+    dataset_inventory_limit: int
+    dataset_csi_driver: str
     admin_username: str
     admin_email: str
     admin_password: Optional[pulumi.Output[str]]
@@ -131,6 +139,8 @@ class WorkspaceConfig:
     cert_manager_issuer: str
     namespace: str
     kube_context: str
+    # Plain text, for the checks the program itself makes with boto3 (never logged or exported).
+    storage_secret_key_plain: str = field(repr=False, default="")
 
     @property
     def workspace_name(self) -> str:
@@ -445,6 +455,13 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     if access_mode not in DATA_ACCESS_MODES:
         read.problem("cvatDataAccessMode", f"{access_mode!r} is not one of {', '.join(DATA_ACCESS_MODES)}")
 
+    dataset_access = read.string("datasetAccess")
+    if dataset_access not in DATASET_ACCESS:
+        read.problem("datasetAccess", f"{dataset_access!r} is not one of {', '.join(DATASET_ACCESS)}")
+    inventory_limit = read.integer("datasetInventoryLimit", minimum=1)
+    csi_driver = read.string("datasetCsiDriver")
+    read.check("datasetCsiDriver", csi_driver, _object_name_problem)
+
     username = read.string("adminUsername")
     if not _DJANGO_USERNAME_RE.match(username):
         read.problem("adminUsername", f"{username!r} must be 1 to 150 letters, digits or @.+-_")
@@ -502,6 +519,9 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         workers=tuple(workers),
         cvat_data_size=data_size,
         cvat_data_access_mode=access_mode,
+        dataset_access=dataset_access,
+        dataset_inventory_limit=inventory_limit,
+        dataset_csi_driver=csi_driver,
         admin_username=username,
         admin_email=email,
         admin_password=admin_password,
@@ -511,6 +531,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         cert_manager_issuer=issuer,
         namespace=namespace,
         kube_context=read.string("kubeContext"),
+        storage_secret_key_plain=(config.get("storageSecretKey") or "") if not minio_in_cluster else "",
     )
 
 

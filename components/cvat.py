@@ -313,7 +313,8 @@ class Cvat(pulumi.ComponentResource):
                 },
                 "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": kube.labels(self.workspace, component)}, "spec": claim}],
             },
-            opts=self._child(custom_timeouts=WAIT),
+            # Claim templates are immutable: the volume keeps the size it was made with.
+            opts=self._child(custom_timeouts=WAIT, ignore_changes=["spec.volumeClaimTemplates"]),
         )
 
     def _redis(self) -> k8s.apps.v1.StatefulSet:

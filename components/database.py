@@ -180,7 +180,13 @@ class Database(pulumi.ComponentResource):
                 },
                 "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": labels}, "spec": claim_spec}],
             },
-            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m")),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+                # Claim templates are immutable: size and class are set when the volume is made
+                # (grow it by expanding the claim data-postgres-0, see the README).
+                ignore_changes=["spec.volumeClaimTemplates"],
+            ),
         )
 
         endpoint = args["endpoint"]
@@ -281,17 +287,25 @@ class Database(pulumi.ComponentResource):
         self.restore_job: Optional[k8s.batch.v1.Job] = None
         if args["restore_from"]:
             restore_labels = kube.labels(workspace, "database-restore")
+            # One id per restore request: renewed when the source or force changes, or when
+            # restoreFrom is removed and set again. It names the Job (Jobs are immutable and
+            # run once) and marks the database, so that a retried request does nothing.
+            request = random.RandomId(
+                f"{name}-restore-request",
+                byte_length=4,
+                keepers={"restore_from": args["restore_from"], "restore_force": str(args["restore_force"])},
+                opts=child,
+            )
             restore_env = [
                 {"name": "RESTORE_FROM", "value": args["restore_from"]},
+                {"name": "RESTORE_REQUEST", "value": request.hex},
                 {"name": "RESTORE_FORCE", "value": "true" if args["restore_force"] else "false"},
                 {"name": "RESTORE_DIR", "value": "/restore"},
             ]
-            # Jobs are immutable and run once: a new request (source or force) is a new Job.
-            revision = kube.content_hash(args["restore_from"], args["restore_force"])
             self.restore_job = k8s.batch.v1.Job(
                 f"{name}-restore",
                 metadata={
-                    "name": f"database-restore-{revision}",
+                    "name": request.hex.apply(lambda hex_: f"database-restore-{hex_}"),
                     "namespace": namespace,
                     "labels": restore_labels,
                     "annotations": {"pulumi.com/timeoutSeconds": str(2 * 3600)},

@@ -2,8 +2,8 @@
 
 - The **backup bucket** receives the database backups. It is created by the
   program, kept when the stack is destroyed (``retain_on_delete``), and has a
-  lifecycle rule that expires backups older than the retention and aborts
-  incomplete multipart uploads.
+  lifecycle rule that expires backups a week after the retention (a backstop
+  for the backup job's own retention) and aborts incomplete multipart uploads.
 - The **dataset buckets** belong to the user: they are only referenced, never
   created, changed or deleted on an external server.
 - A Secret holds the S3 credentials for the pods that need them.
@@ -28,6 +28,10 @@ from components.lifecycle import BucketLifecycleRules
 
 BUCKETS_SCRIPT = "ensure-buckets.sh"
 CREDENTIALS_SECRET_NAME = "s3-credentials"
+# The bucket's expiry rule is a backstop for the backup job's own retention, which
+# deletes old backups only after a new one is safely stored. The grace keeps a
+# stretch of failed backups from leaving the bucket empty.
+LIFECYCLE_GRACE_DAYS = 7
 # Keys of the credentials Secret, the same for the generated in-cluster MinIO Secret.
 ACCESS_KEY_KEY = "accessKeyId"
 SECRET_KEY_KEY = "secretAccessKey"
@@ -111,7 +115,7 @@ class ObjectStorage(pulumi.ComponentResource):
                 bucket=bucket.bucket,
                 rule_id_prefix=rule_id,
                 prefix=args["workspace_prefix"],
-                expiration_days=args["retention_days"],
+                expiration_days=args["retention_days"] + LIFECYCLE_GRACE_DAYS,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[bucket]),
             )
             rules.supported.apply(_warn_if_unsupported)
@@ -171,7 +175,7 @@ class ObjectStorage(pulumi.ComponentResource):
             "LIFECYCLE_BUCKET": bucket_name,
             "LIFECYCLE_PREFIX": args["workspace_prefix"],
             "LIFECYCLE_RULE_ID": rule_id,
-            "RETENTION_DAYS": str(args["retention_days"]),
+            "RETENTION_DAYS": str(args["retention_days"] + LIFECYCLE_GRACE_DAYS),
             "HOME": "/tmp",
         }
         return k8s.batch.v1.Job(

@@ -45,11 +45,12 @@ class MotoServer:
         if authenticated:
             # The first requests (creating the IAM user and key) are let through; then signatures are checked.
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"
+        # A file, not a pipe: an unread pipe fills up and blocks the server.
+        self.log = tempfile.NamedTemporaryFile(prefix="labeling-moto-", suffix=".log", delete=False)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
-            text=True,
             env=env,
         )
         self._wait()
@@ -60,7 +61,7 @@ class MotoServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"moto exited early: {self.process.stdout.read()}")
+                raise RuntimeError(f"moto exited early: {Path(self.log.name).read_text()}")
             try:
                 urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1)
                 return
@@ -103,6 +104,8 @@ class MotoServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
+        self.log.close()
+        os.unlink(self.log.name)
 
 
 def postgres_bindir() -> Optional[Path]:

@@ -227,14 +227,24 @@ def test_restore_refuses_a_database_with_tables_and_changes_nothing(postgres, mo
     assert "added after the backup" not in postgres.admin("SELECT string_agg(name, ',') FROM labels", filled["PGDATABASE"])
 
 
-def test_restore_runs_once_per_source(postgres, moto, filled, backups, database):
+def test_a_request_restores_once_and_a_new_request_restores_again(postgres, moto, filled, backups):
     assert run("backup.sh", env_for(postgres, moto, filled, backups)).returncode == 0
     fresh = postgres.create_database(f"fresh_{uuid.uuid4().hex[:8]}", f"fresh_{uuid.uuid4().hex[:8]}", NASTY_PASSWORD)
-    env = env_for(postgres, moto, fresh, backups, RESTORE_FROM="latest")
-    assert run("restore.sh", dict(env)).returncode == 0
-    again = run("restore.sh", dict(env))
+    first = env_for(postgres, moto, fresh, backups, RESTORE_FROM="latest", RESTORE_REQUEST="r1")
+    assert run("restore.sh", dict(first)).returncode == 0
+    again = run("restore.sh", dict(first))
     assert again.returncode == 0, again.stderr
-    assert "already restored" in again.stdout
+    assert "nothing to do" in again.stdout
+
+    # A later backup of the restored database, then a loss, then a forced restore of "latest".
+    postgres.admin("INSERT INTO labels (name) VALUES ('added after the restore')", fresh["PGDATABASE"])
+    assert run("backup.sh", env_for(postgres, moto, fresh, backups)).returncode == 0
+    postgres.admin("DELETE FROM frames; DELETE FROM labels", fresh["PGDATABASE"])
+    second = env_for(postgres, moto, fresh, backups, RESTORE_FROM="latest", RESTORE_REQUEST="r2", RESTORE_FORCE="true")
+    result = run("restore.sh", second)
+    assert result.returncode == 0, result.stderr
+    assert "added after the restore" in postgres.admin("SELECT string_agg(name, ',') FROM labels", fresh["PGDATABASE"])
+    assert int(postgres.admin("SELECT count(*) FROM frames", fresh["PGDATABASE"])) == 500
 
 
 def test_latest_without_backups_names_bucket_and_prefix(postgres, moto, database, backups):
@@ -274,6 +284,8 @@ def test_bad_settings_are_refused(postgres, moto, filled, backups):
         assert keys(moto, backups["BACKUP_BUCKET"]) == []
     result = run("restore.sh", env_for(postgres, moto, filled, backups, RESTORE_FROM="it's"))
     assert result.returncode != 0 and "quotes" in result.stderr
+    result = run("restore.sh", env_for(postgres, moto, filled, backups, RESTORE_FROM="latest", RESTORE_REQUEST="a b"))
+    assert result.returncode != 0 and "spaces" in result.stderr
     result = run("backup.sh", env_for(postgres, moto, filled, backups, BACKUP_STEP="everything"))
     assert result.returncode != 0 and "BACKUP_STEP" in result.stderr
 

@@ -178,3 +178,18 @@ def test_progress_and_human_units():
     now = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
     assert human_age(now - timedelta(days=3, hours=4), now) == "3d 4h"
     assert human_age(now - timedelta(minutes=25), now) == "25m"
+
+
+def test_server_errors_are_reported_without_a_traceback(moto):
+    from servers import free_port
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--endpoint", f"http://127.0.0.1:{free_port()}", "--bucket", "b-unreachable", "--prefix", "acme/database/",
+            "--access-key", "a", "--secret-key", "b", "list"]
+    assert backups.main(argv, out, err) == 1
+    assert err.getvalue().startswith("error: ") and "Traceback" not in err.getvalue()
+    missing = ["--endpoint", moto.url, "--bucket", f"missing-{uuid.uuid4().hex[:8]}", "--prefix", "acme/database/",
+               "--access-key", "a", "--secret-key", "b", "list"]
+    err = io.StringIO()
+    assert backups.main(missing, io.StringIO(), err) == 1
+    assert "NoSuchBucket" in err.getvalue()

@@ -49,7 +49,7 @@ def test_valid_scaleway_config_uses_documented_defaults():
     assert outputs["description"] == ""
     provider = rendering.one("pulumi:providers:aws")
     assert provider.inputs["region"] == "fr-par"
-    assert rendering.one("pulumi-python:dynamic/labeling:BucketLifecycleRules").inputs["expiration_days"] == 30
+    assert rendering.one("pulumi-python:dynamic/labeling:BucketLifecycleRules").inputs["expiration_days"] == 30 + 7
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import pytest
 
 from components.database import POSTGRES_IMAGE
 from components.endpoint import AWS_CLI_IMAGE
+import harness
 from harness import ROOT, load_stack_file, render
 from test_config import SCALEWAY, SECRETS, keys_of, with_
 
@@ -149,13 +150,19 @@ def test_restore_job(acme):
 
 
 def test_restore_job_runs_again_only_for_a_new_request():
-    def name(**changes):
-        return restore_job(render(with_(**changes), stack="acme", secrets=SECRETS)).inputs["metadata"]["name"]
+    def request(**changes):
+        rendering = render(with_(**changes), stack="acme", secrets=SECRETS)
+        random_id = rendering.one("random:index/randomId:RandomId", "restore-request")
+        job = restore_job(rendering)
+        assert job.inputs["metadata"]["name"] == f"database-restore-{harness.RANDOM_HEX}"
+        restore = containers_by_name(job.inputs["spec"]["template"]["spec"])["restore"]
+        assert env_of(restore)["RESTORE_REQUEST"] == harness.RANDOM_HEX
+        return random_id.inputs["keepers"]
 
-    latest = name(restoreFrom="latest")
-    assert latest == name(restoreFrom="latest", description="other")
-    assert latest != name(restoreFrom="acme/database/20261130T030000Z.dump")
-    assert latest != name(restoreFrom="latest", restoreForce=True)
+    latest = request(restoreFrom="latest")
+    assert latest == request(restoreFrom="latest", description="other")
+    assert latest != request(restoreFrom="acme/database/20261130T030000Z.dump")
+    assert latest != request(restoreFrom="latest", restoreForce=True)
 
 
 def test_restore_from_another_bucket_is_passed_as_given():

@@ -127,7 +127,7 @@ def test_backup_bucket_is_created_retained_and_has_lifecycle_rules(acme):
     assert not bucket.inputs.get("forceDestroy")
     rules = acme.one("pulumi-python:dynamic/labeling:BucketLifecycleRules")
     assert rules.inputs["bucket"] == bucket.inputs["bucket"]
-    assert rules.inputs["expiration_days"] == 14
+    assert rules.inputs["expiration_days"] == 14 + 7  # the retention plus a week's grace
     assert rules.inputs["prefix"] == "acme/"
     assert rules.inputs["endpoint_url"] == "https://s3.fr-par.scw.cloud"
     assert bucket.urn in rules.depends_on
@@ -170,7 +170,7 @@ def test_in_cluster_minio_replaces_the_aws_provider(dev):
     assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.cvat-dev.svc:9000"
     assert env["BUCKETS"]["value"] == f"labeling-dev-backups-{harness.RANDOM_HEX} images"
     assert env["LIFECYCLE_BUCKET"]["value"] == f"labeling-dev-backups-{harness.RANDOM_HEX}"
-    assert env["RETENTION_DAYS"]["value"] == "30"
+    assert env["RETENTION_DAYS"]["value"] == "37"  # the retention plus a week's grace
     assert env["LIFECYCLE_PREFIX"]["value"] == "dev/"
     assert env["AWS_REQUEST_CHECKSUM_CALCULATION"]["value"] == "when_required"
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "minio-root", "key": "accessKeyId"}

@@ -25,7 +25,8 @@ set -eu
 
 step=${BACKUP_STEP:-all}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 143' INT TERM
 dir=${BACKUP_DIR:-$work}
 
 dump() {

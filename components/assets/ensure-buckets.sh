@@ -20,7 +20,8 @@ set -eu
 wait_seconds=${WAIT_SECONDS:-300}
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 143' INT TERM
 s3_cli_setup "$work"
 
 # Wait for the server to answer; fail at once on any answer other than "cannot connect".

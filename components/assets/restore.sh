@@ -9,12 +9,13 @@
 # main container; they share RESTORE_DIR.
 #
 # It refuses (exit code 3) to restore into a database that already holds
-# tables unless RESTORE_FORCE is "true". A failed restore leaves the database
-# as it was. Once a restore succeeded, running it again for the same
-# RESTORE_FROM does nothing (the database remembers it in its comment).
+# tables unless RESTORE_FORCE is "true". The restore and a marker naming the
+# request are one transaction: a failed restore leaves the database as it was,
+# and a retry of a request that already succeeded does nothing.
 #
 # Environment:
 #   RESTORE_FROM     "latest", a key in BACKUP_BUCKET, or s3://<bucket>/<key>
+#   RESTORE_REQUEST  id of this restore request (default: RESTORE_FROM); a new id restores again
 #   RESTORE_FORCE    "true" to replace existing tables (default "false")
 #   RESTORE_DIR      where the archive waits between the steps (default: a temporary directory)
 #   BACKUP_BUCKET BACKUP_PREFIX   where "latest" and plain keys are looked up
@@ -27,11 +28,13 @@ set -eu
 REFUSED=3
 step=${RESTORE_STEP:-all}
 source=${RESTORE_FROM:?RESTORE_FROM is not set}
-case "$source" in
-    *"'"* | *'"'* | *'\'* | *' '*) fail "RESTORE_FROM must not contain quotes, backslashes or spaces" ;;
+request=${RESTORE_REQUEST:-$source}
+case "$source$request" in
+    *"'"* | *'"'* | *'\'* | *' '*) fail "RESTORE_FROM and RESTORE_REQUEST must not contain quotes, backslashes or spaces" ;;
 esac
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+trap 'exit 143' INT TERM
 dir=${RESTORE_DIR:-$work}
 archive="$dir/restore.dump"
 
@@ -59,6 +62,7 @@ fetch() {
     echo "downloading s3://$bucket/$key ..."
     aws s3 cp "s3://$bucket/$key" "$archive" --only-show-errors --no-progress ||
         fail "cannot download s3://$bucket/$key"
+    echo "s3://$bucket/$key" >"$dir/source"
     echo "downloaded s3://$bucket/$key ($(wc -c <"$archive" | tr -d ' ') bytes)"
 }
 
@@ -77,13 +81,16 @@ restore() {
         sleep 2
     done
 
-    marker="labeling-restore: $source"
+    resolved=$(cat "$dir/source" 2>/dev/null || echo "$source")
+    marker="labeling-restore: $request"
     current=$(sql -c "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = current_database()") ||
         fail "cannot connect to database $PGDATABASE"
-    if [ "$current" = "$marker" ]; then
-        echo "database $PGDATABASE was already restored from $source: nothing to do"
-        return 0
-    fi
+    case "$current" in
+        "$marker "*)
+            echo "database $PGDATABASE already holds this restore (${current#"$marker "}): nothing to do"
+            return 0
+            ;;
+    esac
 
     tables=$(sql -c "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
     clean=""
@@ -97,14 +104,20 @@ restore() {
         clean="--clean --if-exists"
     fi
 
-    # One transaction: either the whole backup is in, or nothing changed.
+    # One transaction holds the restore and the marker: either both are in, or
+    # nothing changed. If pg_restore fails, the stream ends in an error
+    # instead of the marker, and psql rolls everything back.
     # shellcheck disable=SC2086
-    pg_restore --no-password --no-owner --no-privileges --role="$PGUSER" --dbname="$PGDATABASE" \
-        --single-transaction --exit-on-error $clean "$archive" ||
-        fail "pg_restore failed; the database was left as it was"
-    printf 'COMMENT ON DATABASE :"database" IS :%s;\nANALYZE;\n' "'marker'" |
-        sql -v database="$PGDATABASE" -v marker="$marker" || fail "restored, but could not record the restore"
-    echo "restored database $PGDATABASE from $source"
+    {
+        if pg_restore --no-owner --no-privileges --role="$PGUSER" $clean --file=- "$archive"; then
+            printf 'COMMENT ON DATABASE :"database" IS :%s;\n' "'marker_text'"
+        else
+            printf '\\echo pg_restore could not read the whole archive\nSELECT 1 / 0;\n'
+        fi
+    } | sql --single-transaction -v database="$PGDATABASE" -v marker_text="$marker $resolved" >/dev/null ||
+        fail "the restore failed; the database was left as it was"
+    sql -c "ANALYZE" >/dev/null || true
+    echo "restored database $PGDATABASE from $resolved"
 }
 
 case "$step" in
