@@ -48,6 +48,9 @@ SUPERUSER_SCRIPT = "superuser.py"
 CORE_WORKERS = {"import": ["import"], "export": ["export"], "chunks": ["chunks"], "utils": ["notifications", "cleaning"]}
 # Pods that mount the data volume (with ReadWriteOnce they must share a node).
 DATA_LABEL = "labeling.dev/cvat-data"
+SHARE_ROOT = "/home/django/share"
+# Queues whose workers read the connected file share (with the server).
+SHARE_QUEUES = {"import", "export", "chunks", "annotation"}
 WAIT = pulumi.CustomTimeouts(create="30m", update="30m")
 
 
@@ -80,6 +83,8 @@ class CvatArgs(TypedDict):
     admin_password: pulumi.Input[str]
     smokescreen_allow_addresses: Sequence[pulumi.Input[str]]
     """Private addresses CVAT may reach for cloud storage (an in-cluster MinIO's ClusterIP)."""
+    share_claims: dict[str, pulumi.Input[str]]
+    """Dataset bucket -> read-only claim, mounted at /home/django/share/<bucket> (connected file share)."""
 
 
 class Cvat(pulumi.ComponentResource):
@@ -131,6 +136,8 @@ class Cvat(pulumi.ComponentResource):
         self._network_policies()
 
         self.ready = [migration, superuser, server, ui, opa, *workers]
+        self.backend_image_name = self.backend_image
+        self.backend_url = f"http://{BACKEND_SERVICE}:{BACKEND_PORT}"
         self.url = f"{'https' if (args['tls_secret_name'] or args['cert_manager_issuer']) else 'http'}://{args['hostname']}"
         self.backend_service = pulumi.Output.from_input(BACKEND_SERVICE)
         self.register_outputs({"url": self.url, "backend_service": self.backend_service, "version": args["version"]})
@@ -225,6 +232,14 @@ class Cvat(pulumi.ComponentResource):
                 }
             }
         return spec
+
+    def _share(self) -> tuple[list[dict], list[dict]]:
+        """(volumes, mounts) of the connected file share: each dataset bucket, read-only."""
+        volumes, mounts = [], []
+        for index, (bucket, claim) in enumerate(sorted(self.args["share_claims"].items())):
+            volumes.append({"name": f"share-{index}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+            mounts.append({"name": f"share-{index}", "mountPath": f"{SHARE_ROOT}/{bucket}", "readOnly": True})
+        return volumes, mounts
 
     def _data_volume(self) -> dict[str, Any]:
         return {"name": "data", "persistentVolumeClaim": {"claimName": self.data_claim.metadata["name"]}}
@@ -414,6 +429,7 @@ class Cvat(pulumi.ComponentResource):
         shared = [{"name": "sockets", "mountPath": "/tmp/cvat"}, {"name": "static", "mountPath": "/home/django/static"}]
         data = [{"name": "data", "mountPath": "/home/django/data"}]
         probe_get = {"path": "/api/server/about", "port": BACKEND_PORT, "httpHeaders": [{"name": "Host", "value": "localhost"}]}
+        share_volumes, share_mounts = self._share()
         server = {
             "name": "server",
             "image": self.backend_image,
@@ -421,7 +437,7 @@ class Cvat(pulumi.ComponentResource):
             "env": self._backend_env(self.size.server_processes),
             "resources": self.size.of("server"),
             "securityContext": kube.container_security_context(read_only_root=False),
-            "volumeMounts": shared + data,
+            "volumeMounts": shared + data + share_mounts,
         }
         nginx = {
             "name": "nginx",
@@ -445,6 +461,7 @@ class Cvat(pulumi.ComponentResource):
             {"name": "sockets", "emptyDir": {"sizeLimit": "16Mi"}},
             {"name": "static", "emptyDir": {"sizeLimit": "512Mi"}},
             self._data_volume(),
+            *share_volumes,
         ]
         deployment = self._deployment(
             "server", "cvat-backend", self.size.server_replicas,
@@ -467,7 +484,9 @@ class Cvat(pulumi.ComponentResource):
         if self.args["optional_queues"]:
             workers["extra"] = list(self.args["optional_queues"])
         deployments = []
+        share_volumes, share_mounts = self._share()
         for key, queues in workers.items():
+            reads_share = bool(SHARE_QUEUES & set(queues))
             probe = {"exec": {"command": ["django-admin", "workerprobe", *queues]}}
             container = {
                 "name": "worker",
@@ -478,13 +497,14 @@ class Cvat(pulumi.ComponentResource):
                 "livenessProbe": {**probe, "initialDelaySeconds": 60, "periodSeconds": 120, "timeoutSeconds": 20, "failureThreshold": 3},
                 "resources": self.size.of(f"worker-{key}"),
                 "securityContext": kube.container_security_context(read_only_root=False),
-                "volumeMounts": [{"name": "data", "mountPath": "/home/django/data"}],
+                "volumeMounts": [{"name": "data", "mountPath": "/home/django/data"}] + (share_mounts if reads_share else []),
             }
             component = f"cvat-worker-{key}"
+            volumes = [self._data_volume()] + (share_volumes if reads_share else [])
             deployments.append(
                 self._deployment(
                     f"worker-{key}", component, self.size.worker_replicas[key],
-                    self._backend_pod_spec([container], [self._data_volume()], mounts_data=True), mounts_data=True,
+                    self._backend_pod_spec([container], volumes, mounts_data=True), mounts_data=True,
                     depends_on=[migration],
                 )
             )

@@ -125,7 +125,7 @@ class S3Endpoint:
         }
 
 
-def client_config() -> Any:
+def client_config(attempts: int = 3) -> Any:
     """botocore settings for S3-compatible servers: path style, checksums only when required."""
     from botocore.config import Config
 
@@ -133,13 +133,13 @@ def client_config() -> Any:
         s3={"addressing_style": "path"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        retries={"max_attempts": 3, "mode": "standard"},
-        connect_timeout=10,
+        retries={"max_attempts": attempts, "mode": "standard"},
+        connect_timeout=10 if attempts > 1 else 5,
         read_timeout=60,
     )
 
 
-def s3_client(endpoint_url: str, region: str, access_key: str, secret_key: str) -> Any:
+def s3_client(endpoint_url: str, region: str, access_key: str, secret_key: str, attempts: int = 3) -> Any:
     """A boto3 S3 client for an S3-compatible server.
 
     Besides path-style addressing and the `when_required` checksum settings,
@@ -155,7 +155,7 @@ def s3_client(endpoint_url: str, region: str, access_key: str, secret_key: str) 
         region_name=region,
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
-        config=client_config(),
+        config=client_config(attempts),
     )
     for operation in ("PutBucketLifecycleConfiguration", "DeleteObjects"):
         client.meta.events.register(f"before-sign.s3.{operation}", _add_content_md5)

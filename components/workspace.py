@@ -13,8 +13,10 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.config import WorkspaceConfig, default_backup_bucket_prefix
+from components.cloud_storages import CloudStorages
 from components.credentials import AdminCredentials
 from components.cvat import Cvat
+from components.datasets import DatasetBuckets
 from components.database import Database
 from components.endpoint import S3Endpoint
 from components.minio import InClusterMinio
@@ -152,6 +154,20 @@ class Workspace(pulumi.ComponentResource):
             opts=in_kubernetes,
         )
 
+        datasets = DatasetBuckets(
+            f"{name}-datasets",
+            {
+                "namespace": namespace_name,
+                "namespace_name": config.namespace,
+                "workspace": workspace,
+                "endpoint": endpoint,
+                "buckets": config.dataset_buckets,
+                "inventory_limit": config.dataset_inventory_limit,
+                "share": config.dataset_access in ("share", "both"),
+                "csi_driver": config.dataset_csi_driver,
+            },
+            opts=in_kubernetes,
+        )
         cvat = Cvat(
             f"{name}-cvat",
             {
@@ -179,9 +195,29 @@ class Workspace(pulumi.ComponentResource):
                 "admin_email": credentials.email,
                 "admin_password": credentials.password,
                 "smokescreen_allow_addresses": [minio.cluster_ip] if minio else [],
+                "share_claims": datasets.share_claims,
             },
             opts=in_kubernetes,
         )
+        if config.dataset_buckets and config.dataset_access in ("cloudStorage", "both"):
+            CloudStorages(
+                f"{name}-cloud-storages",
+                {
+                    "namespace": namespace_name,
+                    "workspace": workspace,
+                    "description": config.description,
+                    "backend_image": cvat.backend_image_name,
+                    "backend_url": cvat.backend_url,
+                    "endpoint": endpoint,
+                    "s3_credentials_secret": storage.credentials_secret_name,
+                    "admin_credentials_secret": credentials.secret_name,
+                    "buckets": config.dataset_buckets,
+                    "resources": size.of("job"),
+                    # The buckets must exist (in-cluster MinIO) and CVAT must be fully up.
+                    "cvat_ready": [*cvat.ready, *storage.ready],
+                },
+                opts=in_kubernetes,
+            )
 
         self.endpoint = endpoint
         self.storage = storage
@@ -199,6 +235,7 @@ class Workspace(pulumi.ComponentResource):
             "adminPassword": credentials.password,
             "namespace": self.namespace,
             "datasetBuckets": list(config.dataset_buckets),
+            "datasets": datasets.datasets,
             "backupBucket": storage.backup_bucket,
             "backupPrefix": database.backup_prefix,
             "backupSchedule": config.backup_schedule,

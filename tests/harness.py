@@ -60,8 +60,13 @@ class Mocks(pulumi.runtime.Mocks):
             state["hex"] = RANDOM_HEX
         elif args.typ == "kubernetes:core/v1:Service":
             state = {**state, "spec": {**state.get("spec", {}), "clusterIP": MINIO_CLUSTER_IP if "minio" in args.name else "10.96.0.20"}}
-        elif args.typ.startswith("pulumi-python:dynamic/"):
+        elif args.typ == "pulumi-python:dynamic/labeling:BucketLifecycleRules":
             state["supported"] = self.lifecycle_supported
+        elif args.typ == "pulumi-python:dynamic/labeling:DatasetInventory":
+            state["datasets"] = {
+                bucket: {"images": 3, "videos": 1, "ignored": 2, "bytes": 4096, "imageBytes": 3000, "videoBytes": 1000, "truncated": False}
+                for bucket in args.inputs["buckets"]
+            }
         return [f"{args.name}-id", state]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -174,9 +179,13 @@ def encode_config(config: dict[str, Any]) -> dict[str, str]:
     return encoded
 
 
-def render(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = ()) -> Rendering:
-    """Runs __main__.py under mocks with this stack config (keys without namespace)."""
-    monitor, exported, warnings, error = _run(config, stack, secrets)
+def render(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = (), preflight: bool = False) -> Rendering:
+    """Runs __main__.py under mocks with this stack config (keys without namespace).
+
+    The dataset bucket preflight talks to the real endpoint: it is skipped
+    unless `preflight` is set (for stacks pointing at the test server).
+    """
+    monitor, exported, warnings, error = _run(config, stack, secrets, preflight)
     if error is not None:
         raise error
     outputs, secret = {}, set()
@@ -188,14 +197,19 @@ def render(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = 
     return Rendering(monitor.registrations, outputs, secret, warnings, monitor.mocks.generated_secrets)
 
 
-def render_failure(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = ()) -> tuple[Exception, list[Registration]]:
+def render_failure(
+    config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = (), preflight: bool = False
+) -> tuple[Exception, list[Registration]]:
     """Runs the program expecting it to fail; returns the error and what was registered before it."""
-    monitor, _, _, error = _run(config, stack, secrets)
+    monitor, _, _, error = _run(config, stack, secrets, preflight)
     assert error is not None, "the program ran without error"
     return error, monitor.registrations
 
 
-def _run(config: dict[str, Any], stack: str, secrets: Iterable[str]):
+def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: bool = False):
+    import components.datasets
+
+    real_check = components.datasets.check_dataset_buckets
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)
     settings.ROOT.set(None)
@@ -210,10 +224,14 @@ def _run(config: dict[str, Any], stack: str, secrets: Iterable[str]):
         runpy.run_path(str(MAIN), run_name="__main__")
         exported.update(settings.get_root_resource().outputs)
 
+    if not preflight:
+        components.datasets.check_dataset_buckets = lambda config: None
     try:
         _sync_await(run_pulumi_func(program))
     except Exception as error:  # the program's own error, handed to the caller
         return monitor, exported, warnings, error
+    finally:
+        components.datasets.check_dataset_buckets = real_check
     return monitor, exported, warnings, None
 
 

@@ -38,11 +38,14 @@ def env_of(container):
 
 
 def backend_containers(rendering):
-    """Every container that runs the backend image, by (object, container)."""
+    """Every container that runs CVAT's backend, by (object, container).
+
+    (The cloud-storage Job uses the image only as a Python to call the API.)
+    """
     found = {}
     for registration in rendering.kubernetes_objects():
         manifest = registration.manifest()
-        if manifest["kind"] in ("Deployment", "Job"):
+        if manifest["kind"] in ("Deployment", "Job") and not manifest["metadata"]["name"].startswith("cvat-cloud-storages"):
             for container in pod(manifest)["containers"]:
                 if container["image"].startswith("cvat/server:"):
                     found[(manifest["metadata"]["name"], container["name"])] = container

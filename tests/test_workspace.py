@@ -17,6 +17,7 @@ STACK_OUTPUTS = {
     "adminPassword",
     "namespace",
     "datasetBuckets",
+    "datasets",
     "backupBucket",
     "backupPrefix",
     "backupSchedule",

@@ -1,0 +1,130 @@
+"""CloudStorages: the dataset buckets, registered as cloud storages in CVAT.
+
+A Job (backend image, ``assets/cloud_storages.py``) logs in as the admin once
+CVAT is ready, makes sure an organization for the workspace exists, and
+registers each dataset bucket in it, so annotators find them under "Create
+task → Cloud Storage". The Job runs again when the buckets, the endpoint or
+the keys change; its name comes from a random id renewed with them, so
+nothing derived from the keys shows.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import kube
+from components.endpoint import S3Endpoint
+
+SCRIPT = "cloud_storages.py"
+BACKEND_UID = 1000
+# CVAT's organization slugs: at most 16 letters, digits, '-' or '_'.
+SLUG_LENGTH = 16
+
+
+def organization_slug(workspace: str) -> str:
+    """The CVAT organization slug of a workspace."""
+    return workspace[:SLUG_LENGTH].rstrip("-") or "workspace"
+
+
+class CloudStoragesArgs(TypedDict):
+    """Inputs of :class:`CloudStorages`."""
+
+    namespace: pulumi.Input[str]
+    workspace: str
+    description: str
+    backend_image: str
+    backend_url: str
+    endpoint: S3Endpoint
+    s3_credentials_secret: pulumi.Input[str]
+    admin_credentials_secret: pulumi.Input[str]
+    buckets: Sequence[str]
+    resources: dict
+    cvat_ready: Sequence[pulumi.Resource]
+
+
+class CloudStorages(pulumi.ComponentResource):
+    """The bootstrap Job that registers the dataset buckets in CVAT."""
+
+    organization: str
+
+    def __init__(self, name: str, args: CloudStoragesArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:index:CloudStorages", name, None, opts)
+        endpoint = args["endpoint"]
+        labels = kube.labels(args["workspace"], "cvat-cloud-storages")
+        slug = organization_slug(args["workspace"])
+        scripts = k8s.core.v1.ConfigMap(
+            f"{name}-scripts",
+            metadata={"name": "cvat-cloud-storages", "namespace": args["namespace"], "labels": labels},
+            data={SCRIPT: kube.asset(SCRIPT)},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        revision = random.RandomId(
+            f"{name}-revision",
+            byte_length=4,
+            keepers={
+                "buckets": " ".join(args["buckets"]),
+                "endpoint": endpoint.url,
+                "region": endpoint.region,
+                "access_key": pulumi.Output.secret(endpoint.access_key),
+                "secret_key": pulumi.Output.secret(endpoint.secret_key),
+                "script": kube.content_hash(kube.asset(SCRIPT)),
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        def secret_env(var: str, secret: pulumi.Input[str], key: str) -> dict:
+            return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+        container = {
+            "name": "register",
+            "image": args["backend_image"],
+            "command": ["python3", f"/scripts/{SCRIPT}"],
+            "env": [
+                {"name": "CVAT_URL", "value": args["backend_url"]},
+                {"name": "ORGANIZATION_SLUG", "value": slug},
+                {"name": "ORGANIZATION_NAME", "value": args["description"] or f"Workspace {args['workspace']}"},
+                {"name": "BUCKETS", "value": " ".join(args["buckets"])},
+                {"name": "S3_ENDPOINT_URL", "value": endpoint.url},
+                {"name": "S3_REGION", "value": endpoint.region},
+                {"name": "CREDENTIALS_REVISION", "value": revision.hex},
+                secret_env("ADMIN_USERNAME", args["admin_credentials_secret"], "username"),
+                secret_env("ADMIN_PASSWORD", args["admin_credentials_secret"], "password"),
+                secret_env("AWS_ACCESS_KEY_ID", args["s3_credentials_secret"], "accessKeyId"),
+                secret_env("AWS_SECRET_ACCESS_KEY", args["s3_credentials_secret"], "secretAccessKey"),
+            ],
+            "resources": args["resources"],
+            "securityContext": kube.container_security_context(),
+            "volumeMounts": [{"name": "scripts", "mountPath": "/scripts", "readOnly": True}],
+        }
+        k8s.batch.v1.Job(
+            f"{name}-job",
+            metadata={
+                "name": revision.hex.apply(lambda hex_: f"cvat-cloud-storages-{hex_}"),
+                "namespace": args["namespace"],
+                "labels": labels,
+            },
+            spec={
+                "backoffLimit": 3,
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "automountServiceAccountToken": False,
+                        "securityContext": kube.pod_security_context(BACKEND_UID, fs_group=BACKEND_UID),
+                        "containers": [container],
+                        "volumes": [{"name": "scripts", "configMap": {"name": scripts.metadata["name"]}}],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=list(args["cvat_ready"]),
+                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+            ),
+        )
+        self.organization = slug
+        self.register_outputs({"organization": slug})

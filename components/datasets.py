@@ -1,0 +1,201 @@
+"""DatasetBuckets: the user's buckets of images and videos, as the workspace sees them.
+
+- :func:`check_dataset_buckets` runs before anything is created: every dataset
+  bucket must exist and be listable with the configured keys, or the update
+  stops naming the bucket and the cause (missing, access denied, endpoint
+  unreachable, wrong region). It only lists: the buckets are never modified.
+- :class:`DatasetBuckets` counts what they hold (stack output `datasets`) and,
+  for `datasetAccess` share/both, makes each bucket a read-only volume
+  through a CSI S3 driver (a statically provisioned PersistentVolume and
+  claim per bucket) for CVAT's connected file share.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional, Sequence, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import kube
+from components.config import WorkspaceConfig
+from components.endpoint import S3Endpoint, s3_client, scaleway_endpoint_url
+from components.inventory import DatasetInventory
+
+SHARE_ROOT = "/home/django/share"
+SHARE_SECRET = "dataset-share-credentials"
+# A static volume's capacity is nominal: the bucket is as large as it is.
+SHARE_CAPACITY = "1Ti"
+# geesefs, read-only, files readable by CVAT's user.
+SHARE_MOUNT_OPTIONS = "--memory-limit 1000 --dir-mode 0555 --file-mode 0444 -o ro"
+
+
+class DatasetError(pulumi.RunError):
+    """Dataset buckets that cannot be used: one message naming each bucket and why."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        lines = [f"  - {bucket}: {reason}" for bucket, reason in problems]
+        super().__init__("Dataset buckets cannot be read; nothing was changed.\n" + "\n".join(lines))
+
+
+def bucket_problem(client: Any, bucket: str, endpoint_url: str) -> Optional[str]:
+    """Why `bucket` cannot be listed with this client, or None. Lists one key at most."""
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+    try:
+        client.list_objects_v2(Bucket=bucket, MaxKeys=1)
+        return None
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        code = str(details.get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("NoSuchBucket", "404") or (status == 404 and not code):
+            return f"does not exist on {endpoint_url}"
+        if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "301") or status == 301:
+            region = details.get("Region") or _region_in(str(details.get("Message", "")))
+            hint = f": set storageRegion to {region}" if region else ": check storageRegion"
+            return f"is in another region than the configured one{hint} ({code or status})"
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AllAccessDisabled") or status == 403:
+            return f"access denied ({code or status}): check storageAccessKey/storageSecretKey and that the key may list this bucket"
+        return f"cannot be listed: {code or status} {details.get('Message', '')}".strip()
+    except EndpointConnectionError as error:
+        return f"endpoint {endpoint_url} is unreachable ({error})"
+    except BotoCoreError as error:
+        return f"endpoint {endpoint_url} did not answer properly ({error})"
+
+
+def _region_in(message: str) -> Optional[str]:
+    match = re.search(r"expecting '([a-z0-9-]+)'", message)
+    return match.group(1) if match else None
+
+
+def check_dataset_buckets(config: WorkspaceConfig) -> None:
+    """Stops the update when a dataset bucket cannot be listed (external endpoints only)."""
+    if config.minio_in_cluster or not config.dataset_buckets:
+        return  # the in-cluster MinIO is not reachable from here; its buckets are created empty
+    endpoint_url = config.storage_endpoint or scaleway_endpoint_url(config.storage_region)
+    client = s3_client(endpoint_url, config.storage_region, config.storage_access_key, config.storage_secret_key_plain, attempts=1)
+    problems = []
+    for bucket in config.dataset_buckets:
+        reason = bucket_problem(client, bucket, endpoint_url)
+        if reason:
+            problems.append((bucket, reason))
+            if "unreachable" in reason:
+                problems += [(other, "not checked: the endpoint is unreachable") for other in config.dataset_buckets if other != bucket]
+                break
+    if problems:
+        raise DatasetError(problems)
+
+
+class DatasetBucketsArgs(TypedDict):
+    """Inputs of :class:`DatasetBuckets`."""
+
+    namespace: pulumi.Input[str]
+    namespace_name: str
+    workspace: str
+    endpoint: S3Endpoint
+    buckets: Sequence[str]
+    inventory_limit: int
+    share: bool
+    csi_driver: str
+
+
+class DatasetBuckets(pulumi.ComponentResource):
+    """The dataset buckets: their inventory, and read-only share volumes when asked for."""
+
+    datasets: pulumi.Output[Any]
+    share_claims: dict[str, pulumi.Output[str]]
+
+    def __init__(self, name: str, args: DatasetBucketsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("labeling:index:DatasetBuckets", name, None, opts)
+        endpoint = args["endpoint"]
+        buckets = list(args["buckets"])
+
+        if not buckets:
+            self.datasets = pulumi.Output.from_input({})
+        elif endpoint.reachable_from_program:
+            inventory = DatasetInventory(
+                f"{name}-inventory",
+                endpoint_url=endpoint.url,
+                region=endpoint.region,
+                access_key=endpoint.access_key,
+                secret_key=endpoint.secret_key,
+                buckets=buckets,
+                limit=args["inventory_limit"],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.datasets = inventory.datasets
+        else:
+            reason = "not counted: the in-cluster MinIO is not reachable from the Pulumi program"
+            self.datasets = pulumi.Output.from_input({bucket: {"counted": False, "reason": reason} for bucket in buckets})
+
+        self.share_claims = {}
+        if args["share"] and buckets:
+            self.share_claims = self._share_volumes(name, args, buckets)
+
+        self.register_outputs({"datasets": self.datasets, "share_claims": self.share_claims})
+
+    def _share_volumes(self, name: str, args: DatasetBucketsArgs, buckets: list[str]) -> dict[str, pulumi.Output[str]]:
+        """A read-only PersistentVolume and claim per bucket, through the CSI S3 driver."""
+        endpoint = args["endpoint"]
+        labels = kube.labels(args["workspace"], "dataset-share")
+        secret = k8s.core.v1.Secret(
+            f"{name}-share-credentials",
+            metadata={"name": SHARE_SECRET, "namespace": args["namespace"], "labels": labels},
+            type="Opaque",
+            string_data={
+                "accessKeyID": pulumi.Output.secret(endpoint.access_key),
+                "secretAccessKey": pulumi.Output.secret(endpoint.secret_key),
+                "endpoint": endpoint.url,
+                "region": endpoint.region,
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        secret_ref = {"name": secret.metadata["name"], "namespace": args["namespace"]}
+        claims = {}
+        for bucket in buckets:
+            claim_name = share_claim_name(bucket)
+            # Volumes are cluster-wide: the namespace keeps two workspaces' volumes apart.
+            volume_name = f"{args['namespace_name']}-{claim_name}"
+            volume = k8s.core.v1.PersistentVolume(
+                f"{name}-share-{bucket}",
+                metadata={"name": volume_name, "labels": labels},
+                spec={
+                    "capacity": {"storage": SHARE_CAPACITY},
+                    "accessModes": ["ReadOnlyMany"],
+                    # Never let the driver touch the bucket when the volume goes.
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "",
+                    "claimRef": {"namespace": args["namespace"], "name": claim_name},
+                    "csi": {
+                        "driver": args["csi_driver"],
+                        "volumeHandle": bucket,
+                        "readOnly": True,
+                        "controllerPublishSecretRef": secret_ref,
+                        "nodePublishSecretRef": secret_ref,
+                        "nodeStageSecretRef": secret_ref,
+                        "volumeAttributes": {"capacity": SHARE_CAPACITY, "mounter": "geesefs", "options": SHARE_MOUNT_OPTIONS},
+                    },
+                },
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            claim = k8s.core.v1.PersistentVolumeClaim(
+                f"{name}-share-{bucket}-claim",
+                metadata={"name": claim_name, "namespace": args["namespace"], "labels": labels},
+                spec={
+                    "accessModes": ["ReadOnlyMany"],
+                    "storageClassName": "",
+                    "volumeName": volume.metadata["name"],
+                    "resources": {"requests": {"storage": SHARE_CAPACITY}},
+                },
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            claims[bucket] = claim.metadata["name"]
+        return claims
+
+
+def share_claim_name(bucket: str) -> str:
+    """The claim of a bucket's share volume (a DNS-1123 name)."""
+    return f"share-{bucket}"  # bucket names are valid DNS subdomains already
