@@ -7,7 +7,9 @@ It records every request and answers in one of a few modes:
   correct Content-MD5 header (like servers that never adopted CRC checksums);
 - "minio-rules": like "md5-required" without the MD5 check, but refuses (like
   MinIO) a lifecycle rule that has no Expiration or Transition;
-- "access-denied": answers 403 AccessDenied to everything.
+- "access-denied": answers 403 AccessDenied to everything;
+- "wrong-region": answers like a server whose region is nl-ams to a request
+  signed for another region.
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ class StubS3Server:
     def answer(self, request: Request) -> tuple[int, str]:
         if self.mode == "access-denied":
             return 403, _error("AccessDenied", "Access Denied")
+        if self.mode == "wrong-region":
+            return 400, _error(
+                "AuthorizationHeaderMalformed",
+                "The authorization header is malformed; the region 'fr-par' is wrong; expecting 'nl-ams'",
+            )
         bucket = request.path.strip("/").split("/")[0]
         if "lifecycle" in request.query:
             if self.mode == "no-lifecycle":

@@ -1,0 +1,112 @@
+"""components/assets/cloud_storages.py against a local server applying CVAT's rules."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from fake_cvat import FakeCvat
+
+SCRIPT = Path(__file__).resolve().parent.parent / "components" / "assets" / "cloud_storages.py"
+BUCKETS = ["acme-street-scenes", "acme-dashcam-videos"]
+
+
+def run(fake, **changes):
+    env = {
+        "PATH": os.environ["PATH"],
+        "CVAT_URL": fake.url,
+        "ADMIN_USERNAME": fake.username,
+        "ADMIN_PASSWORD": fake.password,
+        "ORGANIZATION_SLUG": "acme",
+        "ORGANIZATION_NAME": "ACME street scenes",
+        "BUCKETS": " ".join(BUCKETS),
+        "S3_ENDPOINT_URL": "https://s3.fr-par.scw.cloud",
+        "S3_REGION": "fr-par",
+        "AWS_ACCESS_KEY_ID": "SCWXXXXXXXXXXXXXXXXX",
+        "AWS_SECRET_ACCESS_KEY": "first-secret-key",
+        "CREDENTIALS_REVISION": "0a1b2c3d",
+        "WAIT_SECONDS": "5",
+        **changes,
+    }
+    return subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_first_run_registers_everything_in_the_workspace_organization():
+    with FakeCvat(existing_buckets=set(BUCKETS)) as fake:
+        result = run(fake)
+        assert result.returncode == 0, result.stderr
+        assert "organization acme: created" in result.stdout
+        assert fake.organizations["acme"]["name"] == "ACME street scenes"
+        assert {s["resource"] for s in fake.storages} == set(BUCKETS)
+        for storage in fake.storages:
+            assert storage["organization"] == "acme"
+            assert storage["provider_type"] == "AWS_S3_BUCKET"
+            assert storage["display_name"] == storage["resource"]
+            assert storage["credentials_type"] == "KEY_SECRET_KEY_PAIR"
+            assert (storage["key"], storage["secret_key"]) == ("SCWXXXXXXXXXXXXXXXXX", "first-secret-key")
+            assert dict(parse_qsl(storage["specific_attributes"])) == {"endpoint_url": "https://s3.fr-par.scw.cloud", "region": "fr-par"}
+        assert "first-secret-key" not in result.stdout + result.stderr
+
+
+def test_second_run_changes_nothing():
+    with FakeCvat(existing_buckets=set(BUCKETS)) as fake:
+        assert run(fake).returncode == 0
+        writes = len(fake.writes())
+        result = run(fake)
+        assert result.returncode == 0, result.stderr
+        assert "organization acme: exists" in result.stdout
+        assert result.stdout.count(": unchanged") == 2
+        assert len(fake.writes()) == writes
+        assert len(fake.storages) == 2
+
+
+def test_new_credentials_update_the_registrations():
+    with FakeCvat(existing_buckets=set(BUCKETS)) as fake:
+        assert run(fake).returncode == 0
+        result = run(fake, AWS_SECRET_ACCESS_KEY="rotated-secret-key", CREDENTIALS_REVISION="99887766")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count(": updated") == 2
+        assert {s["secret_key"] for s in fake.storages} == {"rotated-secret-key"}
+        assert len(fake.storages) == 2
+
+
+def test_a_moved_endpoint_updates_and_a_new_bucket_is_added():
+    with FakeCvat(existing_buckets=set(BUCKETS) | {"acme-more"}) as fake:
+        assert run(fake).returncode == 0
+        result = run(fake, S3_ENDPOINT_URL="https://s3.nl-ams.scw.cloud", S3_REGION="nl-ams",
+                     BUCKETS=" ".join(BUCKETS + ["acme-more"]))
+        assert result.returncode == 0, result.stderr
+        assert "cloud storage acme-more: registered" in result.stdout
+        assert result.stdout.count(": updated") == 2
+        assert all("nl-ams" in s["specific_attributes"] for s in fake.storages)
+
+
+def test_cvat_refusal_fails_the_job_with_cvats_message():
+    with FakeCvat(existing_buckets={BUCKETS[0]}) as fake:
+        result = run(fake)
+        assert result.returncode == 1
+        assert f"The resource {BUCKETS[1]} not found" in result.stderr
+        assert "HTTP 400" in result.stderr
+
+
+def test_wrong_admin_password_fails_clearly():
+    with FakeCvat(existing_buckets=set(BUCKETS)) as fake:
+        result = run(fake, ADMIN_PASSWORD="wrong")
+        assert result.returncode == 1 and "Unable to log in" in result.stderr
+        assert fake.storages == []
+
+
+def test_unreachable_cvat_and_missing_settings():
+    from servers import free_port
+
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT)],
+        env={"PATH": os.environ["PATH"], "CVAT_URL": f"http://127.0.0.1:{free_port()}", "WAIT_SECONDS": "1"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1 and "not set: ADMIN_USERNAME" in result.stderr
+    with FakeCvat(existing_buckets=set(BUCKETS)) as fake:
+        url = f"http://127.0.0.1:{free_port()}"
+        result = run(fake, CVAT_URL=url, WAIT_SECONDS="1")
+        assert result.returncode == 1 and "did not answer within 1s" in result.stderr

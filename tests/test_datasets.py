@@ -1,0 +1,276 @@
+"""Dataset buckets: preflight and inventory against a real S3 server; share and registration under mocks."""
+
+import tracemalloc
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from components.datasets import DatasetError
+from components.inventory import DatasetInventoryProvider, count_bucket
+from harness import ROOT, load_stack_file, render, render_failure
+from s3_stub import StubS3Server
+from test_config import SCALEWAY, SECRETS, keys_of, with_
+
+DEV = load_stack_file(ROOT / "Pulumi.dev.yaml")
+MIXED = {
+    "cats/IMG_0001.JPG": 1000,
+    "cats/img_0002.jpeg": 1100,
+    "cats/deep/nested/frame.png": 900,
+    "dogs/scan.TIFF": 5000,
+    "dogs/photo.webp": 700,
+    "dogs/anim.gif": 300,
+    "video/drive-01.mp4": 100_000,
+    "video/nested/drive-02.MOV": 200_000,
+    "README.txt": 50,
+    "labels/annotations.json": 400,
+    "logo.svg": 80,
+    "data.csv": 60,
+    "cats/": 0,  # a folder marker
+}
+
+
+def s3_config(moto, buckets, **changes):
+    return {
+        "storageProvider": "minio",
+        "storageEndpoint": moto.url,
+        "storageRegion": "us-east-1",
+        "storageAccessKey": moto.access_key,
+        "storageSecretKey": moto.secret_key,
+        "datasetBuckets": buckets,
+        "adminEmail": "lead@acme.example",
+        "hostname": "label.acme.example",
+        **changes,
+    }
+
+
+def new_bucket(moto, objects=None):
+    name = f"data-{uuid.uuid4().hex[:10]}"
+    client = moto.client()
+    client.create_bucket(Bucket=name)
+    for key, size in (objects or {}).items():
+        client.put_object(Bucket=name, Key=key, Body=b"\0" * size)
+    return name
+
+
+# ----- preflight ------------------------------------------------------------
+
+def test_preflight_passes_for_readable_buckets(moto):
+    buckets = [new_bucket(moto), new_bucket(moto, {"a.jpg": 1})]
+    rendering = render(s3_config(moto, buckets), stack="acme", secrets=SECRETS, preflight=True)
+    assert rendering.outputs["datasetBuckets"] == buckets
+
+
+def test_preflight_names_a_missing_bucket_before_anything_is_created(moto):
+    present, missing = new_bucket(moto), f"missing-{uuid.uuid4().hex[:8]}"
+    error, registrations = render_failure(s3_config(moto, [present, missing]), stack="acme", secrets=SECRETS, preflight=True)
+    assert isinstance(error, DatasetError) and registrations == []
+    assert error.problems == [(missing, f"does not exist on {moto.url}")]
+    assert f"- {missing}: does not exist" in str(error)
+
+
+def test_preflight_reports_wrong_credentials(moto_with_auth):
+    bucket = f"data-{uuid.uuid4().hex[:10]}"
+    moto_with_auth.client().create_bucket(Bucket=bucket)
+    config = s3_config(moto_with_auth, [bucket], storageSecretKey="not-the-secret-key")
+    error, registrations = render_failure(config, stack="acme", secrets=SECRETS, preflight=True)
+    assert registrations == []
+    ((name, reason),) = error.problems
+    assert name == bucket and reason.startswith("access denied (SignatureDoesNotMatch)")
+
+
+def test_preflight_reports_an_unreachable_endpoint_once():
+    from servers import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    config = {**s3_config(type("S", (), {"url": url, "access_key": "a", "secret_key": "b"}), ["one-bucket", "two-bucket"])}
+    error, registrations = render_failure(config, stack="acme", secrets=SECRETS, preflight=True)
+    assert registrations == []
+    assert error.problems[0][0] == "one-bucket" and f"endpoint {url} is unreachable" in error.problems[0][1]
+    assert error.problems[1] == ("two-bucket", "not checked: the endpoint is unreachable")
+
+
+def test_preflight_reports_a_wrong_region():
+    with StubS3Server("wrong-region") as stub:
+        config = {**s3_config(type("S", (), {"url": stub.url, "access_key": "a", "secret_key": "b"}), ["images"]),
+                  "storageRegion": "fr-par"}
+        error, _ = render_failure(config, stack="acme", secrets=SECRETS, preflight=True)
+    ((name, reason),) = error.problems
+    assert name == "images" and "another region" in reason and "set storageRegion to nl-ams" in reason
+
+
+def test_preflight_never_writes(moto):
+    bucket = new_bucket(moto, {"a.jpg": 3})
+    before = moto.client().list_objects_v2(Bucket=bucket)["Contents"]
+    render(s3_config(moto, [bucket]), stack="acme", secrets=SECRETS, preflight=True)
+    assert moto.client().list_objects_v2(Bucket=bucket)["Contents"] == before
+
+
+def test_in_cluster_minio_skips_the_preflight():
+    render(DEV, stack="dev", preflight=True)  # the in-cluster server is not reachable from here: no check
+
+
+# ----- inventory ------------------------------------------------------------
+
+def test_inventory_counts_images_videos_and_the_rest(moto):
+    bucket = new_bucket(moto, MIXED)
+    counts = count_bucket(moto.client(), bucket, limit=100_000)
+    assert counts == {
+        "images": 6,
+        "videos": 2,
+        "ignored": 4,  # txt, json, svg, csv
+        "bytes": sum(MIXED.values()),
+        "imageBytes": 1000 + 1100 + 900 + 5000 + 700 + 300,
+        "videoBytes": 300_000,
+        "truncated": False,
+    }
+
+
+def test_inventory_of_an_empty_bucket(moto):
+    assert count_bucket(moto.client(), new_bucket(moto), limit=10) == {
+        "images": 0, "videos": 0, "ignored": 0, "bytes": 0, "imageBytes": 0, "videoBytes": 0, "truncated": False,
+    }
+
+
+def test_inventory_stops_at_the_limit_and_says_so(moto):
+    bucket = new_bucket(moto, MIXED)
+    counts = count_bucket(moto.client(), bucket, limit=5)
+    assert counts["truncated"] is True
+    assert counts["images"] + counts["videos"] + counts["ignored"] == 5
+    exact = count_bucket(moto.client(), bucket, limit=12)
+    assert exact["truncated"] is False
+
+
+def test_inventory_of_20000_objects_in_bounded_memory(moto):
+    bucket = new_bucket(moto)
+    client = moto.client()
+    keys = [f"frames/{i // 1000:03d}/{i:06d}.{'jpg' if i % 10 else 'txt'}" for i in range(20_000)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b""), keys))
+    tracemalloc.start()
+    counts = count_bucket(client, bucket, limit=100_000)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert (counts["images"], counts["ignored"], counts["truncated"]) == (18_000, 2_000, False)
+    # One page of 1000 keys at a time: far below what 20,000 keys held in memory would take.
+    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_inventory_provider_recounts_on_every_update_and_refresh(moto):
+    bucket = new_bucket(moto, {"a.jpg": 10})
+    props = {"endpoint_url": moto.url, "region": "us-east-1", "access_key": moto.access_key,
+             "secret_key": moto.secret_key, "buckets": [bucket], "limit": 1000}
+    provider = DatasetInventoryProvider()
+    created = provider.create(props).outs
+    assert created["datasets"][bucket]["images"] == 1
+    moto.client().put_object(Bucket=bucket, Key="b.mp4", Body=b"x")
+    assert provider.diff("id", created, props).changes  # always: bucket contents change outside Pulumi
+    updated = provider.update("id", created, props).outs
+    assert updated["datasets"][bucket]["videos"] == 1
+    moto.client().put_object(Bucket=bucket, Key="c.png", Body=b"x")
+    assert provider.read("id", updated).outs["datasets"][bucket]["images"] == 2
+
+
+# ----- the program's objects ------------------------------------------------
+
+def share_mounts(rendering):
+    """{deployment/container: [(mountPath, readOnly)]} of the share mounts."""
+    found = {}
+    for registration in rendering.kubernetes_objects():
+        manifest = registration.manifest()
+        if manifest["kind"] != "Deployment":
+            continue
+        for container in manifest["spec"]["template"]["spec"]["containers"]:
+            mounts = [(m["mountPath"], m.get("readOnly")) for m in container.get("volumeMounts", []) if m["mountPath"].startswith("/home/django/share")]
+            if mounts:
+                found[f"{manifest['metadata']['name']}/{container['name']}"] = mounts
+    return found
+
+
+@pytest.mark.parametrize("access", ["cloudStorage", "share", "both"])
+def test_dataset_access(access):
+    config = {**SCALEWAY, "datasetBuckets": ["acme-images", "acme.videos"], "datasetAccess": access}
+    rendering = render(config, stack="acme", secrets=SECRETS)
+    jobs = [r for r in rendering.of_type("kubernetes:batch/v1:Job") if "cloud-storages" in r.name]
+    volumes = [r.manifest() for r in rendering.kubernetes_objects() if r.manifest()["kind"] == "PersistentVolume"]
+    mounts = share_mounts(rendering)
+    if access in ("cloudStorage", "both"):
+        (job,) = jobs
+        container = job.inputs["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+        assert env["BUCKETS"] == "acme-images acme.videos"
+        assert env["S3_ENDPOINT_URL"] == "https://s3.fr-par.scw.cloud" and env["S3_REGION"] == "fr-par"
+        assert env["ORGANIZATION_SLUG"] == "acme"
+        assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3-credentials", "key": "secretAccessKey"}}
+        assert env["ADMIN_PASSWORD"] == {"secretKeyRef": {"name": "admin-credentials", "key": "password"}}
+        assert container["command"] == ["python3", "/scripts/cloud_storages.py"]
+        for part in ("cvat-superuser", "cvat-server", "cvat-opa"):
+            assert any(part in r.name and r.urn in job.depends_on for r in rendering.registrations), part
+        configmap = rendering.kubernetes_object("ConfigMap", "cvat-cloud-storages")
+        assert configmap["data"]["cloud_storages.py"] == (ROOT / "components" / "assets" / "cloud_storages.py").read_text()
+    else:
+        assert jobs == []
+    if access in ("share", "both"):
+        assert sorted(v["spec"]["csi"]["volumeHandle"] for v in volumes) == ["acme-images", "acme.videos"]
+        for volume in volumes:
+            assert volume["spec"]["csi"]["driver"] == "ru.yandex.s3.csi"
+            assert volume["spec"]["csi"]["readOnly"] is True
+            assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+            assert volume["spec"]["accessModes"] == ["ReadOnlyMany"]
+            assert volume["spec"]["csi"]["nodePublishSecretRef"] == {"name": "dataset-share-credentials", "namespace": "cvat-acme"}
+            assert volume["metadata"]["name"].startswith("cvat-acme-share-")
+        secret = rendering.one("kubernetes:core/v1:Secret", "share-credentials")
+        assert set(secret.inputs["stringData"]) == {"accessKeyID", "secretAccessKey", "endpoint", "region"}
+        assert "stringData" in secret.secret_paths
+        expected = [("/home/django/share/acme-images", True), ("/home/django/share/acme.videos", True)]
+        assert mounts == {
+            "cvat-backend/server": expected,
+            "cvat-worker-import/worker": expected,
+            "cvat-worker-export/worker": expected,
+            "cvat-worker-chunks/worker": expected,
+            "cvat-worker-extra/worker": expected,  # serves the annotation queue
+        }
+        claims = {r.manifest()["metadata"]["name"] for r in rendering.kubernetes_objects() if r.manifest()["kind"] == "PersistentVolumeClaim"}
+        assert {"share-acme-images", "share-acme.videos"} <= claims
+    else:
+        assert volumes == [] and mounts == {}
+
+
+def test_share_is_not_mounted_where_no_queue_reads_it():
+    config = {**SCALEWAY, "datasetBuckets": ["acme-images"], "datasetAccess": "share", "workers": ["webhooks"]}
+    mounts = share_mounts(render(config, stack="acme", secrets=SECRETS))
+    assert "cvat-worker-extra/worker" not in mounts and "cvat-worker-utils/worker" not in mounts
+    assert "cvat-worker-chunks/worker" in mounts
+
+
+def test_datasets_output():
+    config = {**SCALEWAY, "datasetBuckets": ["acme-images"]}
+    rendering = render(config, stack="acme", secrets=SECRETS)
+    assert rendering.outputs["datasets"]["acme-images"]["images"] == 3
+    inventory = rendering.one("pulumi-python:dynamic/labeling:DatasetInventory")
+    assert inventory.inputs["limit"] == 100000 and inventory.inputs["buckets"] == ["acme-images"]
+    assert {"access_key", "secret_key"} <= inventory.secret_paths
+    dev = render(DEV, stack="dev")
+    assert dev.outputs["datasets"] == {"images": {"counted": False, "reason": "not counted: the in-cluster MinIO is not reachable from the Pulumi program"}}
+
+
+def test_dev_registers_its_in_cluster_buckets_through_smokescreen():
+    dev = render(DEV, stack="dev")
+    job = dev.one("kubernetes:batch/v1:Job", "cloud-storages")
+    env = {e["name"]: e.get("value") for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["S3_ENDPOINT_URL"] == "http://minio.cvat-dev.svc:9000" and env["BUCKETS"] == "images"
+    assert dev.one("kubernetes:batch/v1:Job", "ensure-buckets").urn in job.depends_on
+
+
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({"datasetAccess": "fuse"}, "datasetAccess"),
+        ({"datasetAccess": "Share"}, "datasetAccess"),
+        ({"datasetInventoryLimit": 0}, "datasetInventoryLimit"),
+        ({"datasetInventoryLimit": "all"}, "datasetInventoryLimit"),
+        ({"datasetCsiDriver": "Not A Driver"}, "datasetCsiDriver"),
+    ],
+)
+def test_bad_dataset_config_is_refused(changes, key):
+    assert key in keys_of(with_(**changes))
