@@ -254,6 +254,18 @@ def _warning_logger(into: list[str]) -> logging.Logger:
     return logger
 
 
+def load_benchmark(name: str) -> Any:
+    """A script of benchmarks/ as a module (registered, so that dataclasses find it)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_stack_file(path: Path) -> dict[str, Any]:
     """The `labeling:` keys of a Pulumi.<stack>.yaml file, without the namespace."""
     data = yaml.safe_load(path.read_text())

@@ -1,7 +1,5 @@
 """The CVAT component under mocks, held to the deployment contract (reference/cvat-v2.73.md)."""
 
-import importlib.util
-import sys
 
 import pytest
 
@@ -295,11 +293,7 @@ def test_everything_is_awaited_with_generous_timeouts(acme):
 
 
 def load_size_benchmark():
-    spec = importlib.util.spec_from_file_location("workspace_size", ROOT / "benchmarks" / "workspace_size.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return harness.load_benchmark("workspace_size")
 
 
 def test_size_presets():
