@@ -458,6 +458,9 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     dataset_access = read.string("datasetAccess")
     if dataset_access not in DATASET_ACCESS:
         read.problem("datasetAccess", f"{dataset_access!r} is not one of {', '.join(DATASET_ACCESS)}")
+    if dataset_access in ("share", "both") and minio_in_cluster:
+        # The CSI driver mounts on the nodes, which neither resolve nor may reach the in-cluster MinIO.
+        read.problem("datasetAccess", f"{dataset_access!r} needs object storage the nodes can reach; with minioInCluster use cloudStorage")
     inventory_limit = read.integer("datasetInventoryLimit", minimum=1)
     csi_driver = read.string("datasetCsiDriver")
     read.check("datasetCsiDriver", csi_driver, _object_name_problem)

@@ -132,7 +132,7 @@ class Cvat(pulumi.ComponentResource):
         workers = self._workers(migration)
         ui = self._ui()
         opa = self._opa(server)
-        self._ingress()
+        self._ingress([server, ui])
         self._network_policies()
 
         self.ready = [migration, superuser, server, ui, opa, *workers]
@@ -274,7 +274,8 @@ class Cvat(pulumi.ComponentResource):
                 "selector": kube.selector(self.workspace, component),
                 "ports": [{"name": "http" if port in (BACKEND_PORT, UI_PORT, OPA_PORT) else "tcp", "port": port, "targetPort": port}],
             },
-            opts=self._child(),
+            # Pulumi waits for ready endpoints: the pods behind come after migrations and image pulls.
+            opts=self._child(custom_timeouts=WAIT),
         )
 
     # ----- Redis and Kvrocks ---------------------------------------------
@@ -443,20 +444,22 @@ class Cvat(pulumi.ComponentResource):
             "name": "nginx",
             "image": self.backend_image,
             "args": ["run", "nginx"],
-            "env": self._backend_env(1),
+            # nginx only serves files and proxies to the socket: none of the backend's secrets.
             "ports": [{"name": "http", "containerPort": BACKEND_PORT}],
             "resources": self.size.of("nginx"),
             "securityContext": kube.container_security_context(read_only_root=False),
             "volumeMounts": shared + data,
         }
-        # Both containers answer through the pod's port 8080 (nginx in front of uvicorn).
+        # Both are ready when the pod's port 8080 answers (nginx in front of uvicorn); only the
+        # server is restarted when it stops answering, so a slow uvicorn does not take nginx down.
         for container in (server, nginx):
             container["readinessProbe"] = {"httpGet": probe_get, "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 4}
-            container["livenessProbe"] = {
-                "httpGet": probe_get, "initialDelaySeconds": 60, "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 5,
-            }
-            # collectstatic and the wait for migrations come first.
-            container["startupProbe"] = {"httpGet": probe_get, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 90}
+        server["livenessProbe"] = {
+            "httpGet": probe_get, "initialDelaySeconds": 60, "periodSeconds": 15, "timeoutSeconds": 10, "failureThreshold": 5,
+        }
+        # collectstatic and the wait for migrations come first.
+        server["startupProbe"] = {"httpGet": probe_get, "periodSeconds": 10, "timeoutSeconds": 10, "failureThreshold": 90}
+        nginx["livenessProbe"] = {"tcpSocket": {"port": BACKEND_PORT}, "initialDelaySeconds": 30, "periodSeconds": 20, "failureThreshold": 5}
         volumes = [
             {"name": "sockets", "emptyDir": {"sizeLimit": "16Mi"}},
             {"name": "static", "emptyDir": {"sizeLimit": "512Mi"}},
@@ -487,7 +490,8 @@ class Cvat(pulumi.ComponentResource):
         share_volumes, share_mounts = self._share()
         for key, queues in workers.items():
             reads_share = bool(SHARE_QUEUES & set(queues))
-            probe = {"exec": {"command": ["django-admin", "workerprobe", *queues]}}
+            # As the chart of the same release: at least NUMPROCS workers on these queues.
+            probe = {"exec": {"command": ["django-admin", "workerprobe", *queues, "--expected-num-workers", str(self.size.worker_processes)]}}
             container = {
                 "name": "worker",
                 "image": self.backend_image,
@@ -565,14 +569,19 @@ class Cvat(pulumi.ComponentResource):
 
     # ----- ingress and network policies ----------------------------------
 
-    def _ingress(self) -> k8s.networking.v1.Ingress:
-        """One host: /api, /admin, /static, /django-rq to the backend, the rest to the UI."""
+    def _ingress(self, backends: list[pulumi.Resource]) -> k8s.networking.v1.Ingress:
+        """One host: /api, /admin, /static, /django-rq to the backend, the rest to the UI.
+
+        Made once the backend and UI are ready. Pulumi does not wait for a load-balancer
+        address: many controllers (kind, k3d, host-network ones) never publish one.
+        """
         args = self.args
 
         def path(prefix: str, service: str, port: int) -> dict[str, Any]:
             return {"path": prefix, "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": port}}}}
 
         annotations = {
+            "pulumi.com/skipAwait": "true",
             # CVAT uploads in 100 MB chunks and exports large archives (ingress-nginx; Traefik needs none).
             "nginx.ingress.kubernetes.io/proxy-body-size": "0",
             "nginx.ingress.kubernetes.io/proxy-request-buffering": "off",
@@ -603,7 +612,7 @@ class Cvat(pulumi.ComponentResource):
             f"{self.name}-ingress",
             metadata=self._metadata("cvat", "cvat-ingress", annotations=annotations),
             spec=spec,
-            opts=self._child(),
+            opts=self._child(depends_on=backends),
         )
 
     def _network_policies(self) -> None:

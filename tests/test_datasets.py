@@ -256,6 +256,9 @@ def test_datasets_output():
 
 def test_dev_registers_its_in_cluster_buckets_through_smokescreen():
     dev = render(DEV, stack="dev")
+    server = dev.kubernetes_object("Deployment", "cvat-backend")["spec"]["template"]["spec"]["containers"][0]
+    server_env = {e["name"]: e.get("value") for e in server["env"]}
+    assert server_env["SMOKESCREEN_OPTS"] == "--allow-address=10.96.0.42"
     job = dev.one("kubernetes:batch/v1:Job", "cloud-storages")
     env = {e["name"]: e.get("value") for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["S3_ENDPOINT_URL"] == "http://minio.cvat-dev.svc:9000" and env["BUCKETS"] == "images"
@@ -274,3 +277,11 @@ def test_dev_registers_its_in_cluster_buckets_through_smokescreen():
 )
 def test_bad_dataset_config_is_refused(changes, key):
     assert key in keys_of(with_(**changes))
+
+
+def test_share_is_refused_with_the_in_cluster_minio():
+    from harness import render_failure as failure
+
+    error, registrations = failure({**DEV, "datasetAccess": "share"}, stack="dev")
+    assert registrations == [] and [key for key, _ in error.problems] == ["datasetAccess"]
+    assert "nodes can reach" in error.problems[0][1]
