@@ -34,6 +34,8 @@ class InClusterMinioArgs(TypedDict):
     workspace: str
     region: str
     storage_size: str
+    storage_class_name: str
+    """Empty: the cluster's default storage class."""
     resources: dict
 
 
@@ -71,10 +73,13 @@ class InClusterMinio(pulumi.ComponentResource):
             },
             opts=child,
         )
+        claim_spec: dict = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": args["storage_size"]}}}
+        if args["storage_class_name"]:
+            claim_spec["storageClassName"] = args["storage_class_name"]
         claim = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-data",
             metadata={"name": "minio-data", "namespace": namespace, "labels": labels},
-            spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": args["storage_size"]}}},
+            spec=claim_spec,
             # Bound only once the pod exists on clusters with WaitForFirstConsumer.
             opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="15m")),
         )

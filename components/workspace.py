@@ -82,6 +82,7 @@ class Workspace(pulumi.ComponentResource):
                     "workspace": workspace,
                     "region": config.storage_region,
                     "storage_size": IN_CLUSTER_MINIO_STORAGE,
+                    "storage_class_name": config.storage_class_name,
                     "resources": size.of("minio"),
                 },
                 opts=in_kubernetes,

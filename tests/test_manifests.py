@@ -26,6 +26,14 @@ STACKS = {
         "acme-tls",
         ["storageSecretKey", "adminPassword"],
     ),
+    # Every optional object: share volumes, restore Job, PodDisruptionBudget, storage class.
+    "acme-everything": (
+        {**ACME, "datasetAccess": "both", "size": "large", "cvatDataAccessMode": "ReadWriteMany",
+         "restoreFrom": "latest", "storageClassName": "scw-bssd"},
+        "acme-all",
+        ["storageSecretKey"],
+    ),
+    "dev-large": ({**DEV, "size": "large", "storageClassName": "local-path"}, "dev", []),
 }
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
@@ -58,7 +66,26 @@ def containers(pod_spec):
 def test_there_are_objects_to_check(stack):
     rendering, _ = stack
     kinds = {r.manifest()["kind"] for r in rendering.kubernetes_objects()}
-    assert {"Namespace", "Secret"} <= kinds
+    assert {"Namespace", "Secret", "StatefulSet", "Deployment", "CronJob", "Ingress", "NetworkPolicy"} <= kinds
+
+
+def test_every_kind_the_program_makes_is_checked():
+    kinds = set()
+    for config, name, secrets in STACKS.values():
+        kinds |= {r.manifest()["kind"] for r in render(config, stack=name, secrets=secrets).kubernetes_objects()}
+    assert {"PersistentVolume", "PersistentVolumeClaim", "Job", "PodDisruptionBudget", "ConfigMap", "Service"} <= kinds
+
+
+def test_every_claim_uses_the_configured_storage_class():
+    config, name, secrets = STACKS["dev-large"]
+    rendering = render(config, stack=name, secrets=secrets)
+    for registration in rendering.kubernetes_objects():
+        manifest = registration.manifest()
+        claims = [manifest["spec"]] if manifest["kind"] == "PersistentVolumeClaim" else [
+            template["spec"] for template in manifest.get("spec", {}).get("volumeClaimTemplates", [])
+        ]
+        for claim in claims:
+            assert claim.get("storageClassName") == "local-path", manifest["metadata"]["name"]
 
 
 def test_every_object_is_valid_against_the_kubernetes_schema(stack):
