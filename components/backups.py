@@ -30,8 +30,8 @@ from typing import Any, Callable, Optional, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from components.config import DEFAULTS, MINIO_DEFAULT_REGION, SCALEWAY_REGIONS
-from components.endpoint import MULTIPART_CHUNK_SIZE, s3_client, scaleway_endpoint_url
+from components.config import DEFAULTS, MINIO_DEFAULT_REGION, default_region
+from components.endpoint import MULTIPART_CHUNK_SIZE, endpoint_url, s3_client
 
 BACKUP_NAME = re.compile(r"^\d{8}T\d{6}Z\.dump$")
 
@@ -204,8 +204,8 @@ def location_from_stack(stack: Optional[str], run: Callable[[list[str]], str]) -
             "--endpoint http://localhost:9000 with the keys of the Secret minio-root"
         )
     provider = value("storageProvider") or "scaleway"
-    region = value("storageRegion") or (SCALEWAY_REGIONS[0] if provider == "scaleway" else MINIO_DEFAULT_REGION)
-    endpoint = value("storageEndpoint") or (scaleway_endpoint_url(region) if provider == "scaleway" else "")
+    region = value("storageRegion") or default_region(provider)
+    endpoint = endpoint_url(provider, region, value("storageEndpoint"))
     if "backupBucket" not in outputs or "backupPrefix" not in outputs:
         raise BackupsError("the stack has no backupBucket/backupPrefix outputs: run `pulumi up` first")
     return {

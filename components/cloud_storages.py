@@ -76,9 +76,6 @@ class CloudStorages(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-        def secret_env(var: str, secret: pulumi.Input[str], key: str) -> dict:
-            return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-
         container = {
             "name": "register",
             "image": args["backend_image"],
@@ -91,10 +88,10 @@ class CloudStorages(pulumi.ComponentResource):
                 {"name": "S3_ENDPOINT_URL", "value": endpoint.url},
                 {"name": "S3_REGION", "value": endpoint.region},
                 {"name": "CREDENTIALS_REVISION", "value": revision.hex},
-                secret_env("ADMIN_USERNAME", args["admin_credentials_secret"], "username"),
-                secret_env("ADMIN_PASSWORD", args["admin_credentials_secret"], "password"),
-                secret_env("AWS_ACCESS_KEY_ID", args["s3_credentials_secret"], "accessKeyId"),
-                secret_env("AWS_SECRET_ACCESS_KEY", args["s3_credentials_secret"], "secretAccessKey"),
+                kube.secret_env("ADMIN_USERNAME", args["admin_credentials_secret"], "username"),
+                kube.secret_env("ADMIN_PASSWORD", args["admin_credentials_secret"], "password"),
+                kube.secret_env("AWS_ACCESS_KEY_ID", args["s3_credentials_secret"], "accessKeyId"),
+                kube.secret_env("AWS_SECRET_ACCESS_KEY", args["s3_credentials_secret"], "secretAccessKey"),
             ],
             "resources": args["resources"],
             "securityContext": kube.container_security_context(),

@@ -153,6 +153,11 @@ class WorkspaceConfig:
         return bool(self.tls_secret_name or self.cert_manager_issuer)
 
 
+def default_region(provider: str) -> str:
+    """The region used when storageRegion is empty."""
+    return SCALEWAY_REGIONS[0] if provider == "scaleway" else MINIO_DEFAULT_REGION
+
+
 def dns_label(text: str, max_length: int = 63) -> str:
     """Turns free text (a stack name) into a DNS-1123 label."""
     label = re.sub(r"[^a-z0-9-]+", "-", text.lower())
@@ -378,13 +383,13 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     secret_key = read.secret("storageSecretKey")
 
     if provider == "scaleway":
-        region = region or SCALEWAY_REGIONS[0]
+        region = region or default_region(provider)
         if region not in SCALEWAY_REGIONS:
             read.problem("storageRegion", f"{region!r} is not a Scaleway region ({', '.join(SCALEWAY_REGIONS)})")
         if minio_in_cluster:
             read.problem("minioInCluster", "requires storageProvider 'minio'")
     elif provider == "minio":
-        region = region or MINIO_DEFAULT_REGION
+        region = region or default_region(provider)
         if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", region):
             read.problem("storageRegion", f"{region!r} is not a region name (lowercase letters, digits, hyphens)")
 

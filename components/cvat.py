@@ -136,7 +136,6 @@ class Cvat(pulumi.ComponentResource):
         self._network_policies()
 
         self.ready = [migration, superuser, server, ui, opa, *workers]
-        self.backend_image_name = self.backend_image
         self.backend_url = f"http://{BACKEND_SERVICE}:{BACKEND_PORT}"
         self.url = f"{'https' if (args['tls_secret_name'] or args['cert_manager_issuer']) else 'http'}://{args['hostname']}"
         self.backend_service = pulumi.Output.from_input(BACKEND_SERVICE)
@@ -164,9 +163,6 @@ class Cvat(pulumi.ComponentResource):
             )
         return secrets
 
-    def _secret_env(self, var: str, secret: pulumi.Input[str], key: str = "password") -> dict[str, Any]:
-        return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
-
     def _backend_env(self, processes: int) -> list[dict[str, Any]]:
         """The environment every backend container gets (reference: backend environment)."""
         args = self.args
@@ -189,19 +185,19 @@ class Cvat(pulumi.ComponentResource):
             {"name": "CVAT_POSTGRES_PORT", "value": str(args["database_port"])},
             {"name": "CVAT_POSTGRES_DBNAME", "value": args["database_name"]},
             {"name": "CVAT_POSTGRES_USER", "value": args["database_user"]},
-            self._secret_env("CVAT_POSTGRES_PASSWORD", args["database_password_secret"], args["database_password_key"]),
+            kube.secret_env("CVAT_POSTGRES_PASSWORD", args["database_password_secret"], args["database_password_key"]),
             {"name": "CVAT_REDIS_INMEM_HOST", "value": REDIS_SERVICE},
             {"name": "CVAT_REDIS_INMEM_PORT", "value": str(REDIS_PORT)},
-            self._secret_env("CVAT_REDIS_INMEM_PASSWORD", self.secrets["redis"].metadata["name"]),
+            kube.secret_env("CVAT_REDIS_INMEM_PASSWORD", self.secrets["redis"].metadata["name"], "password"),
             {"name": "CVAT_REDIS_ONDISK_HOST", "value": KVROCKS_SERVICE},
             {"name": "CVAT_REDIS_ONDISK_PORT", "value": str(KVROCKS_PORT)},
-            self._secret_env("CVAT_REDIS_ONDISK_PASSWORD", self.secrets["kvrocks"].metadata["name"]),
+            kube.secret_env("CVAT_REDIS_ONDISK_PASSWORD", self.secrets["kvrocks"].metadata["name"], "password"),
             {"name": "CVAT_OPA_URL", "value": f"http://{OPA_SERVICE}:{OPA_PORT}"},
             # The public host name, the Service's names (OPA pulls its rules from the backend), probes.
             {"name": "ALLOWED_HOSTS", "value": hosts},
             # The ingress; the entrypoint adds the pod's own nginx.
             {"name": "CVAT_NUM_PROXIES", "value": "1"},
-            self._secret_env("DJANGO_SECRET_KEY", self.secrets["django"].metadata["name"]),
+            kube.secret_env("DJANGO_SECRET_KEY", self.secrets["django"].metadata["name"], "password"),
             {"name": "CVAT_HEALTH_DISK_USAGE_MAX", "value": "90"},
             {"name": "NUMPROCS", "value": str(processes)},
         ]
@@ -306,9 +302,9 @@ class Cvat(pulumi.ComponentResource):
                                 "image": image,
                                 "args": args_,
                                 "env": [
-                                    self._secret_env("STORE_PASSWORD", password_secret),
+                                    kube.secret_env("STORE_PASSWORD", password_secret, "password"),
                                     # redis-cli reads the password from here (probes).
-                                    self._secret_env("REDISCLI_AUTH", password_secret),
+                                    kube.secret_env("REDISCLI_AUTH", password_secret, "password"),
                                 ],
                                 "ports": [{"name": "tcp", "containerPort": port}],
                                 "readinessProbe": {"exec": {"command": ping}, "periodSeconds": 10, "timeoutSeconds": 5},
@@ -407,9 +403,9 @@ class Cvat(pulumi.ComponentResource):
             "command": ["django-admin", "shell", "--command", f"exec(open('/scripts/{SUPERUSER_SCRIPT}').read())"],
             "env": self._backend_env(1)
             + [
-                self._secret_env("ADMIN_USERNAME", secret, "username"),
-                self._secret_env("ADMIN_EMAIL", secret, "email"),
-                self._secret_env("ADMIN_PASSWORD", secret, "password"),
+                kube.secret_env("ADMIN_USERNAME", secret, "username"),
+                kube.secret_env("ADMIN_EMAIL", secret, "email"),
+                kube.secret_env("ADMIN_PASSWORD", secret, "password"),
             ],
             "resources": self.size.of("job"),
             "securityContext": kube.container_security_context(read_only_root=False),

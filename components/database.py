@@ -34,7 +34,6 @@ PASSWORD_KEY = "password"
 SCRIPTS = ("backup.sh", "restore.sh", kube.S3_HELPERS)
 # Exit code of restore.sh when it refuses to overwrite a database with tables.
 RESTORE_REFUSED = 3
-DEFAULT_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 JOB_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 
 
@@ -59,7 +58,8 @@ class DatabaseArgs(TypedDict):
     restore_from: str
     """'' (no restore), 'latest', a key in the backup bucket, or s3://bucket/key."""
     restore_force: bool
-    resources: Optional[dict[str, Any]]
+    resources: dict[str, Any]
+    """Of the PostgreSQL container (from the size preset)."""
 
 
 class Database(pulumi.ComponentResource):
@@ -104,9 +104,6 @@ class Database(pulumi.ComponentResource):
             opts=child,
         )
 
-        def password_env(var: str = "POSTGRES_PASSWORD") -> dict:
-            return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": PASSWORD_KEY}}}
-
         ready_check = ["pg_isready", "--host=127.0.0.1", f"--username={DATABASE_USER}", f"--dbname={DATABASE_NAME}"]
         claim_spec: dict[str, Any] = {
             "accessModes": ["ReadWriteOnce"],
@@ -140,7 +137,7 @@ class Database(pulumi.ComponentResource):
                                 "env": [
                                     {"name": "POSTGRES_USER", "value": DATABASE_USER},
                                     {"name": "POSTGRES_DB", "value": DATABASE_NAME},
-                                    password_env(),
+                                    kube.secret_env("POSTGRES_PASSWORD", secret_name, PASSWORD_KEY),
                                     # A subdirectory: the volume's root may hold lost+found.
                                     {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
                                 ],
@@ -160,7 +157,7 @@ class Database(pulumi.ComponentResource):
                                     "timeoutSeconds": 5,
                                     "failureThreshold": 120,
                                 },
-                                "resources": args["resources"] or DEFAULT_RESOURCES,
+                                "resources": args["resources"],
                                 "securityContext": kube.container_security_context(),
                                 "volumeMounts": [
                                     {"name": "data", "mountPath": "/var/lib/postgresql/data"},
@@ -194,8 +191,8 @@ class Database(pulumi.ComponentResource):
 
         def s3_env() -> list[dict]:
             return [{"name": key, "value": value} for key, value in endpoint.cli_environment().items()] + [
-                {"name": "AWS_ACCESS_KEY_ID", "valueFrom": {"secretKeyRef": {"name": s3_secret, "key": "accessKeyId"}}},
-                {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": s3_secret, "key": "secretAccessKey"}}},
+                kube.secret_env("AWS_ACCESS_KEY_ID", s3_secret, "accessKeyId"),
+                kube.secret_env("AWS_SECRET_ACCESS_KEY", s3_secret, "secretAccessKey"),
                 {"name": "HOME", "value": "/tmp"},
             ]
 
@@ -204,7 +201,7 @@ class Database(pulumi.ComponentResource):
             {"name": "PGPORT", "value": str(PORT)},
             {"name": "PGUSER", "value": DATABASE_USER},
             {"name": "PGDATABASE", "value": DATABASE_NAME},
-            password_env("PGPASSWORD"),
+            kube.secret_env("PGPASSWORD", secret_name, PASSWORD_KEY),
         ]
         bucket_env = [
             {"name": "BACKUP_BUCKET", "value": args["backup_bucket"]},

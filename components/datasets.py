@@ -20,7 +20,7 @@ import pulumi_kubernetes as k8s
 
 from components import kube
 from components.config import WorkspaceConfig
-from components.endpoint import S3Endpoint, s3_client, scaleway_endpoint_url
+from components.endpoint import S3Endpoint, endpoint_url as resolve_endpoint_url, s3_client
 from components.inventory import DatasetInventory
 
 SHARE_ROOT = "/home/django/share"
@@ -75,7 +75,7 @@ def check_dataset_buckets(config: WorkspaceConfig) -> None:
     """Stops the update when a dataset bucket cannot be listed (external endpoints only)."""
     if config.minio_in_cluster or not config.dataset_buckets:
         return  # the in-cluster MinIO is not reachable from here; its buckets are created empty
-    endpoint_url = config.storage_endpoint or scaleway_endpoint_url(config.storage_region)
+    endpoint_url = resolve_endpoint_url(config.storage_provider, config.storage_region, config.storage_endpoint)
     client = s3_client(endpoint_url, config.storage_region, config.storage_access_key, config.storage_secret_key_plain, attempts=1)
     problems = []
     for bucket in config.dataset_buckets:
@@ -118,10 +118,7 @@ class DatasetBuckets(pulumi.ComponentResource):
         elif endpoint.reachable_from_program:
             inventory = DatasetInventory(
                 f"{name}-inventory",
-                endpoint_url=endpoint.url,
-                region=endpoint.region,
-                access_key=endpoint.access_key,
-                secret_key=endpoint.secret_key,
+                endpoint=endpoint,
                 buckets=buckets,
                 limit=args["inventory_limit"],
                 opts=pulumi.ResourceOptions(parent=self),

@@ -34,6 +34,14 @@ def scaleway_endpoint_url(region: str) -> str:
     return f"https://s3.{region}.scw.cloud"
 
 
+def endpoint_url(provider: str, region: str, endpoint: str) -> str:
+    """The configured endpoint, or Scaleway's for the region; "" for a MinIO without one."""
+    endpoint = endpoint.rstrip("/")
+    if not endpoint and provider == "scaleway":
+        return scaleway_endpoint_url(region)
+    return endpoint
+
+
 @dataclass(frozen=True)
 class S3Endpoint:
     """An S3-compatible endpoint: Scaleway Object Storage or a MinIO server.
@@ -60,9 +68,7 @@ class S3Endpoint:
     ) -> "S3Endpoint":
         """Builds the endpoint; an empty Scaleway endpoint is derived from the region."""
         if isinstance(endpoint, str):
-            endpoint = endpoint.rstrip("/")
-            if not endpoint and provider == "scaleway":
-                endpoint = scaleway_endpoint_url(region)
+            endpoint = endpoint_url(provider, region, endpoint)
             if not endpoint:
                 raise ValueError("a MinIO endpoint needs a URL")
         return S3Endpoint(
@@ -113,6 +119,19 @@ class S3Endpoint:
             }
         )
 
+    def connection_inputs(self) -> dict[str, pulumi.Input[str]]:
+        """What a dynamic resource needs to reach this endpoint with boto3 (see client_from_inputs).
+
+        The keys are secret; a resource that returns them among its outputs must list
+        CONNECTION_SECRETS in additional_secret_outputs.
+        """
+        return {
+            "endpoint_url": self.url,
+            "region": self.region,
+            "access_key": pulumi.Output.secret(self.access_key),
+            "secret_key": pulumi.Output.secret(self.secret_key),
+        }
+
     def cli_environment(self) -> dict[str, pulumi.Input[str]]:
         """Plain (non-secret) environment for the AWS CLI in a pod.
 
@@ -123,6 +142,15 @@ class S3Endpoint:
             "AWS_DEFAULT_REGION": self.region,
             **CHECKSUM_ENV,
         }
+
+
+# The secret keys among S3Endpoint.connection_inputs().
+CONNECTION_SECRETS = ["access_key", "secret_key"]
+
+
+def client_from_inputs(props: dict) -> Any:
+    """A boto3 client from a dynamic resource's connection inputs."""
+    return s3_client(props["endpoint_url"], props["region"], props["access_key"], props["secret_key"])
 
 
 def client_config(attempts: int = 3) -> Any:

@@ -21,6 +21,8 @@ from typing import Any, Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
+from components.endpoint import CONNECTION_SECRETS, S3Endpoint, client_from_inputs
+
 # The built-in table only: the system's mime.types would make results machine-dependent.
 _TYPES = mimetypes.MimeTypes(filenames=())
 # Extensions CVAT accepts that Python's table lacks.
@@ -76,9 +78,7 @@ def count_bucket(client: Any, bucket: str, limit: int) -> dict[str, Any]:
 
 def count_buckets(props: dict) -> dict[str, dict]:
     """The inventory of every bucket listed in the resource's properties."""
-    from components.endpoint import s3_client
-
-    client = s3_client(props["endpoint_url"], props["region"], props["access_key"], props["secret_key"])
+    client = client_from_inputs(props)
     limit = int(props["limit"])
     return {bucket: count_bucket(client, bucket, limit) for bucket in props["buckets"]}
 
@@ -112,24 +112,16 @@ class DatasetInventory(Resource, module="labeling", name="DatasetInventory"):
         self,
         name: str,
         *,
-        endpoint_url: pulumi.Input[str],
-        region: pulumi.Input[str],
-        access_key: pulumi.Input[str],
-        secret_key: pulumi.Input[str],
+        endpoint: S3Endpoint,
         buckets: list[str],
         limit: int,
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         props = {
-            "endpoint_url": endpoint_url,
-            "region": region,
-            "access_key": pulumi.Output.secret(access_key),
-            "secret_key": pulumi.Output.secret(secret_key),
+            **endpoint.connection_inputs(),
             "buckets": buckets,
             "limit": limit,
             "datasets": None,
         }
-        opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["access_key", "secret_key"])
-        )
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=CONNECTION_SECRETS))
         super().__init__(DatasetInventoryProvider(), name, props, opts)

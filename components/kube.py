@@ -63,6 +63,11 @@ def container_security_context(read_only_root: bool = True) -> dict[str, Any]:
     }
 
 
+def secret_env(var: str, secret: Any, key: str) -> dict[str, Any]:
+    """An environment variable read from a key of a Secret (never a plain value)."""
+    return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
 def asset(name: str) -> str:
     """The text of a script under components/assets/."""
     return (ASSETS / name).read_text()

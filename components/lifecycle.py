@@ -22,6 +22,8 @@ from typing import Any, Optional
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
+from components.endpoint import CONNECTION_SECRETS, S3Endpoint, client_from_inputs
+
 # Servers that lack the lifecycle API answer with one of these.
 _NOT_IMPLEMENTED_CODES = {"NotImplemented", "NotImplementedError", "501"}
 _NO_CONFIG_CODES = {"NoSuchLifecycleConfiguration", "NoSuchLifecycle"}
@@ -59,12 +61,6 @@ def _error_code(error: Exception) -> str:
     return "501" if status == 501 and not code else code
 
 
-def _client(props: dict) -> Any:
-    from components.endpoint import s3_client
-
-    return s3_client(props["endpoint_url"], props["region"], props["access_key"], props["secret_key"])
-
-
 def _current_rules(client: Any, bucket: str) -> Optional[list[dict]]:
     """The bucket's rules; [] when it has none; None when the server lacks the API."""
     from botocore.exceptions import ClientError
@@ -87,7 +83,7 @@ def apply_rules(props: dict) -> bool:
     """
     from botocore.exceptions import ClientError
 
-    client = _client(props)
+    client = client_from_inputs(props)
     current = _current_rules(client, props["bucket"])
     if current is None:
         return False
@@ -107,7 +103,7 @@ def remove_rules(props: dict) -> None:
     """Removes this resource's rules from the bucket, keeping the others."""
     from botocore.exceptions import ClientError
 
-    client = _client(props)
+    client = client_from_inputs(props)
     try:
         current = _current_rules(client, props["bucket"])
     except ClientError as error:
@@ -130,7 +126,7 @@ def read_rules(props: dict) -> Optional[dict]:
     """The resource's state as found on the server (for `pulumi refresh`); None when the bucket is gone."""
     from botocore.exceptions import ClientError
 
-    client = _client(props)
+    client = client_from_inputs(props)
     try:
         current = _current_rules(client, props["bucket"])
     except ClientError as error:
@@ -192,10 +188,7 @@ class BucketLifecycleRules(Resource, module="labeling", name="BucketLifecycleRul
         self,
         name: str,
         *,
-        endpoint_url: pulumi.Input[str],
-        region: pulumi.Input[str],
-        access_key: pulumi.Input[str],
-        secret_key: pulumi.Input[str],
+        endpoint: S3Endpoint,
         bucket: pulumi.Input[str],
         rule_id_prefix: str,
         prefix: pulumi.Input[str],
@@ -204,10 +197,7 @@ class BucketLifecycleRules(Resource, module="labeling", name="BucketLifecycleRul
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
         props = {
-            "endpoint_url": endpoint_url,
-            "region": region,
-            "access_key": pulumi.Output.secret(access_key),
-            "secret_key": pulumi.Output.secret(secret_key),
+            **endpoint.connection_inputs(),
             "bucket": bucket,
             "rule_id_prefix": rule_id_prefix,
             "prefix": prefix,
@@ -215,7 +205,5 @@ class BucketLifecycleRules(Resource, module="labeling", name="BucketLifecycleRul
             "abort_multipart_days": abort_multipart_days,
             "supported": None,
         }
-        opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["access_key", "secret_key"])
-        )
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=CONNECTION_SECRETS))
         super().__init__(BucketLifecycleRulesProvider(), name, props, opts)

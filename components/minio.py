@@ -84,9 +84,6 @@ class InClusterMinio(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="15m")),
         )
 
-        def secret_env(var: str, key: str) -> dict:
-            return {"name": var, "valueFrom": {"secretKeyRef": {"name": credentials.metadata["name"], "key": key}}}
-
         container = {
             "name": "minio",
             "image": MINIO_IMAGE,
@@ -99,8 +96,8 @@ class InClusterMinio(pulumi.ComponentResource):
                 "--certs-dir=/tmp/minio-certs",
             ],
             "env": [
-                secret_env("MINIO_ROOT_USER", "accessKeyId"),
-                secret_env("MINIO_ROOT_PASSWORD", "secretAccessKey"),
+                kube.secret_env("MINIO_ROOT_USER", credentials.metadata["name"], "accessKeyId"),
+                kube.secret_env("MINIO_ROOT_PASSWORD", credentials.metadata["name"], "secretAccessKey"),
                 {"name": "MINIO_SITE_REGION", "value": args["region"]},
                 {"name": "HOME", "value": "/tmp"},
             ],

@@ -108,10 +108,7 @@ class ObjectStorage(pulumi.ComponentResource):
             )
             rules = BucketLifecycleRules(
                 f"{name}-backup-lifecycle",
-                endpoint_url=endpoint.url,
-                region=endpoint.region,
-                access_key=endpoint.access_key,
-                secret_key=endpoint.secret_key,
+                endpoint=endpoint,
                 bucket=bucket.bucket,
                 rule_id_prefix=rule_id,
                 prefix=args["workspace_prefix"],
@@ -166,9 +163,6 @@ class ObjectStorage(pulumi.ComponentResource):
             sorted(args["dataset_buckets"]),
         )
 
-        def secret_env(var: str, key: str) -> dict:
-            return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
-
         plain_env = {
             **endpoint.cli_environment(),
             "BUCKETS": pulumi.Output.all(bucket_name, *args["dataset_buckets"]).apply(" ".join),
@@ -202,8 +196,8 @@ class ObjectStorage(pulumi.ComponentResource):
                                 "command": ["/bin/sh", f"/scripts/{BUCKETS_SCRIPT}"],
                                 "env": [{"name": key, "value": value} for key, value in plain_env.items()]
                                 + [
-                                    secret_env("AWS_ACCESS_KEY_ID", ACCESS_KEY_KEY),
-                                    secret_env("AWS_SECRET_ACCESS_KEY", SECRET_KEY_KEY),
+                                    kube.secret_env("AWS_ACCESS_KEY_ID", secret_name, ACCESS_KEY_KEY),
+                                    kube.secret_env("AWS_SECRET_ACCESS_KEY", secret_name, SECRET_KEY_KEY),
                                 ],
                                 "resources": {
                                     "requests": {"cpu": "50m", "memory": "128Mi"},

@@ -207,7 +207,7 @@ class Workspace(pulumi.ComponentResource):
                     "namespace": namespace_name,
                     "workspace": workspace,
                     "description": config.description,
-                    "backend_image": cvat.backend_image_name,
+                    "backend_image": cvat.backend_image,
                     "backend_url": cvat.backend_url,
                     "endpoint": endpoint,
                     "s3_credentials_secret": storage.credentials_secret_name,

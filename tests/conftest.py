@@ -45,22 +45,15 @@ def postgres():
 
 
 @pytest.fixture
-def s3_settings(s3_server):
-    """Client settings for the test server (any key pair is accepted)."""
-    return {
-        "endpoint_url": s3_server,
-        "region": "us-east-1",
-        "access_key": "test-access-key",
-        "secret_key": "test-secret-key",
-    }
+def s3_settings(moto):
+    """Client settings for the test server."""
+    return moto.settings()
 
 
 @pytest.fixture
-def s3(s3_settings):
+def s3(moto):
     """A boto3 client for the test server, built like the program builds its own."""
-    from components.endpoint import s3_client
-
-    return s3_client(**s3_settings)
+    return moto.client()
 
 
 @pytest.fixture

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from urllib.parse import parse_qsl
+
+from local_http import LocalHTTPServer, Request
 
 PROVIDERS = {"AWS_S3_BUCKET", "AZURE_CONTAINER", "GOOGLE_DRIVE", "GOOGLE_CLOUD_STORAGE"}
 
 
 @dataclass
-class FakeCvat:
+class FakeCvat(LocalHTTPServer):
     username: str = "admin"
     password: str = "admin-Passw0rd"
     existing_buckets: set = field(default_factory=set)
@@ -27,47 +27,18 @@ class FakeCvat:
     storages: list = field(default_factory=list)
     requests: list = field(default_factory=list)
 
-    def __enter__(self) -> "FakeCvat":
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                body = json.loads(raw) if raw else None
-                fake.requests.append((self.command, parts.path, dict(self.headers), body))
-                status, payload = fake.answer(self.command, parts.path, parse_qs(parts.query), dict(self.headers), body)
-                data = json.dumps(payload).encode() if payload is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_POST = do_PATCH = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+    def answer(self, request: Request) -> tuple[int, bytes]:
+        body = json.loads(request.body) if request.body else None
+        self.requests.append((request.method, request.path, request.headers, body))
+        status, payload = self.api(request.method, request.path, request.query, request.headers, body)
+        return status, json.dumps(payload).encode() if payload is not None else b""
 
     def writes(self) -> list:
         return [(method, path) for method, path, _, _ in self.requests if method in ("POST", "PATCH") and path != "/api/auth/login"]
 
     # --- the API -------------------------------------------------------
 
-    def answer(self, method, path, query, headers, body):
+    def api(self, method, path, query, headers, body):
         if path == "/api/server/about" and method == "GET":
             return 200, {"name": "Computer Vision Annotation Tool", "version": "2.73.0"}
         if path == "/api/auth/login" and method == "POST":

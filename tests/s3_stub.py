@@ -16,65 +16,24 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+
+from local_http import LocalHTTPServer, Request
 
 
 @dataclass
-class Request:
-    method: str
-    path: str
-    query: dict
-    headers: dict
-    body: bytes
-
-
-@dataclass
-class StubS3Server:
+class StubS3Server(LocalHTTPServer):
     mode: str
     requests: list[Request] = field(default_factory=list)
     lifecycle: dict[str, bytes] = field(default_factory=dict)
+    content_type = "application/xml"
 
-    def __enter__(self) -> "StubS3Server":
-        stub = self
+    def answer(self, request: Request) -> tuple[int, bytes]:
+        self.requests.append(request)
+        status, payload = self.s3_answer(request)
+        return status, payload.encode()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                request = Request(self.command, parts.path, parse_qs(parts.query, keep_blank_values=True), dict(self.headers), body)
-                stub.requests.append(request)
-                status, payload = stub.answer(request)
-                data = payload.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def answer(self, request: Request) -> tuple[int, str]:
+    def s3_answer(self, request: Request) -> tuple[int, str]:
         if self.mode == "access-denied":
             return 403, _error("AccessDenied", "Access Denied")
         if self.mode == "wrong-region":

@@ -8,7 +8,6 @@ import sys
 import uuid
 from argparse import Namespace
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 

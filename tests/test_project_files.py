@@ -1,7 +1,6 @@
 """Pulumi.yaml, the stack files, the README's commands and the pins agree with the code."""
 
 import re
-from pathlib import Path
 
 import yaml
 
