@@ -495,6 +495,16 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         read.problem("tlsSecretName", "set either tlsSecretName or certManagerIssuer, not both")
         read.problem("certManagerIssuer", "set either tlsSecretName or certManagerIssuer, not both")
 
+    kube_context = read.string("kubeContext")
+    if not kube_context and not minio_in_cluster:
+        # Without it the provider follows kubectl's current context at every run, so a
+        # later `pulumi destroy` could act on whatever cluster kubectl points at then.
+        read.problem(
+            "kubeContext",
+            "is required for a workspace outside the local development stack: pulumi config set kubeContext "
+            "\"$(kubectl config current-context)\" (the provider would otherwise follow kubectl's current context)",
+        )
+
     namespace = read.string("namespace")
     if namespace:
         read.check("namespace", namespace, _namespace_problem)
@@ -538,7 +548,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         tls_secret_name=tls_secret,
         cert_manager_issuer=issuer,
         namespace=namespace,
-        kube_context=read.string("kubeContext"),
+        kube_context=kube_context,
         storage_secret_key_plain=(config.get("storageSecretKey") or "") if not minio_in_cluster else "",
     )
 

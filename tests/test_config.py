@@ -14,6 +14,7 @@ SCALEWAY = {
     "datasetBuckets": ["acme-images"],
     "adminEmail": "lead@acme.example",
     "hostname": "label.acme.example",
+    "kubeContext": "scw-acme",
 }
 SECRETS = ["storageSecretKey"]
 

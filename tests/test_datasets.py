@@ -40,6 +40,7 @@ def s3_config(moto, buckets, **changes):
         "datasetBuckets": buckets,
         "adminEmail": "lead@acme.example",
         "hostname": "label.acme.example",
+        "kubeContext": "lab",
         **changes,
     }
 
