@@ -17,15 +17,15 @@ from urllib.parse import urlsplit
 
 import pulumi
 
+from components.cvat_release import RELEASES
+from components.sizes import SIZES
+
 STORAGE_PROVIDERS = ("scaleway", "minio")
 # Optional CVAT queues, served by one extra worker; the others always run.
 OPTIONAL_QUEUES = ("annotation", "webhooks", "quality_reports", "consensus")
 DATA_ACCESS_MODES = ("ReadWriteOnce", "ReadWriteMany")
 # How CVAT reaches the dataset buckets: registered cloud storages, a mounted share, or both.
 DATASET_ACCESS = ("cloudStorage", "share", "both")
-# The deployment contract (entrypoint, paths) holds from v2.72 on.
-_CVAT_VERSION_RE = re.compile(r"^v2\.(\d+)\.(\d+)$")
-MINIMUM_CVAT_MINOR = 72
 SCALEWAY_REGIONS = ("fr-par", "nl-ams", "pl-waw")
 # A MinIO server without MINIO_SITE_REGION accepts any region. Not us-east-1:
 # with a custom endpoint, AWS clients may rewrite it to the pseudo region aws-global.
@@ -64,6 +64,8 @@ DEFAULTS: dict[str, Any] = {
     "certManagerIssuer": "",
     "namespace": "",
     "kubeContext": "",
+    "egressAllow": [],
+    "minioImage": "",
 }
 # Keys without a default: the engine refuses to run without them, and so do we.
 REQUIRED_KEYS = ("adminEmail", "hostname")
@@ -139,6 +141,9 @@ class WorkspaceConfig:
     cert_manager_issuer: str
     namespace: str
     kube_context: str
+    egress_allow: tuple[str, ...] = ()
+    """IP addresses and CIDR ranges CVAT may reach despite its SSRF guard (canonical form)."""
+    minio_image: str = ""
     # Plain text, for the checks the program itself makes with boto3 (never logged or exported).
     storage_secret_key_plain: str = field(repr=False, default="")
 
@@ -259,6 +264,89 @@ def storage_size_problem(size: str, minimum_gib: float = 0) -> Optional[str]:
     return None
 
 
+_BINARY_SUFFIXES = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+_DECIMAL_SUFFIXES = ("", "k", "M", "G", "T", "P", "E")
+
+
+def canonical_quantity(size: str) -> Optional[str]:
+    """`size` as the API server writes it back (1024Mi -> 1Gi, 1.5Gi -> 1536Mi); None if not whole bytes.
+
+    Kubernetes keeps the format (binary or decimal) and picks the largest suffix
+    that leaves a whole number, so a claim written in another form shows an
+    update at every `pulumi up`.
+    """
+    from fractions import Fraction
+
+    match = _QUANTITY_RE.fullmatch(size)
+    if not match:
+        return None
+    suffix = match.group(3) or ""
+    binary = suffix in _BINARY_SUFFIXES[1:]
+    suffixes, base = (_BINARY_SUFFIXES, 1024) if binary else (_DECIMAL_SUFFIXES, 1000)
+    count = Fraction(match.group(1)) * base ** suffixes.index(suffix)
+    if count.denominator != 1:
+        return None
+    number = int(count)
+    power = 0
+    while number and number % base == 0 and power < len(suffixes) - 1:
+        number //= base
+        power += 1
+    return f"{number}{suffixes[power]}"
+
+
+def egress_entry(entry: str) -> tuple[str, Optional[str]]:
+    """(canonical form, None) of an IP address or CIDR range, or ("", why it is not one)."""
+    reason = (
+        f"{entry!r} is not an IP address or CIDR range (e.g. 10.0.0.12 or 10.0.0.0/24); "
+        "give a host name's address, not the name"
+    )
+    if not entry or not entry.isascii() or not re.fullmatch(r"[0-9A-Fa-f:./]+", entry):
+        return "", reason
+    try:
+        if "/" in entry:
+            network = ipaddress.ip_network(entry, strict=True)
+            return (str(network.network_address) if network.num_addresses == 1 else str(network)), None
+        return str(ipaddress.ip_address(entry)), None
+    except ValueError as error:
+        if "has host bits set" in str(error):
+            return "", f"{entry!r} has host bits set: did you mean {ipaddress.ip_network(entry, strict=False)}?"
+        return "", reason
+
+
+# The ranges smokescreen (CVAT's SSRF guard) refuses as private (Go's net.IP.IsPrivate).
+_SMOKESCREEN_PRIVATE = tuple(
+    ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+
+
+def private_ip_host(url: str) -> Optional[str]:
+    """The host of `url` when it is a private IP literal (which CVAT's SSRF guard refuses), else None."""
+    try:
+        host = urlsplit(url).hostname or ""
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return str(address) if any(address in network for network in _SMOKESCREEN_PRIVATE) else None
+
+
+_IMAGE_RE = re.compile(
+    r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?P<tag>:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?P<digest>@sha256:[0-9a-f]{64})?"
+)
+
+
+def image_reference_problem(image: str) -> Optional[str]:
+    """Why `image` is not a pinned container image reference (a tag or a digest), or None."""
+    match = _IMAGE_RE.fullmatch(image)
+    if not match:
+        return f"{image!r} is not a container image reference (e.g. registry.example.com/minio/minio:RELEASE.2025-09-07T16-13-09Z)"
+    if not match.group("tag") and not match.group("digest"):
+        return f"{image!r} must name a tag or a digest: a moving image is not reproducible"
+    if match.group("tag") == ":latest" and not match.group("digest"):
+        return f"{image!r}: 'latest' moves; pin a release tag or a digest"
+    return None
+
+
 def restore_source_problem(source: str) -> Optional[str]:
     """Why `source` is not `latest`, a backup key or `s3://bucket/key`, or None."""
     if source == "latest":
@@ -352,6 +440,22 @@ class _Reader:
             self.problem(key, f"must be stored encrypted: pulumi config set --secret {key} <value>")
         return pulumi.Output.secret(plain)
 
+    def has_problem(self, key: str) -> bool:
+        return any(problem_key == key for problem_key, _ in self.problems)
+
+    def size(self, key: str, minimum_gib: float) -> str:
+        """A storage size in the canonical form the API server stores (so no diff at every up)."""
+        value = self.string(key)
+        reason = storage_size_problem(value, minimum_gib)
+        if reason:
+            self.problem(key, reason)
+            return value
+        canonical = canonical_quantity(value)
+        if canonical is None:
+            self.problem(key, f"{value!r} is not a whole number of bytes (e.g. 10Gi, 1536Mi)")
+            return value
+        return canonical
+
     def check(self, key: str, value: str, rule: Callable[[str], Optional[str]]) -> None:
         reason = rule(value)
         if reason:
@@ -425,8 +529,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     retention = read.integer("backupRetentionDays", minimum=1)
     schedule = " ".join(read.string("backupSchedule").split())
     read.check("backupSchedule", schedule, cron_problem)
-    storage_size = read.string("databaseStorageSize")
-    read.check("databaseStorageSize", storage_size, lambda size: storage_size_problem(size, minimum_gib=1))
+    storage_size = read.size("databaseStorageSize", minimum_gib=1)
     storage_class = read.string("storageClassName")
     if storage_class:
         read.check("storageClassName", storage_class, _object_name_problem)
@@ -438,13 +541,13 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         read.problem("restoreForce", "only means something with restoreFrom")
 
     cvat_version = read.string("cvatVersion")
-    version = _CVAT_VERSION_RE.match(cvat_version)
-    if not version:
-        read.problem("cvatVersion", f"{cvat_version!r} is not a CVAT release tag like v2.73.0")
-    elif int(version.group(1)) < MINIMUM_CVAT_MINOR:
-        read.problem("cvatVersion", f"{cvat_version!r} is older than v2.{MINIMUM_CVAT_MINOR}.0, the oldest release this program deploys")
+    if cvat_version not in RELEASES:
+        read.problem(
+            "cvatVersion",
+            f"{cvat_version!r} is not a release this program knows the deployment contract of "
+            f"(known: {', '.join(RELEASES)}; see 'Upgrading CVAT' in the README for adding one)",
+        )
     size = read.string("size").lower()
-    from components.sizes import SIZES
 
     if size not in SIZES:
         read.problem("size", f"{size!r} is not one of {', '.join(SIZES)}")
@@ -454,8 +557,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
             read.problem("workers", f"{queue!r} is not an optional CVAT queue ({', '.join(OPTIONAL_QUEUES)}); import, export, chunks and utils always run")
     if len(set(workers)) != len(workers):
         read.problem("workers", "lists a queue twice")
-    data_size = read.string("cvatDataSize")
-    read.check("cvatDataSize", data_size, lambda value: storage_size_problem(value, minimum_gib=1))
+    data_size = read.size("cvatDataSize", minimum_gib=1)
     access_mode = read.string("cvatDataAccessMode")
     if access_mode not in DATA_ACCESS_MODES:
         read.problem("cvatDataAccessMode", f"{access_mode!r} is not one of {', '.join(DATA_ACCESS_MODES)}")
@@ -494,6 +596,24 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     if tls_secret and issuer:
         read.problem("tlsSecretName", "set either tlsSecretName or certManagerIssuer, not both")
         read.problem("certManagerIssuer", "set either tlsSecretName or certManagerIssuer, not both")
+
+    egress_allow = []
+    for entry in read.string_list("egressAllow"):
+        canonical, reason = egress_entry(entry)
+        if reason:
+            read.problem("egressAllow", reason)
+        elif canonical not in egress_allow:
+            egress_allow.append(canonical)
+    if not minio_in_cluster and endpoint and not read.has_problem("storageEndpoint"):
+        # Smokescreen refuses private addresses: an endpoint given as a private IP is allowed unasked.
+        private = private_ip_host(endpoint)
+        if private and private not in egress_allow:
+            egress_allow.append(private)
+    minio_image = read.string("minioImage")
+    if minio_image:
+        if not minio_in_cluster:
+            read.problem("minioImage", "only means something with minioInCluster (the development stack)")
+        read.check("minioImage", minio_image, image_reference_problem)
 
     kube_context = read.string("kubeContext")
     if not kube_context and not minio_in_cluster:
@@ -549,6 +669,8 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         cert_manager_issuer=issuer,
         namespace=namespace,
         kube_context=kube_context,
+        egress_allow=tuple(egress_allow),
+        minio_image=minio_image,
         storage_secret_key_plain=(config.get("storageSecretKey") or "") if not minio_in_cluster else "",
     )
 

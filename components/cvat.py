@@ -1,10 +1,17 @@
 """Cvat: the CVAT annotation server of a workspace, as typed Kubernetes resources.
 
-Follows CVAT's deployment contract (reference/cvat-v2.73.md): the backend
-server pod (`run server` + `run nginx`), the RQ workers, the UI, OPA, Redis
-and Kvrocks, a migration Job (`init`) and a superuser Job, an Ingress for the
-workspace's host name, and NetworkPolicies. `pulumi up` returns once every
-Deployment is ready and both Jobs completed.
+Follows CVAT's deployment contract (reference/cvat-v2.73.md, and the release
+table in :mod:`components.cvat_release`): the backend server pod (`run server`
++ `run nginx`), the RQ workers, the UI, OPA, Redis and Kvrocks, a migration
+Job (`init`) and a superuser Job, an Ingress for the workspace's host name,
+and NetworkPolicies. `pulumi up` returns once every Deployment is ready and
+both Jobs completed.
+
+The constructor only calls the builders, one per part: secrets and scripts,
+the data volume, the stores, the Jobs, the server, the workers, the UI and
+OPA, the ingress and policies. The backend environment and the worker layout
+are plain functions (:func:`backend_environment`, :func:`worker_layout`), so
+that each can be read and tested on its own.
 """
 
 from __future__ import annotations
@@ -16,12 +23,15 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
+from components.cvat_release import RELEASES, CvatRelease
+from components.endpoint import CHECKSUM_ENV
 from components.sizes import Size
 
 BACKEND_IMAGE = "cvat/server"
 UI_IMAGE = "cvat/ui"
 OPA_IMAGE = "openpolicyagent/opa:1.12.2"
-REDIS_IMAGE = "redis:7.2.11-alpine"
+# The 7.2 line CVAT pins, with its later security fixes (7.2.15: use-after-free through RESTORE).
+REDIS_IMAGE = "redis:7.2.16-alpine"
 KVROCKS_IMAGE = "apache/kvrocks:2.15.0"
 
 BACKEND_UID = 1000
@@ -44,14 +54,105 @@ DATA_CLAIM = "cvat-data"
 SCRIPTS_CONFIGMAP = "cvat-scripts"
 SUPERUSER_SCRIPT = "superuser.py"
 
-# Always-running workers and the queues they serve; the optional queues share one extra worker.
+# Always-running workers and the queues they serve.
 CORE_WORKERS = {"import": ["import"], "export": ["export"], "chunks": ["chunks"], "utils": ["notifications", "cleaning"]}
+# Optional queues by worker: annotation (24 h jobs) and webhooks (25 s) apart, as upstream runs them.
+OPTIONAL_WORKERS = {"annotation": ["annotation"], "webhooks": ["webhooks"], "quality": ["quality_reports", "consensus"]}
+SCHEDULER_FLAG = "--with-scheduler"
 # Pods that mount the data volume (with ReadWriteOnce they must share a node).
 DATA_LABEL = "labeling.dev/cvat-data"
+# Changes with the Secrets a pod template reads, so that a new value rolls the pods.
+SECRETS_REVISION_ANNOTATION = "labeling.dev/secrets-revision"
 SHARE_ROOT = "/home/django/share"
 # Queues whose workers read the connected file share (with the server).
 SHARE_QUEUES = {"import", "export", "chunks", "annotation"}
 WAIT = pulumi.CustomTimeouts(create="30m", update="30m")
+# One-shot Jobs end on their own deadline, a little before Pulumi stops waiting,
+# so that the awaiter sees DeadlineExceeded; a failed one is replaced on the next up.
+MIGRATION_DEADLINE_SECONDS = 3600
+SUPERUSER_DEADLINE_SECONDS = 900
+
+
+def worker_layout(optional_queues: Sequence[str]) -> dict[str, list[str]]:
+    """Worker key -> the queues it serves: the core workers, then one per group of optional queues."""
+    workers = {key: list(queues) for key, queues in CORE_WORKERS.items()}
+    for key, queues in OPTIONAL_WORKERS.items():
+        chosen = [queue for queue in queues if queue in optional_queues]
+        if chosen:
+            workers[key] = chosen
+    return workers
+
+
+def worker_arguments(release: CvatRelease, queues: Sequence[str]) -> list[str]:
+    """`run worker <queues>`, with --with-scheduler where a queue retries through rq's scheduled registry."""
+    flags = [SCHEDULER_FLAG] if set(queues) & release.scheduler_queues else []
+    return ["run", "worker", *queues, *flags]
+
+
+def smokescreen_options(allowed: Sequence[pulumi.Input[str]]) -> pulumi.Output[str]:
+    """SMOKESCREEN_OPTS: the flags that let CVAT reach these private addresses and ranges.
+
+    Always a string (empty when nothing is allowed): supervisord refuses to start the
+    server and most workers when the variable is unset. The entries were validated
+    as IP addresses or CIDR ranges (config), or are a Service's ClusterIP.
+    """
+
+    def render(entries: list[str]) -> str:
+        flags = []
+        for entry in entries:
+            flag = "--allow-range" if "/" in entry else "--allow-address"
+            flags.append(f"{flag}={entry}")
+        return " ".join(flags)
+
+    return pulumi.Output.all(*allowed).apply(render)
+
+
+def backend_environment(
+    args: "CvatArgs", secrets: dict[str, pulumi.Input[str]], processes: int
+) -> list[dict[str, Any]]:
+    """The environment every backend container gets (reference: backend environment).
+
+    `secrets` maps redis, kvrocks and django to the names of their Secrets.
+    """
+    namespace = args["namespace"]
+    hosts = pulumi.Output.all(namespace).apply(
+        lambda values: ",".join(
+            [
+                args["hostname"],
+                BACKEND_SERVICE,
+                f"{BACKEND_SERVICE}.{values[0]}",
+                f"{BACKEND_SERVICE}.{values[0]}.svc",
+                f"{BACKEND_SERVICE}.{values[0]}.svc.cluster.local",
+                "localhost",
+                "127.0.0.1",
+            ]
+        )
+    )
+    return [
+        {"name": "CVAT_POSTGRES_HOST", "value": args["database_host"]},
+        {"name": "CVAT_POSTGRES_PORT", "value": str(args["database_port"])},
+        {"name": "CVAT_POSTGRES_DBNAME", "value": args["database_name"]},
+        {"name": "CVAT_POSTGRES_USER", "value": args["database_user"]},
+        kube.secret_env("CVAT_POSTGRES_PASSWORD", args["database_password_secret"], args["database_password_key"]),
+        {"name": "CVAT_REDIS_INMEM_HOST", "value": REDIS_SERVICE},
+        {"name": "CVAT_REDIS_INMEM_PORT", "value": str(REDIS_PORT)},
+        kube.secret_env("CVAT_REDIS_INMEM_PASSWORD", secrets["redis"], "password"),
+        {"name": "CVAT_REDIS_ONDISK_HOST", "value": KVROCKS_SERVICE},
+        {"name": "CVAT_REDIS_ONDISK_PORT", "value": str(KVROCKS_PORT)},
+        kube.secret_env("CVAT_REDIS_ONDISK_PASSWORD", secrets["kvrocks"], "password"),
+        {"name": "CVAT_OPA_URL", "value": f"http://{OPA_SERVICE}:{OPA_PORT}"},
+        # The public host name, the Service's names (OPA pulls its rules from the backend), probes.
+        {"name": "ALLOWED_HOSTS", "value": hosts},
+        # The ingress; the entrypoint adds the pod's own nginx.
+        {"name": "CVAT_NUM_PROXIES", "value": "1"},
+        kube.secret_env("DJANGO_SECRET_KEY", secrets["django"], "password"),
+        {"name": "CVAT_HEALTH_DISK_USAGE_MAX", "value": "90"},
+        {"name": "NUMPROCS", "value": str(processes)},
+        # Expanded by supervisord for the server and most workers: must be set, even empty.
+        {"name": "SMOKESCREEN_OPTS", "value": smokescreen_options(args["egress_allow"])},
+        # CVAT's boto3 1.39 sends CRC checksums by default, which S3-compatible servers refuse.
+        *({"name": name, "value": value} for name, value in CHECKSUM_ENV.items()),
+    ]
 
 
 class CvatArgs(TypedDict):
@@ -60,6 +161,7 @@ class CvatArgs(TypedDict):
     namespace: pulumi.Input[str]
     workspace: str
     version: str
+    """A release of components.cvat_release.RELEASES (checked by the config)."""
     size: Size
     optional_queues: Sequence[str]
     hostname: str
@@ -81,10 +183,12 @@ class CvatArgs(TypedDict):
     admin_username: pulumi.Input[str]
     admin_email: pulumi.Input[str]
     admin_password: pulumi.Input[str]
-    smokescreen_allow_addresses: Sequence[pulumi.Input[str]]
-    """Private addresses CVAT may reach for cloud storage (an in-cluster MinIO's ClusterIP)."""
+    egress_allow: Sequence[pulumi.Input[str]]
+    """Private IP addresses and CIDR ranges CVAT may reach (a private S3 endpoint, the in-cluster MinIO's ClusterIP)."""
     share_claims: dict[str, pulumi.Input[str]]
     """Dataset bucket -> read-only claim, mounted at /home/django/share/<bucket> (connected file share)."""
+    rollout_secrets: dict[str, pulumi.Input[str]]
+    """Secret values the backend pods depend on outside their env (the share's S3 keys): a change rolls them."""
 
 
 class Cvat(pulumi.ComponentResource):
@@ -98,34 +202,18 @@ class Cvat(pulumi.ComponentResource):
         super().__init__("labeling:index:Cvat", name, None, opts)
         self.name = name
         self.args = args
+        self.release = RELEASES[args["version"]]
         self.workspace = args["workspace"]
         self.namespace = args["namespace"]
         self.size = args["size"]
         self.backend_image = f"{BACKEND_IMAGE}:{args['version']}"
 
-        self.secrets = self._secrets()
-        self.scripts = k8s.core.v1.ConfigMap(
-            f"{name}-scripts",
-            metadata=self._metadata(SCRIPTS_CONFIGMAP, "cvat-scripts"),
-            data={SUPERUSER_SCRIPT: kube.asset(SUPERUSER_SCRIPT)},
-            opts=self._child(),
-        )
-        data_claim_spec: dict[str, Any] = {
-            "accessModes": [args["data_access_mode"]],
-            "resources": {"requests": {"storage": args["data_size"]}},
-        }
-        if args["storage_class_name"]:
-            data_claim_spec["storageClassName"] = args["storage_class_name"]
-        self.data_claim = k8s.core.v1.PersistentVolumeClaim(
-            f"{name}-data",
-            metadata=self._metadata(DATA_CLAIM, "cvat-data"),
-            spec=data_claim_spec,
-            opts=self._child(custom_timeouts=WAIT),
-        )
+        self.passwords, self.secrets = self._secrets()
+        self.scripts = self._scripts()
+        self.data_claim = self._data_claim()
+        self.backend_revision = self._backend_revision()
 
-        redis = self._redis()
-        kvrocks = self._kvrocks()
-        stores = [redis, kvrocks]
+        stores = [self._redis(), self._kvrocks()]
         migration = self._migration_job(stores)
         superuser = self._superuser_job(migration)
         server = self._server(migration)
@@ -149,64 +237,75 @@ class Cvat(pulumi.ComponentResource):
     def _metadata(self, name: str, component: str, **extra: Any) -> dict[str, Any]:
         return {"name": name, "namespace": self.namespace, "labels": kube.labels(self.workspace, component), **extra}
 
-    def _secrets(self) -> dict[str, k8s.core.v1.Secret]:
-        """Generated passwords (Redis, Kvrocks) and Django's secret key, each in a Secret."""
-        secrets = {}
+    def _secrets(self) -> tuple[dict[str, pulumi.Output[str]], dict[str, pulumi.Output[str]]]:
+        """Generated passwords (Redis, Kvrocks) and Django's secret key, each in a Secret.
+
+        Returns (key -> password, key -> Secret name).
+        """
+        passwords, names = {}, {}
         for key, length in (("redis", 32), ("kvrocks", 32), ("django", 64)):
             value = random.RandomPassword(f"{self.name}-{key}-password", length=length, special=False, opts=self._child())
-            secrets[key] = k8s.core.v1.Secret(
+            secret = k8s.core.v1.Secret(
                 f"{self.name}-{key}-secret",
                 metadata=self._metadata(f"cvat-{key}", f"cvat-{key}"),
                 type="Opaque",
                 string_data={"password": value.result},
                 opts=self._child(),
             )
-        return secrets
+            passwords[key] = value.result
+            names[key] = secret.metadata["name"]
+        return passwords, names
 
-    def _backend_env(self, processes: int) -> list[dict[str, Any]]:
-        """The environment every backend container gets (reference: backend environment)."""
+    def _scripts(self) -> k8s.core.v1.ConfigMap:
+        return k8s.core.v1.ConfigMap(
+            f"{self.name}-scripts",
+            metadata=self._metadata(SCRIPTS_CONFIGMAP, "cvat-scripts"),
+            data={SUPERUSER_SCRIPT: kube.asset(SUPERUSER_SCRIPT)},
+            opts=self._child(),
+        )
+
+    def _secrets_revision(self, key: str, values: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+        """A random id renewed whenever one of these secret values changes (never a hash of them)."""
+        revision = random.RandomId(
+            f"{self.name}-{key}-secrets-revision",
+            byte_length=4,
+            keepers={name: pulumi.Output.secret(value) for name, value in values.items()},
+            opts=self._child(),
+        )
+        return revision.hex
+
+    def _backend_revision(self) -> pulumi.Output[str]:
+        """Renewed with every Secret the backend pods read, so that a new value rolls them."""
+        return self._secrets_revision(
+            "backend", {**{key: self.passwords[key] for key in ("redis", "kvrocks", "django")}, **self.args["rollout_secrets"]}
+        )
+
+    def _data_claim(self) -> k8s.core.v1.PersistentVolumeClaim:
+        """CVAT's data volume. Its access mode and class are fixed when it is made (changing them
+        would replace the claim and lose the data): later changes are ignored, with a warning."""
         args = self.args
-        namespace = self.namespace
-        hosts = pulumi.Output.all(namespace).apply(
-            lambda values: ",".join(
-                [
-                    args["hostname"],
-                    BACKEND_SERVICE,
-                    f"{BACKEND_SERVICE}.{values[0]}",
-                    f"{BACKEND_SERVICE}.{values[0]}.svc",
-                    f"{BACKEND_SERVICE}.{values[0]}.svc.cluster.local",
-                    "localhost",
-                    "127.0.0.1",
-                ]
+        spec: dict[str, Any] = {"accessModes": [args["data_access_mode"]], "resources": {"requests": {"storage": args["data_size"]}}}
+        if args["storage_class_name"]:
+            spec["storageClassName"] = args["storage_class_name"]
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{self.name}-data",
+            metadata=self._metadata(DATA_CLAIM, "cvat-data"),
+            spec=spec,
+            opts=self._child(custom_timeouts=WAIT, ignore_changes=["spec.accessModes", "spec.storageClassName"]),
+        )
+        pulumi.Output.all(claim.spec.access_modes, claim.spec.storage_class_name).apply(
+            lambda made: warn_if_claim_differs(
+                DATA_CLAIM, ("cvatDataAccessMode", "storageClassName"),
+                configured=(args["data_access_mode"], args["storage_class_name"]), made=(made[0], made[1]),
             )
         )
-        env = [
-            {"name": "CVAT_POSTGRES_HOST", "value": args["database_host"]},
-            {"name": "CVAT_POSTGRES_PORT", "value": str(args["database_port"])},
-            {"name": "CVAT_POSTGRES_DBNAME", "value": args["database_name"]},
-            {"name": "CVAT_POSTGRES_USER", "value": args["database_user"]},
-            kube.secret_env("CVAT_POSTGRES_PASSWORD", args["database_password_secret"], args["database_password_key"]),
-            {"name": "CVAT_REDIS_INMEM_HOST", "value": REDIS_SERVICE},
-            {"name": "CVAT_REDIS_INMEM_PORT", "value": str(REDIS_PORT)},
-            kube.secret_env("CVAT_REDIS_INMEM_PASSWORD", self.secrets["redis"].metadata["name"], "password"),
-            {"name": "CVAT_REDIS_ONDISK_HOST", "value": KVROCKS_SERVICE},
-            {"name": "CVAT_REDIS_ONDISK_PORT", "value": str(KVROCKS_PORT)},
-            kube.secret_env("CVAT_REDIS_ONDISK_PASSWORD", self.secrets["kvrocks"].metadata["name"], "password"),
-            {"name": "CVAT_OPA_URL", "value": f"http://{OPA_SERVICE}:{OPA_PORT}"},
-            # The public host name, the Service's names (OPA pulls its rules from the backend), probes.
-            {"name": "ALLOWED_HOSTS", "value": hosts},
-            # The ingress; the entrypoint adds the pod's own nginx.
-            {"name": "CVAT_NUM_PROXIES", "value": "1"},
-            kube.secret_env("DJANGO_SECRET_KEY", self.secrets["django"].metadata["name"], "password"),
-            {"name": "CVAT_HEALTH_DISK_USAGE_MAX", "value": "90"},
-            {"name": "NUMPROCS", "value": str(processes)},
-        ]
-        allowed = list(args["smokescreen_allow_addresses"])
-        if allowed:
-            # Smokescreen denies private addresses; let cloud-storage traffic reach the in-cluster MinIO.
-            options = pulumi.Output.all(*allowed).apply(lambda ips: " ".join(f"--allow-address={ip}" for ip in ips))
-            env.append({"name": "SMOKESCREEN_OPTS", "value": options})
-        return env
+        return claim
+
+    def _data_is_read_write_once(self) -> pulumi.Output[bool]:
+        """Whether the data volume, as it was made, attaches to one node at a time."""
+        return self.data_claim.spec.access_modes.apply(
+            lambda modes: "ReadWriteOnce" in (modes or [self.args["data_access_mode"]])
+        )
 
     def _backend_pod_spec(self, containers: list[dict], volumes: list[dict], mounts_data: bool) -> dict[str, Any]:
         spec: dict[str, Any] = {
@@ -215,9 +314,10 @@ class Cvat(pulumi.ComponentResource):
             "containers": containers,
             "volumes": volumes,
         }
-        if mounts_data and self.args["data_access_mode"] == "ReadWriteOnce":
+        if mounts_data:
             # A ReadWriteOnce volume attaches to one node: every pod that mounts it goes there.
-            spec["affinity"] = {
+            # Follows the claim as it was made, not the config (which cannot change it).
+            same_node = {
                 "podAffinity": {
                     "requiredDuringSchedulingIgnoredDuringExecution": [
                         {
@@ -227,6 +327,7 @@ class Cvat(pulumi.ComponentResource):
                     ]
                 }
             }
+            spec["affinity"] = self._data_is_read_write_once().apply(lambda once: same_node if once else {})
         return spec
 
     def _share(self) -> tuple[list[dict], list[dict]]:
@@ -240,6 +341,9 @@ class Cvat(pulumi.ComponentResource):
     def _data_volume(self) -> dict[str, Any]:
         return {"name": "data", "persistentVolumeClaim": {"claimName": self.data_claim.metadata["name"]}}
 
+    def _backend_env(self, processes: int) -> list[dict[str, Any]]:
+        return backend_environment(self.args, self.secrets, processes)
+
     def _pod_labels(self, component: str, mounts_data: bool) -> dict[str, str]:
         labels = kube.labels(self.workspace, component)
         if mounts_data:
@@ -247,11 +351,15 @@ class Cvat(pulumi.ComponentResource):
         return labels
 
     def _deployment(self, key: str, component: str, replicas: int, pod_spec: dict, mounts_data: bool = False,
-                    depends_on: Sequence[pulumi.Resource] = (), strategy: Optional[dict] = None) -> k8s.apps.v1.Deployment:
+                    depends_on: Sequence[pulumi.Resource] = (), strategy: Optional[dict] = None,
+                    annotations: Optional[dict[str, pulumi.Input[str]]] = None) -> k8s.apps.v1.Deployment:
+        template_metadata: dict[str, Any] = {"labels": self._pod_labels(component, mounts_data)}
+        if annotations:
+            template_metadata["annotations"] = annotations
         spec: dict[str, Any] = {
             "replicas": replicas,
             "selector": {"matchLabels": kube.selector(self.workspace, component)},
-            "template": {"metadata": {"labels": self._pod_labels(component, mounts_data)}, "spec": pod_spec},
+            "template": {"metadata": template_metadata, "spec": pod_spec},
         }
         if strategy:
             spec["strategy"] = strategy
@@ -277,8 +385,10 @@ class Cvat(pulumi.ComponentResource):
     # ----- Redis and Kvrocks ---------------------------------------------
 
     def _store(self, key: str, component: str, image: str, port: int, uid: int, gid: int, args_: list[str],
-               password_secret: pulumi.Input[str], data_path: str, storage: str, extra_mounts: list[dict],
-               extra_volumes: list[dict]) -> k8s.apps.v1.StatefulSet:
+               data_path: str, storage: str, extra_mounts: list[dict], extra_volumes: list[dict]) -> k8s.apps.v1.StatefulSet:
+        """A Redis-protocol store (Redis, Kvrocks): one replica, its password from a Secret, data on a claim."""
+        password_secret = self.secrets[key]
+        revision = self._secrets_revision(key, {"password": self.passwords[key]})
         ping = ["sh", "-c", f"redis-cli -p {port} ping | grep -q PONG"]
         claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}}
         if self.args["storage_class_name"]:
@@ -292,7 +402,10 @@ class Cvat(pulumi.ComponentResource):
                 "replicas": 1,
                 "selector": {"matchLabels": kube.selector(self.workspace, component)},
                 "template": {
-                    "metadata": {"labels": kube.labels(self.workspace, component)},
+                    "metadata": {
+                        "labels": kube.labels(self.workspace, component),
+                        "annotations": {SECRETS_REVISION_ANNOTATION: revision},
+                    },
                     "spec": {
                         "automountServiceAccountToken": False,
                         "securityContext": kube.pod_security_context(uid, gid, fs_group=gid),
@@ -335,7 +448,7 @@ class Cvat(pulumi.ComponentResource):
             "redis", "cvat-redis", REDIS_IMAGE, REDIS_PORT, REDIS_UID, REDIS_GID,
             # $(VAR) is expanded by Kubernetes from the Secret: the manifest holds no password.
             ["redis-server", "--requirepass", "$(STORE_PASSWORD)", "--appendonly", "yes", "--dir", "/data"],
-            self.secrets["redis"].metadata["name"], "/data", "1Gi", [], [],
+            "/data", "1Gi", [], [],
         )
 
     def _kvrocks(self) -> k8s.apps.v1.StatefulSet:
@@ -344,7 +457,7 @@ class Cvat(pulumi.ComponentResource):
         return self._store(
             "kvrocks", "cvat-kvrocks", KVROCKS_IMAGE, KVROCKS_PORT, KVROCKS_UID, KVROCKS_UID,
             ["--dir", "/var/lib/kvrocks/data", "--requirepass", "$(STORE_PASSWORD)"],
-            self.secrets["kvrocks"].metadata["name"], "/var/lib/kvrocks/data", self.size.kvrocks_storage,
+            "/var/lib/kvrocks/data", self.size.kvrocks_storage,
             [{"name": "run", "mountPath": "/var/run/kvrocks"}],
             [{"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}],
         )
@@ -363,6 +476,25 @@ class Cvat(pulumi.ComponentResource):
             },
         }
 
+    def _one_shot_job(self, key: str, job_name: pulumi.Input[str], component: str, container: dict, volumes: list[dict],
+                      deadline_seconds: int, depends_on: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
+        """A Job that runs once per name, ends by its own deadline, and is replaced when it failed.
+
+        `pulumi.com/replaceUnready`: a Job that failed stays in the state; without it every
+        later `pulumi up` would await it again, see it failed, and block what depends on it.
+        """
+        wait = f"{deadline_seconds // 60 + 5}m"
+        return k8s.batch.v1.Job(
+            f"{self.name}-{key}",
+            metadata=self._metadata(job_name, component, annotations={"pulumi.com/replaceUnready": "true"}),
+            spec={
+                "backoffLimit": 4,
+                "activeDeadlineSeconds": deadline_seconds,
+                "template": self._job_pod(component, container, volumes),
+            },
+            opts=self._child(depends_on=list(depends_on), custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait)),
+        )
+
     def _migration_job(self, stores: list[pulumi.Resource]) -> k8s.batch.v1.Job:
         """`init`: Django and Redis migrations. Runs again for a new CVAT version or spec."""
         container = {
@@ -374,16 +506,16 @@ class Cvat(pulumi.ComponentResource):
             "securityContext": kube.container_security_context(read_only_root=False),
         }
         version = self.args["version"].replace(".", "-")
-        revision = kube.content_hash(self.backend_image, container["args"], self.size.name, self.args["hostname"])
-        return k8s.batch.v1.Job(
-            f"{self.name}-migrate",
-            metadata=self._metadata(f"cvat-migrate-{version}-{revision}", "cvat-migrate"),
-            spec={"backoffLimit": 4, "template": self._job_pod("cvat-migrate", container, [])},
-            opts=self._child(depends_on=[*self.args["database_ready"], *stores], custom_timeouts=WAIT),
+        # Jobs are immutable: a new name makes it run again when what it runs with changes.
+        plain_egress = [entry for entry in self.args["egress_allow"] if isinstance(entry, str)]
+        revision = kube.content_hash(self.backend_image, container["args"], self.size.name, self.args["hostname"], plain_egress)
+        return self._one_shot_job(
+            "migrate", f"cvat-migrate-{version}-{revision}", "cvat-migrate", container, [],
+            MIGRATION_DEADLINE_SECONDS, [*self.args["database_ready"], *stores],
         )
 
     def _superuser_job(self, migration: k8s.batch.v1.Job) -> k8s.batch.v1.Job:
-        """Creates the admin, or updates its e-mail and password; runs again when they change."""
+        """Creates the admin, or updates its e-mail and password; runs again when they or its script change."""
         # A random id renewed with the credentials names the Job: nothing derived from the password shows.
         revision = random.RandomId(
             f"{self.name}-superuser-revision",
@@ -393,6 +525,7 @@ class Cvat(pulumi.ComponentResource):
                 "email": self.args["admin_email"],
                 "password": pulumi.Output.secret(self.args["admin_password"]),
                 "version": self.args["version"],
+                "script": kube.content_hash(kube.asset(SUPERUSER_SCRIPT)),
             },
             opts=self._child(),
         )
@@ -412,11 +545,9 @@ class Cvat(pulumi.ComponentResource):
             "volumeMounts": [{"name": "scripts", "mountPath": "/scripts", "readOnly": True}],
         }
         volumes = [{"name": "scripts", "configMap": {"name": self.scripts.metadata["name"]}}]
-        return k8s.batch.v1.Job(
-            f"{self.name}-superuser",
-            metadata=self._metadata(revision.hex.apply(lambda hex_: f"cvat-superuser-{hex_}"), "cvat-superuser"),
-            spec={"backoffLimit": 4, "template": self._job_pod("cvat-superuser", container, volumes)},
-            opts=self._child(depends_on=[migration], custom_timeouts=WAIT),
+        return self._one_shot_job(
+            "superuser", revision.hex.apply(lambda hex_: f"cvat-superuser-{hex_}"), "cvat-superuser", container, volumes,
+            SUPERUSER_DEADLINE_SECONDS, [migration],
         )
 
     # ----- long-running pods ---------------------------------------------
@@ -465,7 +596,7 @@ class Cvat(pulumi.ComponentResource):
         deployment = self._deployment(
             "server", "cvat-backend", self.size.server_replicas,
             self._backend_pod_spec([server, nginx], volumes, mounts_data=True), mounts_data=True,
-            depends_on=[migration],
+            depends_on=[migration], annotations={SECRETS_REVISION_ANNOTATION: self.backend_revision},
         )
         self._service("backend", BACKEND_SERVICE, "cvat-backend", BACKEND_PORT)
         if self.size.server_replicas > 1:
@@ -478,20 +609,17 @@ class Cvat(pulumi.ComponentResource):
         return deployment
 
     def _workers(self, migration: k8s.batch.v1.Job) -> list[k8s.apps.v1.Deployment]:
-        """The RQ workers: import, export, chunks, utils, and one for the optional queues."""
-        workers = dict(CORE_WORKERS)
-        if self.args["optional_queues"]:
-            workers["extra"] = list(self.args["optional_queues"])
+        """The RQ workers of :func:`worker_layout`, each a Deployment."""
         deployments = []
         share_volumes, share_mounts = self._share()
-        for key, queues in workers.items():
+        for key, queues in worker_layout(self.args["optional_queues"]).items():
             reads_share = bool(SHARE_QUEUES & set(queues))
-            # As the chart of the same release: at least NUMPROCS workers on these queues.
+            # As the chart of the same release: at least NUMPROCS workers on these queues (queue names only).
             probe = {"exec": {"command": ["django-admin", "workerprobe", *queues, "--expected-num-workers", str(self.size.worker_processes)]}}
             container = {
                 "name": "worker",
                 "image": self.backend_image,
-                "args": ["run", "worker", *queues],
+                "args": worker_arguments(self.release, queues),
                 "env": self._backend_env(self.size.worker_processes),
                 "readinessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 60, "timeoutSeconds": 20},
                 "livenessProbe": {**probe, "initialDelaySeconds": 60, "periodSeconds": 120, "timeoutSeconds": 20, "failureThreshold": 3},
@@ -505,7 +633,7 @@ class Cvat(pulumi.ComponentResource):
                 self._deployment(
                     f"worker-{key}", component, self.size.worker_replicas[key],
                     self._backend_pod_spec([container], volumes, mounts_data=True), mounts_data=True,
-                    depends_on=[migration],
+                    depends_on=[migration], annotations={SECRETS_REVISION_ANNOTATION: self.backend_revision},
                 )
             )
         return deployments
@@ -646,3 +774,25 @@ class Cvat(pulumi.ComponentResource):
                 spec=spec,
                 opts=self._child(),
             )
+
+
+def warn_if_claim_differs(claim: str, keys: tuple[str, str], configured: tuple[str, str],
+                          made: tuple[Optional[list[str]], Optional[str]]) -> None:
+    """Warns when the config asks for another access mode or class than the claim was made with.
+
+    Both are fixed at creation: the claim keeps them (changing them would replace it and
+    lose its data). An empty configured class means the cluster default: no warning.
+    """
+    mode_key, class_key = keys
+    wanted_mode, wanted_class = configured
+    made_modes, made_class = made
+    if made_modes and wanted_mode not in made_modes:
+        pulumi.log.warn(
+            f"{mode_key} is {wanted_mode} but the claim {claim} was made {', '.join(made_modes)}: the volume is kept as it is "
+            "(a new access mode needs a new volume; see 'Changing a volume's access mode or class' in the README)."
+        )
+    if wanted_class and made_class and wanted_class != made_class:
+        pulumi.log.warn(
+            f"{class_key} is {wanted_class} but the claim {claim} was made with class {made_class}: the volume is kept as it is "
+            "(see 'Changing a volume's access mode or class' in the README)."
+        )

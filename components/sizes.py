@@ -63,7 +63,8 @@ def _preset(name: str, server: tuple[int, int], ui: int, workers: dict[str, int]
 PRESETS: dict[str, Size] = {
     "small": _preset(
         "small", server=(1, 2), ui=1,
-        workers={"import": 1, "export": 1, "chunks": 1, "utils": 1, "extra": 1}, worker_processes=1,
+        workers={"import": 1, "export": 1, "chunks": 1, "utils": 1, "annotation": 1, "webhooks": 1, "quality": 1},
+        worker_processes=1,
         kvrocks_storage="10Gi",
         resources={
             "server": ("300m", "768Mi", "2Gi"),
@@ -76,7 +77,9 @@ PRESETS: dict[str, Size] = {
             "worker-export": ("100m", "384Mi", "2Gi"),
             "worker-chunks": ("150m", "384Mi", "2Gi"),
             "worker-utils": ("50m", "256Mi", "1Gi"),
-            "worker-extra": ("100m", "384Mi", "2Gi"),
+            "worker-annotation": ("100m", "384Mi", "2Gi"),
+            "worker-webhooks": ("20m", "128Mi", "512Mi"),
+            "worker-quality": ("50m", "256Mi", "1Gi"),
             "postgres": ("100m", "256Mi", "1Gi"),
             "minio": ("100m", "256Mi", "1Gi"),
             "job": ("100m", "256Mi", "1Gi"),
@@ -84,7 +87,8 @@ PRESETS: dict[str, Size] = {
     ),
     "medium": _preset(
         "medium", server=(2, 2), ui=2,
-        workers={"import": 1, "export": 1, "chunks": 2, "utils": 1, "extra": 1}, worker_processes=2,
+        workers={"import": 1, "export": 1, "chunks": 2, "utils": 1, "annotation": 1, "webhooks": 1, "quality": 1},
+        worker_processes=2,
         kvrocks_storage="20Gi",
         resources={
             "server": ("500m", "1Gi", "3Gi"),
@@ -97,7 +101,9 @@ PRESETS: dict[str, Size] = {
             "worker-export": ("250m", "768Mi", "4Gi"),
             "worker-chunks": ("250m", "768Mi", "3Gi"),
             "worker-utils": ("100m", "384Mi", "1Gi"),
-            "worker-extra": ("250m", "768Mi", "4Gi"),
+            "worker-annotation": ("250m", "768Mi", "4Gi"),
+            "worker-webhooks": ("50m", "192Mi", "512Mi"),
+            "worker-quality": ("100m", "384Mi", "2Gi"),
             "postgres": ("250m", "512Mi", "2Gi"),
             "minio": ("100m", "256Mi", "1Gi"),
             "job": ("100m", "256Mi", "1Gi"),
@@ -105,7 +111,8 @@ PRESETS: dict[str, Size] = {
     ),
     "large": _preset(
         "large", server=(3, 4), ui=2,
-        workers={"import": 2, "export": 2, "chunks": 4, "utils": 1, "extra": 2}, worker_processes=2,
+        workers={"import": 2, "export": 2, "chunks": 4, "utils": 1, "annotation": 2, "webhooks": 1, "quality": 1},
+        worker_processes=2,
         kvrocks_storage="50Gi",
         resources={
             "server": ("1", "2Gi", "4Gi"),
@@ -118,7 +125,9 @@ PRESETS: dict[str, Size] = {
             "worker-export": ("500m", "1Gi", "6Gi"),
             "worker-chunks": ("500m", "1Gi", "4Gi"),
             "worker-utils": ("100m", "512Mi", "2Gi"),
-            "worker-extra": ("500m", "1Gi", "6Gi"),
+            "worker-annotation": ("500m", "1Gi", "6Gi"),
+            "worker-webhooks": ("50m", "256Mi", "1Gi"),
+            "worker-quality": ("250m", "768Mi", "4Gi"),
             "postgres": ("500m", "1Gi", "4Gi"),
             "minio": ("250m", "512Mi", "2Gi"),
             "job": ("100m", "256Mi", "1Gi"),

@@ -51,6 +51,10 @@ class Workspace(pulumi.ComponentResource):
             f"{name}-kubernetes",
             context=config.kube_context or None,
             enable_server_side_apply=True,
+            # Update Secrets and ConfigMaps in place instead of delete-then-create (their names are
+            # fixed); the pods that read them roll through their templates' revision annotations.
+            enable_config_map_mutable=True,
+            enable_secret_mutable=True,
             opts=pulumi.ResourceOptions(parent=self),
         )
         namespace_metadata: dict[str, Any] = {
@@ -84,6 +88,7 @@ class Workspace(pulumi.ComponentResource):
                     "storage_size": IN_CLUSTER_MINIO_STORAGE,
                     "storage_class_name": config.storage_class_name,
                     "resources": size.of("minio"),
+                    "image": config.minio_image,
                 },
                 opts=in_kubernetes,
             )
@@ -195,8 +200,13 @@ class Workspace(pulumi.ComponentResource):
                 "admin_username": credentials.username,
                 "admin_email": credentials.email,
                 "admin_password": credentials.password,
-                "smokescreen_allow_addresses": [minio.cluster_ip] if minio else [],
+                # The in-cluster MinIO is private too: CVAT's SSRF guard must let it through.
+                "egress_allow": [*config.egress_allow, *([minio.cluster_ip] if minio else [])],
                 "share_claims": datasets.share_claims,
+                # The share's volumes mount with the S3 keys: new keys remount them by rolling the pods.
+                "rollout_secrets": (
+                    {"s3-access-key": endpoint.access_key, "s3-secret-key": endpoint.secret_key} if datasets.share_claims else {}
+                ),
             },
             opts=in_kubernetes,
         )

@@ -38,6 +38,9 @@ class Mocks(pulumi.runtime.Mocks):
     """Resource outputs the way the real providers would compute them."""
 
     lifecycle_supported = True
+    # Resource name -> fields of its state as the cluster or cloud would report them
+    # (merged one level deep), e.g. a claim made earlier with another class.
+    state_overrides: dict[str, dict] = {}
 
     def __init__(self):
         super().__init__()
@@ -67,6 +70,8 @@ class Mocks(pulumi.runtime.Mocks):
                 bucket: {"images": 3, "videos": 1, "ignored": 2, "bytes": 4096, "imageBytes": 3000, "videoBytes": 1000, "truncated": False}
                 for bucket in args.inputs["buckets"]
             }
+        for key, value in self.state_overrides.get(args.name, {}).items():
+            state[key] = {**state.get(key, {}), **value} if isinstance(value, dict) else value
         return [f"{args.name}-id", state]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -89,6 +94,7 @@ class Registration:
     depends_on: list[str]
     custom_timeouts: Any
     additional_secret_outputs: list[str]
+    ignore_changes: list[str] = field(default_factory=list)
 
     @property
     def is_provider(self) -> bool:
@@ -128,6 +134,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     depends_on=list(request.dependencies),
                     custom_timeouts=request.customTimeouts,
                     additional_secret_outputs=list(request.additionalSecretOutputs),
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response

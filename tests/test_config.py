@@ -98,6 +98,12 @@ def test_valid_scaleway_config_uses_documented_defaults():
         ({"tlsSecretName": "acme-tls", "certManagerIssuer": "letsencrypt"}, "certManagerIssuer", "not both"),
         ({"tlsSecretName": "Acme_TLS"}, "tlsSecretName", "Kubernetes object name"),
         ({"ingressClassName": "nginx class"}, "ingressClassName", "Kubernetes object name"),
+        ({"kubeContext": None}, "kubeContext", "kubectl config current-context"),
+        ({"kubeContext": ""}, "kubeContext", "is required"),
+        ({"cvatDataSize": "1.1Gi"}, "cvatDataSize", "whole number of bytes"),
+        ({"databaseStorageSize": "0.5Gi"}, "databaseStorageSize", "at least 1Gi"),
+        ({"minioImage": "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"}, "minioImage", "only means something with minioInCluster"),
+        ({"cvatVersion": "v2.72.0"}, "cvatVersion", "known: v2.73.0"),
     ],
 )
 def test_bad_value_stops_with_message_naming_the_key(changes, key, words):
@@ -199,3 +205,44 @@ def test_dns_label_sanitizes_free_text():
     assert dns_label("My Stack__01") == "my-stack-01"
     assert dns_label("---") == "workspace"
     assert len(dns_label("a" * 100)) == 63
+
+
+@pytest.mark.parametrize(
+    "given, stored",
+    [("1024Mi", "1Gi"), ("1.5Gi", "1536Mi"), ("20Gi", "20Gi"), ("2048Gi", "2Ti"), ("2000M", "2G"), ("1500M", "1500M"),
+     ("10737418240", "10Gi"), ("0.5Ti", "512Gi")],
+)
+def test_sizes_are_stored_the_way_the_api_server_writes_them(given, stored):
+    from components.config import canonical_quantity
+
+    expected = stored if stored != "10Gi" else "10737418240"  # a plain number stays decimal
+    assert canonical_quantity(given) == expected
+    rendering = render(with_(cvatDataSize=given, databaseStorageSize=given), stack="acme", secrets=SECRETS)
+    claim = rendering.kubernetes_object("PersistentVolumeClaim", "cvat-data")
+    assert claim["spec"]["resources"]["requests"]["storage"] == expected
+    postgres = rendering.kubernetes_object("StatefulSet", "postgres")
+    assert postgres["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == expected
+
+
+def test_kube_context_is_not_needed_by_the_development_stack():
+    dev = {"storageProvider": "minio", "minioInCluster": True, "adminEmail": "a@example.com", "hostname": "cvat.localhost"}
+    rendering = render(dev)
+    assert "context" not in rendering.one("pulumi:providers:kubernetes").inputs
+    scaleway = render(SCALEWAY, stack="acme", secrets=SECRETS)
+    assert scaleway.one("pulumi:providers:kubernetes").inputs["context"] == "scw-acme"
+
+
+@pytest.mark.parametrize(
+    "image, words",
+    [
+        ("registry.example.com/mirror/minio", "tag or a digest"),
+        ("minio/minio:latest", "'latest' moves"),
+        ("minio minio:1", "not a container image reference"),
+        ("Minio/minio:1", "not a container image reference"),
+    ],
+)
+def test_bad_minio_images_are_refused(image, words):
+    dev = {"storageProvider": "minio", "minioInCluster": True, "adminEmail": "a@example.com",
+           "hostname": "cvat.localhost", "minioImage": image}
+    problems, _ = problems_of(dev, secrets=[], stack="dev")
+    assert [key for key, _ in problems] == ["minioImage"] and words in problems[0][1]

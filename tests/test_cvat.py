@@ -1,11 +1,14 @@
 """The CVAT component under mocks, held to the deployment contract (reference/cvat-v2.73.md)."""
 
 
+from dataclasses import replace
+
 import pytest
 
 import harness
+from components.cvat_release import RELEASES
 from harness import ROOT, load_stack_file, render
-from test_config import SCALEWAY, SECRETS, keys_of, with_
+from test_config import SCALEWAY, SECRETS, keys_of, problems_of, with_
 
 DEV = load_stack_file(ROOT / "Pulumi.dev.yaml")
 TLS = {**SCALEWAY, "certManagerIssuer": "letsencrypt", "ingressClassName": "nginx"}
@@ -81,22 +84,38 @@ def test_workers_serve_every_queue(acme):
         "cvat-worker-export": ["export"],
         "cvat-worker-chunks": ["chunks"],
         "cvat-worker-utils": ["notifications", "cleaning"],
-        "cvat-worker-extra": ["annotation", "webhooks", "quality_reports", "consensus"],
+        # 24 h annotation jobs and 25 s webhook deliveries apart, as upstream runs them.
+        "cvat-worker-annotation": ["annotation"],
+        "cvat-worker-webhooks": ["webhooks"],
+        "cvat-worker-quality": ["quality_reports", "consensus"],
     }
+    workers = {r.manifest()["metadata"]["name"] for r in acme.kubernetes_objects()
+               if r.manifest()["kind"] == "Deployment" and r.manifest()["metadata"]["name"].startswith("cvat-worker-")}
+    assert workers == set(expected)
     for name, queues in expected.items():
         (container,) = pod(acme.kubernetes_object("Deployment", name))["containers"]
-        assert container["args"] == ["run", "worker", *queues]
+        # Webhook retries go through rq's scheduled registry, which only a worker with a scheduler drains.
+        flags = ["--with-scheduler"] if "webhooks" in queues else []
+        assert container["args"] == ["run", "worker", *queues, *flags], name
+        # The probe names queues only: the flag is the worker's, not workerprobe's.
         probe = ["django-admin", "workerprobe", *queues, "--expected-num-workers", "1"]
         assert container["livenessProbe"]["exec"]["command"] == probe
         assert container["readinessProbe"]["exec"]["command"] == probe
+    served = [queue for queues in expected.values() for queue in queues]
+    assert sorted(served) == sorted(RELEASES["v2.73.0"].queues)
 
 
 def test_optional_queues_can_be_chosen():
-    rendering = render(with_(workers=["annotation"]), stack="acme", secrets=SECRETS)
-    (container,) = pod(rendering.kubernetes_object("Deployment", "cvat-worker-extra"))["containers"]
-    assert container["args"] == ["run", "worker", "annotation"]
+    rendering = render(with_(workers=["annotation", "consensus"]), stack="acme", secrets=SECRETS)
+    (annotation,) = pod(rendering.kubernetes_object("Deployment", "cvat-worker-annotation"))["containers"]
+    assert annotation["args"] == ["run", "worker", "annotation"]
+    (quality,) = pod(rendering.kubernetes_object("Deployment", "cvat-worker-quality"))["containers"]
+    assert quality["args"] == ["run", "worker", "consensus"]
+    names = {r.manifest()["metadata"]["name"] for r in rendering.kubernetes_objects()}
+    assert "cvat-worker-webhooks" not in names
     none = render(with_(workers=[]), stack="acme", secrets=SECRETS)
-    assert not [r for r in none.kubernetes_objects() if r.manifest()["metadata"]["name"] == "cvat-worker-extra"]
+    names = {r.manifest()["metadata"]["name"] for r in none.kubernetes_objects()}
+    assert not {"cvat-worker-annotation", "cvat-worker-webhooks", "cvat-worker-quality"} & names
 
 
 def test_ui_opa_redis_kvrocks(acme):
@@ -118,7 +137,7 @@ def test_ui_opa_redis_kvrocks(acme):
     assert opa["readinessProbe"]["httpGet"] == {"path": "/health?bundles", "port": 8181}
 
     for name, image, port, data in (
-        ("cvat-redis", "redis:7.2.11-alpine", 6379, "/data"),
+        ("cvat-redis", "redis:7.2.16-alpine", 6379, "/data"),
         ("cvat-kvrocks", "apache/kvrocks:2.15.0", 6666, "/var/lib/kvrocks/data"),
     ):
         statefulset = acme.kubernetes_object("StatefulSet", name)
@@ -133,9 +152,9 @@ def test_ui_opa_redis_kvrocks(acme):
 
 
 def test_every_backend_container_has_the_backend_environment(acme, dev):
-    for rendering, smokescreen in ((acme, False), (dev, True)):
+    for rendering, smokescreen in ((acme, ""), (dev, f"--allow-address={harness.MINIO_CLUSTER_IP}")):
         containers = backend_containers(rendering)
-        assert len(containers) >= 8  # server, 5 workers, migration, superuser
+        assert len(containers) >= 10  # server, 7 workers, migration, superuser
         for where, container in containers.items():
             env = env_of(container)
             assert BACKEND_ENV <= set(env), (where, BACKEND_ENV - set(env))
@@ -146,20 +165,110 @@ def test_every_backend_container_has_the_backend_environment(acme, dev):
             assert env["CVAT_REDIS_ONDISK_PORT"] == "6666" and env["CVAT_POSTGRES_HOST"] == "postgres"
             assert env["CVAT_OPA_URL"] == "http://cvat-opa:8181"
             assert env["CVAT_NUM_PROXIES"] == "1"
+            # CVAT's boto3 1.39 would send CRC checksums that S3-compatible servers refuse.
+            assert env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
+            assert env["AWS_RESPONSE_CHECKSUM_VALIDATION"] == "when_required"
             hosts = env["ALLOWED_HOSTS"].split(",")
             assert rendering.outputs["annotationUrl"].split("://")[1] in hosts and "cvat-backend" in hosts
-            if smokescreen:
-                assert env["SMOKESCREEN_OPTS"] == f"--allow-address={harness.MINIO_CLUSTER_IP}"
-            else:
-                assert "SMOKESCREEN_OPTS" not in env
+            # Always set, empty when nothing is allowed: supervisord refuses an unset one.
+            assert env["SMOKESCREEN_OPTS"] == smokescreen, where
 
 
-def test_version_sets_backend_and_ui_images_together():
+# Every stack shape: dev (in-cluster MinIO), Scaleway, external MinIO (private IP), share access, restore.
+SHAPES = {
+    "dev": (DEV, "dev", []),
+    "scaleway": (TLS, "acme", SECRETS),
+    "minio-private": (
+        with_(storageProvider="minio", storageEndpoint="http://10.20.0.5:9000", egressAllow=["192.168.7.0/24"]),
+        "lab", SECRETS,
+    ),
+    "share": (with_(datasetAccess="both", workers=["annotation"]), "acme", SECRETS),
+    "restore": (with_(restoreFrom="latest", size="large"), "acme", SECRETS),
+}
+
+
+def supervisord_components(container):
+    """`["server"]` or the queues of a worker, from its arguments."""
+    args = container["args"]
+    if args[:2] == ["run", "server"]:
+        return ["server"]
+    assert args[:2] == ["run", "worker"], args
+    return [arg for arg in args[2:] if not arg.startswith("--")]
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_every_server_and_worker_sets_what_supervisord_expands(shape):
+    """Held against the %(ENV_...)s names of upstream's supervisord includes at the release (cvat_release)."""
+    config, stack, secrets = SHAPES[shape]
+    rendering = render(config, stack=stack, secrets=secrets)
+    release = RELEASES[rendering.outputs["cvatVersion"]]
+    checked = 0
+    for (where, _), container in backend_containers(rendering).items():
+        if container.get("args", [""])[0] != "run":
+            continue  # Jobs run `init` or django-admin, not supervisord
+        components = supervisord_components(container)
+        missing = release.expanded_env(components) - set(env_of(container))
+        assert not missing, f"{where} ({components}) would not start: {sorted(missing)} unset"
+        assert "NUMPROCS" in env_of(container)
+        checked += 1
+    assert checked >= 6
+
+
+def test_the_expansion_table_follows_upstream():
+    release = RELEASES["v2.73.0"]
+    assert release.expanded_env(["server"]) == {"SMOKESCREEN_OPTS"}
+    assert release.expanded_env(["notifications", "cleaning"]) == {
+        "CVAT_REDIS_INMEM_HOST", "CVAT_REDIS_INMEM_PORT", "CVAT_REDIS_INMEM_PASSWORD"}
+    for queue in ("import", "export", "chunks", "annotation", "webhooks"):
+        assert release.expanded_env([queue]) == {"SMOKESCREEN_OPTS"}, queue
+    assert release.expanded_env(["quality_reports", "consensus"]) == set()
+
+
+def test_egress_allow_reaches_the_ssrf_guard():
+    rendering = render(*SHAPES["minio-private"][:2], secrets=SECRETS)
+    for where, container in backend_containers(rendering).items():
+        # The endpoint's private address is allowed unasked; ranges and addresses get their flags.
+        assert env_of(container)["SMOKESCREEN_OPTS"] == "--allow-range=192.168.7.0/24 --allow-address=10.20.0.5", where
+
+
+def test_a_public_or_named_endpoint_is_not_allowed_unasked():
+    for endpoint in ("https://minio.internal.example", "https://203.0.113.10:9000"):
+        rendering = render(with_(storageProvider="minio", storageEndpoint=endpoint), stack="lab", secrets=SECRETS)
+        for container in backend_containers(rendering).values():
+            assert env_of(container)["SMOKESCREEN_OPTS"] == ""
+
+
+@pytest.mark.parametrize(
+    "entries, words",
+    [
+        (["minio.internal"], "not an IP address or CIDR range"),
+        (["10.0.0.5 --allow-range=0.0.0.0/0"], "not an IP address or CIDR range"),
+        (["10.0.0.5/8"], "host bits set"),
+        (["10.0.0.300"], "not an IP address"),
+        (["--allow-range=0.0.0.0/0"], "not an IP address"),
+        (["١٠.0.0.1"], "not an IP address"),
+        ("10.0.0.5", "list of strings"),
+    ],
+)
+def test_bad_egress_entries_are_refused(entries, words):
+    problems, _ = problems_of(with_(egressAllow=entries))
+    assert [key for key, _ in problems] == ["egressAllow"]
+    assert words in problems[0][1]
+
+
+def test_version_sets_backend_and_ui_images_together(monkeypatch):
+    monkeypatch.setitem(RELEASES, "v2.74.1", replace(RELEASES["v2.73.0"], version="v2.74.1"))
     rendering = render(with_(cvatVersion="v2.74.1"), stack="acme", secrets=SECRETS)
     images = {c["image"] for c in backend_containers(rendering).values()}
     assert images == {"cvat/server:v2.74.1"}
     assert pod(rendering.kubernetes_object("Deployment", "cvat-ui"))["containers"][0]["image"] == "cvat/ui:v2.74.1"
     assert rendering.outputs["cvatVersion"] == "v2.74.1"
+
+
+def test_only_releases_with_a_known_contract_are_deployed():
+    problems, message = problems_of(with_(cvatVersion="v2.74.0"))
+    assert [key for key, _ in problems] == ["cvatVersion"]
+    assert "v2.73.0" in message and "known" in message
 
 
 def test_ingress_routes_and_cert_manager_tls(acme):
@@ -218,7 +327,8 @@ def migration_name(**changes):
     return job(rendering, "cvat-migrate").inputs["metadata"]["name"]
 
 
-def test_migration_reruns_for_a_new_version_only():
+def test_migration_reruns_for_a_new_version_only(monkeypatch):
+    monkeypatch.setitem(RELEASES, "v2.74.0", replace(RELEASES["v2.73.0"], version="v2.74.0"))
     base = migration_name()
     assert base.startswith("cvat-migrate-v2-73-0-")
     assert base == migration_name(description="other", adminPassword="Another-Passw0rd")
@@ -255,7 +365,7 @@ def test_read_write_once_data_keeps_its_pods_on_one_node(acme):
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"] and claim["spec"]["resources"]["requests"]["storage"] == "20Gi"
     mounting = [r.manifest() for r in acme.kubernetes_objects() if r.manifest()["kind"] == "Deployment"
                 and any("persistentVolumeClaim" in v for v in pod(r.manifest()).get("volumes", []))]
-    assert len(mounting) == 6  # server and five workers
+    assert len(mounting) == 8  # server and seven workers
     for manifest in mounting:
         labels = manifest["spec"]["template"]["metadata"]["labels"]
         (term,) = pod(manifest)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -267,7 +377,7 @@ def test_read_write_many_data_needs_no_affinity():
     rendering = render(with_(cvatDataAccessMode="ReadWriteMany", cvatDataSize="100Gi"), stack="acme", secrets=SECRETS)
     claim = rendering.kubernetes_object("PersistentVolumeClaim", "cvat-data")
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"] and claim["spec"]["resources"]["requests"]["storage"] == "100Gi"
-    assert "affinity" not in pod(rendering.kubernetes_object("Deployment", "cvat-backend"))
+    assert not pod(rendering.kubernetes_object("Deployment", "cvat-backend")).get("affinity")
 
 
 def test_network_policies(acme):
@@ -300,7 +410,12 @@ def test_everything_is_awaited_with_generous_timeouts(acme):
     awaited = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job", "kubernetes:core/v1:Service")
     for registration in acme.registrations:
         if registration.type in awaited and "cvat" in registration.name:
-            assert registration.custom_timeouts.create in ("30m", "2h"), registration.name
+            if registration.type == "kubernetes:batch/v1:Job":
+                # A one-shot Job ends by its own deadline first, so the awaiter reports DeadlineExceeded.
+                deadline = registration.inputs["spec"]["activeDeadlineSeconds"]
+                assert int(registration.custom_timeouts.create.rstrip("m")) * 60 > deadline, registration.name
+            else:
+                assert registration.custom_timeouts.create in ("30m", "2h"), registration.name
 
 
 def load_size_benchmark():
@@ -346,3 +461,81 @@ def test_size_benchmark_prints_every_preset(capsys):
 )
 def test_bad_cvat_config_is_refused(changes, key):
     assert key in keys_of(with_(**changes))
+
+
+def test_one_shot_jobs_are_bounded_and_replaced_after_a_failure(acme):
+    for part in ("cvat-migrate", "cvat-superuser"):
+        registration = job(acme, part)
+        manifest = registration.manifest()
+        # A failed Job stays in the state: without this, every later up awaits it again and fails.
+        assert manifest["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true", part
+        deadline = manifest["spec"]["activeDeadlineSeconds"]
+        assert 0 < deadline <= 3600, part
+        assert int(registration.custom_timeouts.update.rstrip("m")) * 60 > deadline, part
+
+
+def test_data_claim_keeps_the_mode_and_class_it_was_made_with(monkeypatch):
+    # The claim was made ReadWriteOnce on class "standard"; the config now asks for others.
+    monkeypatch.setattr(harness.Mocks, "state_overrides", {
+        "workspace-cvat-data": {"spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+                                         "resources": {"requests": {"storage": "20Gi"}}}},
+    })
+    rendering = render(with_(cvatDataAccessMode="ReadWriteMany", storageClassName="scw-bssd"), stack="acme", secrets=SECRETS)
+    claim = rendering.one("kubernetes:core/v1:PersistentVolumeClaim", "cvat-data")
+    # Either would force a replacement, and with a fixed name the old claim (and its data) goes first.
+    assert {"spec.accessModes", "spec.storageClassName"} <= set(claim.ignore_changes)
+    warnings = "\n".join(rendering.warnings)
+    assert "cvatDataAccessMode is ReadWriteMany but the claim cvat-data was made ReadWriteOnce" in warnings
+    assert "storageClassName is scw-bssd but the claim cvat-data was made with class standard" in warnings
+    # Pods follow the volume as it is: still one node.
+    server = pod(rendering.kubernetes_object("Deployment", "cvat-backend"))
+    assert server["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+
+
+def test_no_warning_when_the_claim_matches_or_the_class_is_the_cluster_default(monkeypatch):
+    monkeypatch.setattr(harness.Mocks, "state_overrides", {
+        "workspace-cvat-data": {"spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "standard",
+                                         "resources": {"requests": {"storage": "20Gi"}}}},
+    })
+    rendering = render(SCALEWAY, stack="acme", secrets=SECRETS)
+    assert not [w for w in rendering.warnings if "cvat-data" in w]
+
+
+def secrets_revisions(rendering):
+    return {r.name: r for r in rendering.of_type("random:index/randomId:RandomId") if r.name.endswith("-secrets-revision")}
+
+
+def test_secret_changes_roll_the_pods_that_read_them(acme):
+    revisions = secrets_revisions(acme)
+    backend = revisions["workspace-cvat-backend-secrets-revision"]
+    assert set(backend.inputs["keepers"]) == {"redis", "kvrocks", "django"}
+    assert {f"keepers.{key}" for key in backend.inputs["keepers"]} <= backend.secret_paths  # never in plain text
+    for name in ["cvat-backend", "cvat-worker-import", "cvat-worker-webhooks"]:
+        template = acme.kubernetes_object("Deployment", name)["spec"]["template"]
+        assert template["metadata"]["annotations"]["labeling.dev/secrets-revision"] == harness.RANDOM_HEX, name
+    for store in ("redis", "kvrocks"):
+        keepers = revisions[f"workspace-cvat-{store}-secrets-revision"].inputs["keepers"]
+        assert keepers == {"password": f"GeneratedWorkspaceCvat{store.title()}PasswordSecret0"}
+        template = acme.kubernetes_object("StatefulSet", f"cvat-{store}")["spec"]["template"]
+        assert template["metadata"]["annotations"]["labeling.dev/secrets-revision"] == harness.RANDOM_HEX
+    # Mutable Secrets and ConfigMaps: updated in place, never a window without them.
+    provider = acme.one("pulumi:providers:kubernetes")
+    assert provider.inputs["enableSecretMutable"] in (True, "true")
+    assert provider.inputs["enableConfigMapMutable"] in (True, "true")
+
+
+def test_new_share_keys_roll_the_backend():
+    def keepers(secret):
+        rendering = render(with_(datasetAccess="share", storageSecretKey=secret), stack="acme", secrets=SECRETS)
+        return secrets_revisions(rendering)["workspace-cvat-backend-secrets-revision"].inputs["keepers"]
+
+    first = keepers("first-secret-key-value")
+    assert first["s3-secret-key"] == "first-secret-key-value"
+    assert keepers("second-secret-key-value") != first
+
+
+def test_superuser_job_runs_again_when_its_script_changes(acme):
+    keepers = acme.one("random:index/randomId:RandomId", "superuser-revision").inputs["keepers"]
+    from components import kube
+
+    assert keepers["script"] == kube.content_hash(kube.asset("superuser.py"))
