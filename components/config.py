@@ -8,6 +8,7 @@ program registers a single resource.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import re
@@ -74,11 +75,22 @@ REQUIRED_KEYS = ("adminEmail", "hostname")
 # value was stored encrypted.
 SECRET_KEYS = ("storageSecretKey", "adminPassword")
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_DJANGO_USERNAME_RE = re.compile(r"^[\w.@+-]{1,150}$", re.ASCII)
-_QUANTITY_RE = re.compile(r"^([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
-_BACKUP_KEY_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+\.dump$")
+# Patterns are used with re.fullmatch and ASCII classes only: `$` lets a trailing
+# newline through, and \d or str.isdigit() accept digits of other scripts.
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_DNS_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_DJANGO_USERNAME_RE = re.compile(r"[A-Za-z0-9_.@+-]{1,150}")
+_QUANTITY_RE = re.compile(r"([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+# No quotes, backslashes or spaces: the restore script refuses them.
+_BACKUP_KEY_RE = re.compile(r"[A-Za-z0-9!_.*()=/-]+\.dump")
+_INTEGER_RE = re.compile(r"-?[0-9]{1,18}")
+# Namespaces Kubernetes keeps for itself.
+RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+MAX_RETENTION_DAYS = 3650
+# CVAT's CloudStorage.key and .secret_key lengths.
+CVAT_KEY_LENGTH, CVAT_SECRET_KEY_LENGTH = 40, 64
+# An annotation and an env var carry it; the API server caps all annotations at 256 KiB.
+MAX_DESCRIPTION_LENGTH = 1000
 _CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 # (lowest, highest, names) of the five fields of a cron schedule.
 _CRON_FIELDS = (
@@ -88,7 +100,7 @@ _CRON_FIELDS = (
     ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
     ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
 )
-_EMAIL_LOCAL_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_EMAIL_LOCAL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
 
 class ConfigError(pulumi.RunError):
@@ -153,6 +165,11 @@ class WorkspaceConfig:
         return dns_label(self.stack)
 
     @property
+    def workspace_key(self) -> str:
+        """What tells this workspace apart in places it may share with others (see :func:`workspace_key`)."""
+        return workspace_key(self.project, self.stack)
+
+    @property
     def tls_enabled(self) -> bool:
         """Whether the annotation server is served over HTTPS."""
         return bool(self.tls_secret_name or self.cert_manager_issuer)
@@ -168,6 +185,21 @@ def dns_label(text: str, max_length: int = 63) -> str:
     label = re.sub(r"[^a-z0-9-]+", "-", text.lower())
     label = re.sub(r"-{2,}", "-", label).strip("-")[:max_length].rstrip("-")
     return label or "workspace"
+
+
+def workspace_key(project: str, stack: str) -> str:
+    """The workspace's key in a backup bucket that several workspaces may share.
+
+    Backup prefix and lifecycle rule id start with it. A stack whose name is
+    already a DNS label keeps it as is (so existing backups stay where they
+    are); any other name is cleaned, cut, and given a short hash of project and
+    stack, so that `acme_prod`, `acme-prod` and `Acme.Prod` never share backups.
+    """
+    label = dns_label(stack)
+    if label == stack:
+        return stack
+    digest = hashlib.sha256(f"{project}/{stack}".encode()).hexdigest()[:8]
+    return f"{dns_label(stack, max_length=54)}-{digest}"
 
 
 def default_namespace(stack: str) -> str:
@@ -188,7 +220,7 @@ def bucket_name_problem(name: str) -> Optional[str]:
     """Why `name` is not a valid S3 bucket name, or None when it is."""
     if not isinstance(name, str) or not 3 <= len(name) <= 63:
         return f"{name!r} must be 3 to 63 characters long"
-    if not _BUCKET_RE.match(name):
+    if not _BUCKET_RE.fullmatch(name):
         return (
             f"{name!r} may hold only lowercase letters, digits, dots and hyphens, "
             "and must start and end with a letter or digit"
@@ -211,7 +243,7 @@ def dns_name_problem(name: str) -> Optional[str]:
     if name != name.lower():
         return f"{name!r} must be lowercase"
     labels = name.split(".")
-    if not all(_DNS_LABEL_RE.match(label) for label in labels):
+    if not all(_DNS_LABEL_RE.fullmatch(label) for label in labels):
         return (
             f"{name!r} is not a DNS name: each dot-separated part must be 1 to 63 "
             "letters, digits or hyphens, not starting or ending with a hyphen"
@@ -219,8 +251,27 @@ def dns_name_problem(name: str) -> Optional[str]:
     return None
 
 
+def hostname_problem(name: str) -> Optional[str]:
+    """Why `name` cannot be the Ingress host of the workspace, or None."""
+    try:
+        ipaddress.ip_address(name)
+        return f"{name!r} is an IP address: an Ingress host must be a DNS name (e.g. cvat.<ip>.nip.io)"
+    except ValueError:
+        pass
+    return dns_name_problem(name)
+
+
+def description_problem(text: str) -> Optional[str]:
+    """Why `text` cannot be a workspace description (one line of printable text), or None."""
+    if len(text) > MAX_DESCRIPTION_LENGTH:
+        return f"is {len(text)} characters long; at most {MAX_DESCRIPTION_LENGTH}"
+    if not text.isprintable():
+        return "must be one line of printable text (no control characters, newlines or NUL)"
+    return None
+
+
 def cron_problem(schedule: str) -> Optional[str]:
-    """Why `schedule` is not a Kubernetes CronJob schedule, or None."""
+    """Why `schedule` is not a Kubernetes CronJob schedule that fires, or None."""
     if schedule in _CRON_MACROS:
         return None
     if "TZ=" in schedule:
@@ -228,33 +279,56 @@ def cron_problem(schedule: str) -> Optional[str]:
     fields = schedule.split()
     if len(fields) != 5:
         return f"{schedule!r} is not a cron schedule: it needs 5 fields (minute hour day-of-month month day-of-week)"
+    expanded = []
     for text, (name, low, high, names) in zip(fields, _CRON_FIELDS):
+        values: set[int] = set()
         for part in text.split(","):
-            if not _cron_part_ok(part.lower(), low, high, names):
+            part_values = _cron_part_values(part.lower(), low, high, names)
+            if part_values is None:
                 return f"{schedule!r}: {part!r} is not a valid {name} ({low}-{high})"
+            values |= part_values
+        expanded.append(values)
+    _, _, days, months, weekdays = expanded
+    # With both day fields restricted, cron fires on either; with the weekdays unrestricted,
+    # only the days of the month count, and some months never have them (31 February).
+    weekdays_unrestricted = fields[4] in ("*", "?") or {value % 7 for value in weekdays} == set(range(7))
+    if weekdays_unrestricted and not any(day <= _DAYS_IN_MONTH[month] for day in days for month in months):
+        return f"{schedule!r} never fires (or only in leap years): none of its months has day {min(days)}"
     return None
 
 
-def _cron_part_ok(part: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+# Days of each month; a schedule that only fires on 29 February is refused too (every four years).
+_DAYS_IN_MONTH = {1: 31, 2: 28, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+
+
+def _cron_part_values(part: str, low: int, high: int, names: tuple[str, ...]) -> Optional[set[int]]:
+    """The values one comma-separated part of a cron field matches, or None when it is invalid."""
+
     def value(token: str) -> Optional[int]:
         if token in names:
             return names.index(token) + (1 if low == 1 else 0)
-        return int(token) if token.isdigit() else None
+        # ASCII digits only: str.isdigit() also takes '³' and '٣', which int() then refuses or misreads.
+        return int(token) if re.fullmatch(r"[0-9]{1,2}", token) else None
 
-    base, slash, step = part.partition("/")
-    if slash and (not step.isdigit() or int(step) < 1):
-        return False
-    if base == "*":
-        return True
-    start, dash, end = base.partition("-")
-    first = value(start)
-    last = value(end) if dash else first
-    return first is not None and last is not None and low <= first <= last <= high
+    base, slash, step_text = part.partition("/")
+    step = int(step_text) if re.fullmatch(r"[0-9]{1,2}", step_text) else None
+    if slash and (step is None or step < 1):
+        return None
+    if base in ("*", "?"):
+        first, last = low, high
+    else:
+        start, dash, end = base.partition("-")
+        first = value(start)
+        # "5/15" runs from 5 to the end of the range.
+        last = value(end) if dash else (high if slash else first)
+    if first is None or last is None or not low <= first <= last <= high:
+        return None
+    return set(range(first, last + 1, step or 1))
 
 
 def storage_size_problem(size: str, minimum_gib: float = 0) -> Optional[str]:
     """Why `size` is not a Kubernetes storage quantity of at least `minimum_gib`, or None."""
-    match = _QUANTITY_RE.match(size)
+    match = _QUANTITY_RE.fullmatch(size)
     if not match:
         return f"{size!r} is not a storage size (e.g. 10Gi, 500Mi)"
     units = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
@@ -357,7 +431,7 @@ def restore_source_problem(source: str) -> Optional[str]:
         reason = bucket_name_problem(bucket)
         if reason:
             return f"{source!r}: bucket {reason}"
-    if not key or key.startswith("/") or "//" in key or not _BACKUP_KEY_RE.match(key):
+    if not key or key.startswith("/") or "//" in key or not _BACKUP_KEY_RE.fullmatch(key):
         return (
             f"{source!r} is not a backup: give 'latest', a backup key such as "
             "'acme/database/20261130T030000Z.dump', or 's3://<bucket>/<key>'"
@@ -370,7 +444,7 @@ def email_problem(address: str) -> Optional[str]:
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         return f"{address!r} is not an e-mail address"
-    if len(local) > 64 or not _EMAIL_LOCAL_RE.match(local):
+    if len(local) > 64 or not _EMAIL_LOCAL_RE.fullmatch(local):
         return f"{address!r} has an invalid part before '@'"
     if domain != "localhost" and (
         "." not in domain or dns_name_problem(domain.lower()) or not re.search(r"\.[a-z]{2,63}$", domain.lower())
@@ -405,17 +479,18 @@ class _Reader:
             return DEFAULTS[key]
         return text == "true"
 
-    def integer(self, key: str, minimum: int) -> int:
+    def integer(self, key: str, minimum: int, maximum: Optional[int] = None) -> int:
         value = self.config.get(key)
         if value is None:
             return DEFAULTS[key]
-        try:
-            number = int(value.strip())
-        except ValueError:
+        if not _INTEGER_RE.fullmatch(value.strip()):
             self.problem(key, f"{value!r} is not a whole number")
             return DEFAULTS[key]
+        number = int(value.strip())
         if number < minimum:
             self.problem(key, f"must be at least {minimum}, got {number}")
+        elif maximum is not None and number > maximum:
+            self.problem(key, f"must be at most {maximum}, got {number}")
         return number
 
     def string_list(self, key: str) -> list[str]:
@@ -476,6 +551,8 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     for key in REQUIRED_KEYS:
         if not read.string(key):
             read.problem(key, f"is required: pulumi config set {key} <value>")
+    description = read.string("description")
+    read.check("description", description, description_problem)
 
     provider = read.string("storageProvider").lower()
     if provider not in STORAGE_PROVIDERS:
@@ -484,6 +561,8 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     region = read.string("storageRegion")
     endpoint = read.string("storageEndpoint").rstrip("/")
     access_key = read.string("storageAccessKey")
+    if access_key:
+        read.check("storageAccessKey", access_key, _access_key_problem)
     secret_key = read.secret("storageSecretKey")
 
     if provider == "scaleway":
@@ -494,7 +573,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
             read.problem("minioInCluster", "requires storageProvider 'minio'")
     elif provider == "minio":
         region = region or default_region(provider)
-        if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", region):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", region):
             read.problem("storageRegion", f"{region!r} is not a region name (lowercase letters, digits, hyphens)")
 
     if minio_in_cluster:
@@ -526,7 +605,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         read.check("backupBucket", backup_bucket, bucket_name_problem)
         if backup_bucket in seen:
             read.problem("backupBucket", f"{backup_bucket!r} is also a dataset bucket; backups need a bucket of their own")
-    retention = read.integer("backupRetentionDays", minimum=1)
+    retention = read.integer("backupRetentionDays", minimum=1, maximum=MAX_RETENTION_DAYS)
     schedule = " ".join(read.string("backupSchedule").split())
     read.check("backupSchedule", schedule, cron_problem)
     storage_size = read.size("databaseStorageSize", minimum_gib=1)
@@ -565,6 +644,12 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     dataset_access = read.string("datasetAccess")
     if dataset_access not in DATASET_ACCESS:
         read.problem("datasetAccess", f"{dataset_access!r} is not one of {', '.join(DATASET_ACCESS)}")
+    if dataset_buckets and dataset_access in ("cloudStorage", "both") and not minio_in_cluster:
+        # CVAT's cloud-storage fields are this long at most; the bootstrap Job would fail on longer ones.
+        if len(access_key) > CVAT_KEY_LENGTH:
+            read.problem("storageAccessKey", f"is longer than {CVAT_KEY_LENGTH} characters, the most CVAT stores for a cloud storage")
+        if len(config.get("storageSecretKey") or "") > CVAT_SECRET_KEY_LENGTH:
+            read.problem("storageSecretKey", f"is longer than {CVAT_SECRET_KEY_LENGTH} characters, the most CVAT stores for a cloud storage")
     if dataset_access in ("share", "both") and minio_in_cluster:
         # The CSI driver mounts on the nodes, which neither resolve nor may reach the in-cluster MinIO.
         read.problem("datasetAccess", f"{dataset_access!r} needs object storage the nodes can reach; with minioInCluster use cloudStorage")
@@ -573,7 +658,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     read.check("datasetCsiDriver", csi_driver, _object_name_problem)
 
     username = read.string("adminUsername")
-    if not _DJANGO_USERNAME_RE.match(username):
+    if not _DJANGO_USERNAME_RE.fullmatch(username):
         read.problem("adminUsername", f"{username!r} must be 1 to 150 letters, digits or @.+-_")
     email = read.string("adminEmail")
     if email:
@@ -586,7 +671,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
 
     hostname = read.string("hostname")
     if hostname:
-        read.check("hostname", hostname, dns_name_problem)
+        read.check("hostname", hostname, hostname_problem)
     ingress_class = read.string("ingressClassName")
     tls_secret = read.string("tlsSecretName")
     issuer = read.string("certManagerIssuer")
@@ -637,7 +722,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     return WorkspaceConfig(
         project=project,
         stack=stack,
-        description=read.string("description"),
+        description=description,
         storage_provider=provider,
         storage_region=region,
         storage_endpoint=endpoint,
@@ -676,9 +761,18 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
 
 
 def _endpoint_problem(url: str) -> Optional[str]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not url.isascii() or not url.isprintable() or " " in url:
         return f"{url!r} is not an http(s) URL"
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError:
+        return f"{url!r} is not an http(s) URL"
+    if parts.scheme not in ("http", "https") or not hostname:
+        return f"{url!r} is not an http(s) URL"
+    if "@" in parts.netloc:
+        # It would reach pod env, the S3 provider's inputs and the state in plain text.
+        return "must not hold a user name or password: give the keys as storageAccessKey and storageSecretKey"
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         return f"{url!r} must be the server's base URL, without a path or query"
     try:
@@ -689,8 +783,16 @@ def _endpoint_problem(url: str) -> Optional[str]:
 
 
 def _namespace_problem(name: str) -> Optional[str]:
-    if not _DNS_LABEL_RE.match(name):
+    if not _DNS_LABEL_RE.fullmatch(name):
         return f"{name!r} is not a DNS-1123 label (at most 63 lowercase letters, digits or hyphens)"
+    if name in RESERVED_NAMESPACES or name.startswith("kube-"):
+        return f"{name!r} is a namespace Kubernetes keeps for itself: choose one of the workspace's own"
+    return None
+
+
+def _access_key_problem(key: str) -> Optional[str]:
+    if len(key) > 128 or not key.isascii() or not key.isprintable() or " " in key:
+        return "is not an S3 access key (at most 128 printable ASCII characters, no spaces)"
     return None
 
 

@@ -220,7 +220,8 @@ class Cvat(pulumi.ComponentResource):
         workers = self._workers(migration)
         ui = self._ui()
         opa = self._opa(server)
-        self._ingress([server, ui])
+        # Not before the admin exists: registration is open, and the first to register its name would own it.
+        self._ingress([server, ui, superuser])
         self._network_policies()
 
         self.ready = [migration, superuser, server, ui, opa, *workers]

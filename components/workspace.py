@@ -120,7 +120,8 @@ class Workspace(pulumi.ComponentResource):
                 "workspace": workspace,
                 "backup_bucket": config.backup_bucket,
                 "backup_bucket_prefix": default_backup_bucket_prefix(config.project, config.stack),
-                "workspace_prefix": f"{workspace}/",
+                # Unique per project and stack: workspaces may share a backup bucket.
+                "workspace_prefix": f"{config.workspace_key}/",
                 "retention_days": config.backup_retention_days,
                 "dataset_buckets": config.dataset_buckets,
                 "credentials_secret_name": minio.credentials_secret_name if minio else None,
@@ -139,7 +140,7 @@ class Workspace(pulumi.ComponentResource):
                 "s3_credentials_secret_name": storage.credentials_secret_name,
                 "backup_bucket": storage.backup_bucket,
                 "storage_ready": storage.ready,
-                "backup_prefix": f"{workspace}/database/",
+                "backup_prefix": f"{config.workspace_key}/database/",
                 "backup_schedule": config.backup_schedule,
                 "retention_days": config.backup_retention_days,
                 "restore_from": config.restore_from,

@@ -246,3 +246,93 @@ def test_bad_minio_images_are_refused(image, words):
            "hostname": "cvat.localhost", "minioImage": image}
     problems, _ = problems_of(dev, secrets=[], stack="dev")
     assert [key for key, _ in problems] == ["minioImage"] and words in problems[0][1]
+
+
+@pytest.mark.parametrize(
+    "changes, key, words",
+    [
+        ({"backupSchedule": "³ 3 * * *"}, "backupSchedule", "not a valid minute"),
+        ({"backupSchedule": "*/² * * * *"}, "backupSchedule", "not a valid minute"),
+        ({"backupSchedule": "٣ 3 * * *"}, "backupSchedule", "not a valid minute"),
+        ({"backupSchedule": "0 3 31 2 *"}, "backupSchedule", "never fires"),
+        ({"backupSchedule": "0 3 30 2 *"}, "backupSchedule", "never fires"),
+        ({"backupSchedule": "0 3 31 4 *"}, "backupSchedule", "never fires"),
+        ({"backupSchedule": "0 3 29 feb *"}, "backupSchedule", "leap years"),
+        ({"storageEndpoint": "https://[…"}, "storageEndpoint", "not an http(s) URL"),
+        ({"storageEndpoint": "https://[::1"}, "storageEndpoint", "not an http(s) URL"),
+        ({"storageEndpoint": "https://user:pass@s3.example.com"}, "storageEndpoint", "must not hold a user name or password"),
+        ({"cvatVersion": "v2.٧٣.0"}, "cvatVersion", "known: v2.73.0"),
+        ({"cvatVersion": "v2.73.0" + "0" * 60}, "cvatVersion", "known: v2.73.0"),
+        ({"hostname": "cvat\n.example.com"}, "hostname", "not a DNS name"),
+        ({"hostname": "label.acme.example\nx"}, "hostname", "not a DNS name"),
+        ({"hostname": "10.0.0.5"}, "hostname", "IP address"),
+        ({"ingressClassName": "nginx\nx"}, "ingressClassName", "Kubernetes object name"),
+        ({"tlsSecretName": "acme-tls\nx"}, "tlsSecretName", "Kubernetes object name"),
+        ({"certManagerIssuer": "le\nx"}, "certManagerIssuer", "Kubernetes object name"),
+        ({"datasetCsiDriver": "ru.yandex.s3.csi\nx"}, "datasetCsiDriver", "Kubernetes object name"),
+        ({"adminEmail": "lead@acme.example\nx"}, "adminEmail", "invalid"),
+        ({"adminUsername": "ädmin"}, "adminUsername", "letters, digits or @.+-_"),
+        ({"description": "x" * 300_000}, "description", "at most 1000"),
+        ({"description": "batch\x00two"}, "description", "printable"),
+        ({"description": "line one\nline two"}, "description", "printable"),
+        ({"restoreFrom": "it's.dump"}, "restoreFrom", "not a backup"),
+        ({"restoreFrom": "a b.dump"}, "restoreFrom", "not a backup"),
+        ({"namespace": "kube-system"}, "namespace", "Kubernetes keeps for itself"),
+        ({"namespace": "default"}, "namespace", "Kubernetes keeps for itself"),
+        ({"namespace": "kube-public"}, "namespace", "Kubernetes keeps for itself"),
+        ({"namespace": "kube-node-lease"}, "namespace", "Kubernetes keeps for itself"),
+        ({"backupRetentionDays": 3651}, "backupRetentionDays", "at most 3650"),
+        ({"backupRetentionDays": 10**12}, "backupRetentionDays", "at most 3650"),
+        ({"backupRetentionDays": "٣"}, "backupRetentionDays", "whole number"),
+        ({"backupRetentionDays": "1_000"}, "backupRetentionDays", "whole number"),
+        ({"storageAccessKey": "A" * 41}, "storageAccessKey", "the most CVAT stores"),
+        ({"storageSecretKey": "s" * 65}, "storageSecretKey", "the most CVAT stores"),
+        ({"storageAccessKey": "key with space"}, "storageAccessKey", "not an S3 access key"),
+    ],
+)
+def test_hostile_and_broken_values_are_refused_naming_the_key(changes, key, words):
+    problems, message = problems_of(with_(**changes))
+    reasons = [reason for bad_key, reason in problems if bad_key == key]
+    assert reasons and any(words in reason for reason in reasons), message
+
+
+def test_surrounding_whitespace_is_dropped_not_kept():
+    rendering = render(with_(hostname=" label.acme.example\n"), stack="acme", secrets=SECRETS)
+    assert rendering.outputs["annotationUrl"] == "http://label.acme.example"
+
+
+def test_schedules_that_fire():
+    for schedule in ("0 3 29 2 1", "0 3 31 1-12 *", "15 */6 * * *", "0 3 * * sun", "5/15 * * * *", "@daily"):
+        rendering = render(with_(backupSchedule=schedule), stack="acme", secrets=SECRETS)
+        assert rendering.outputs["backupSchedule"] == schedule
+
+
+def test_a_userinfo_password_is_never_echoed():
+    _, message = problems_of(with_(storageProvider="minio", storageEndpoint="https://user:Sup3rSecret@s3.example.com"))
+    assert "Sup3rSecret" not in message
+
+
+@pytest.mark.parametrize(
+    "stack, key",
+    [("acme", "acme"), ("acme-prod", "acme-prod"), ("acme_prod", None), ("Acme.Prod", None), ("a" * 70, None)],
+)
+def test_backup_prefix_is_unique_per_stack_and_kept_for_dns_label_names(stack, key):
+    from components.config import workspace_key
+
+    rendering = render(SCALEWAY, stack=stack, secrets=SECRETS)
+    prefix = rendering.outputs["backupPrefix"]
+    if key:  # a valid DNS label keeps the prefix it always had: existing backups stay found
+        assert prefix == f"{key}/database/"
+    else:
+        assert prefix == f"{workspace_key('labeling', stack)}/database/"
+        assert len(prefix.split("/")[0]) <= 63
+
+
+def test_look_alike_stacks_never_share_a_backup_prefix():
+    from components.config import workspace_key
+
+    keys = {workspace_key("labeling", stack) for stack in ("acme_prod", "acme-prod", "Acme.Prod", "acme.prod", "ACME-PROD")}
+    assert len(keys) == 5
+    long_a, long_b = "x" * 60 + "-one", "x" * 60 + "-two"
+    assert workspace_key("labeling", long_a) != workspace_key("labeling", long_b)
+    assert workspace_key("labeling", "acme_prod") != workspace_key("other-project", "acme_prod")

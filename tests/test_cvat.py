@@ -404,7 +404,8 @@ def test_everything_is_awaited_with_generous_timeouts(acme):
             assert annotations["pulumi.com/skipAwait"] == "true"
             server = acme.one("kubernetes:apps/v1:Deployment", "cvat-server")
             ui = acme.one("kubernetes:apps/v1:Deployment", "cvat-ui")
-            assert {server.urn, ui.urn} <= set(registration.depends_on)
+            superuser = acme.one("kubernetes:batch/v1:Job", "cvat-superuser")
+            assert {server.urn, ui.urn, superuser.urn} <= set(registration.depends_on)
         else:
             assert "pulumi.com/skipAwait" not in annotations, registration.name
     awaited = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job", "kubernetes:core/v1:Service")
