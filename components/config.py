@@ -66,6 +66,8 @@ DEFAULTS: dict[str, Any] = {
     "namespace": "",
     "kubeContext": "",
     "egressAllow": [],
+    # ingress-nginx's own namespace, and kube-system for Traefik on k3s/k3d.
+    "ingressNamespaces": ["ingress-nginx", "kube-system"],
     "minioImage": "",
 }
 # Keys without a default: the engine refuses to run without them, and so do we.
@@ -153,6 +155,7 @@ class WorkspaceConfig:
     cert_manager_issuer: str
     namespace: str
     kube_context: str
+    ingress_namespaces: tuple[str, ...] = ("ingress-nginx", "kube-system")
     egress_allow: tuple[str, ...] = ()
     """IP addresses and CIDR ranges CVAT may reach despite its SSRF guard (canonical form)."""
     minio_image: str = ""
@@ -700,6 +703,13 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
             read.problem("minioImage", "only means something with minioInCluster (the development stack)")
         read.check("minioImage", minio_image, image_reference_problem)
 
+    ingress_namespaces = read.string_list("ingressNamespaces")
+    if not ingress_namespaces and config.get("ingressNamespaces") is not None:
+        read.problem("ingressNamespaces", "must name at least one namespace: nothing could reach the annotation server")
+    for name in ingress_namespaces:
+        if not _DNS_LABEL_RE.fullmatch(name):
+            read.problem("ingressNamespaces", f"{name!r} is not a namespace name (a DNS-1123 label)")
+
     kube_context = read.string("kubeContext")
     if not kube_context and not minio_in_cluster:
         # Without it the provider follows kubectl's current context at every run, so a
@@ -755,6 +765,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         namespace=namespace,
         kube_context=kube_context,
         egress_allow=tuple(egress_allow),
+        ingress_namespaces=tuple(ingress_namespaces),
         minio_image=minio_image,
         storage_secret_key_plain=(config.get("storageSecretKey") or "") if not minio_in_cluster else "",
     )

@@ -52,6 +52,8 @@ REDIS_SERVICE = "cvat-redis"
 KVROCKS_SERVICE = "cvat-kvrocks"
 DATA_CLAIM = "cvat-data"
 SCRIPTS_CONFIGMAP = "cvat-scripts"
+# Config file (in the store's Secret) that holds each store's password.
+STORE_CONFIG_FILES = {"redis": "redis.conf", "kvrocks": "kvrocks.conf"}
 SUPERUSER_SCRIPT = "superuser.py"
 
 # Always-running workers and the queues they serve.
@@ -187,6 +189,8 @@ class CvatArgs(TypedDict):
     """Private IP addresses and CIDR ranges CVAT may reach (a private S3 endpoint, the in-cluster MinIO's ClusterIP)."""
     share_claims: dict[str, pulumi.Input[str]]
     """Dataset bucket -> read-only claim, mounted at /home/django/share/<bucket> (connected file share)."""
+    ingress_namespaces: Sequence[str]
+    """Namespaces of the ingress controller: the only ones that may reach the backend and UI."""
     rollout_secrets: dict[str, pulumi.Input[str]]
     """Secret values the backend pods depend on outside their env (the share's S3 keys): a change rolls them."""
 
@@ -246,11 +250,15 @@ class Cvat(pulumi.ComponentResource):
         passwords, names = {}, {}
         for key, length in (("redis", 32), ("kvrocks", 32), ("django", 64)):
             value = random.RandomPassword(f"{self.name}-{key}-password", length=length, special=False, opts=self._child())
+            data: dict[str, pulumi.Input[str]] = {"password": value.result}
+            if key in STORE_CONFIG_FILES:
+                # The store reads its password from a file: in its arguments anyone on the node could `ps` it.
+                data[STORE_CONFIG_FILES[key]] = pulumi.Output.concat("requirepass ", value.result, "\n")
             secret = k8s.core.v1.Secret(
                 f"{self.name}-{key}-secret",
                 metadata=self._metadata(f"cvat-{key}", f"cvat-{key}"),
                 type="Opaque",
-                string_data={"password": value.result},
+                string_data=data,
                 opts=self._child(),
             )
             passwords[key] = value.result
@@ -385,10 +393,16 @@ class Cvat(pulumi.ComponentResource):
 
     # ----- Redis and Kvrocks ---------------------------------------------
 
-    def _store(self, key: str, component: str, image: str, port: int, uid: int, gid: int, args_: list[str],
+    def _store(self, key: str, component: str, image: str, port: int, uid: int, gid: int, command: list[str],
                data_path: str, storage: str, extra_mounts: list[dict], extra_volumes: list[dict]) -> k8s.apps.v1.StatefulSet:
-        """A Redis-protocol store (Redis, Kvrocks): one replica, its password from a Secret, data on a claim."""
+        """A Redis-protocol store (Redis, Kvrocks): one replica, its password in a config file from a Secret, data on a claim."""
         password_secret = self.secrets[key]
+        config_mount = {"name": "config", "mountPath": f"/etc/{key}", "readOnly": True}
+        config_volume = {
+            "name": "config",
+            "secret": {"secretName": password_secret, "items": [{"key": STORE_CONFIG_FILES[key], "path": STORE_CONFIG_FILES[key]}],
+                       "defaultMode": 0o440},
+        }
         revision = self._secrets_revision(key, {"password": self.passwords[key]})
         ping = ["sh", "-c", f"redis-cli -p {port} ping | grep -q PONG"]
         claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}}
@@ -414,12 +428,9 @@ class Cvat(pulumi.ComponentResource):
                             {
                                 "name": key,
                                 "image": image,
-                                "args": args_,
-                                "env": [
-                                    kube.secret_env("STORE_PASSWORD", password_secret, "password"),
-                                    # redis-cli reads the password from here (probes).
-                                    kube.secret_env("REDISCLI_AUTH", password_secret, "password"),
-                                ],
+                                "command": command,
+                                # redis-cli reads the password from here (probes); the environment is not in `ps`.
+                                "env": [kube.secret_env("REDISCLI_AUTH", password_secret, "password")],
                                 "ports": [{"name": "tcp", "containerPort": port}],
                                 "readinessProbe": {"exec": {"command": ping}, "periodSeconds": 10, "timeoutSeconds": 5},
                                 "livenessProbe": {
@@ -431,10 +442,10 @@ class Cvat(pulumi.ComponentResource):
                                 },
                                 "resources": self.size.of(key),
                                 "securityContext": kube.container_security_context(),
-                                "volumeMounts": [{"name": "data", "mountPath": data_path}, *extra_mounts],
+                                "volumeMounts": [{"name": "data", "mountPath": data_path}, config_mount, *extra_mounts],
                             }
                         ],
-                        "volumes": extra_volumes,
+                        "volumes": [config_volume, *extra_volumes],
                     },
                 },
                 "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": kube.labels(self.workspace, component)}, "spec": claim}],
@@ -447,17 +458,18 @@ class Cvat(pulumi.ComponentResource):
         """Redis for RQ queues and cache: password, append-only persistence."""
         return self._store(
             "redis", "cvat-redis", REDIS_IMAGE, REDIS_PORT, REDIS_UID, REDIS_GID,
-            # $(VAR) is expanded by Kubernetes from the Secret: the manifest holds no password.
-            ["redis-server", "--requirepass", "$(STORE_PASSWORD)", "--appendonly", "yes", "--dir", "/data"],
+            ["redis-server", f"/etc/redis/{STORE_CONFIG_FILES['redis']}", "--appendonly", "yes", "--dir", "/data"],
             "/data", "1Gi", [], [],
         )
 
     def _kvrocks(self) -> k8s.apps.v1.StatefulSet:
         """Kvrocks, CVAT's on-disk media cache: password, data on a volume."""
-        # Data goes below /var/lib/kvrocks: the image keeps its config file there.
+        # The image's entrypoint with our config file (kvrocks takes the settings it lacks from its
+        # defaults); data below /var/lib/kvrocks, where the claim has always been mounted.
         return self._store(
             "kvrocks", "cvat-kvrocks", KVROCKS_IMAGE, KVROCKS_PORT, KVROCKS_UID, KVROCKS_UID,
-            ["--dir", "/var/lib/kvrocks/data", "--requirepass", "$(STORE_PASSWORD)"],
+            ["kvrocks", "-c", f"/etc/kvrocks/{STORE_CONFIG_FILES['kvrocks']}", "--dir", "/var/lib/kvrocks/data",
+             "--pidfile", "/var/run/kvrocks/kvrocks.pid", "--bind", "0.0.0.0"],
             "/var/lib/kvrocks/data", self.size.kvrocks_storage,
             [{"name": "run", "mountPath": "/var/run/kvrocks"}],
             [{"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}],
@@ -741,40 +753,73 @@ class Cvat(pulumi.ComponentResource):
         )
 
     def _network_policies(self) -> None:
-        """Deny ingress by default; let the ingress controller reach the web pods only."""
-        workspace_pods = [{"podSelector": {"matchLabels": {kube.WORKSPACE_LABEL: self.workspace}}}]
-        policies = {
-            "default-deny-ingress": {"podSelector": {}, "policyTypes": ["Ingress"]},
-            # From any namespace (where the ingress controller runs) to the backend's and UI's ports only.
-            "allow-web": {
-                "podSelector": {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": ["cvat-backend", "cvat-ui"]}]},
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [{"namespaceSelector": {}}],
-                        "ports": [{"protocol": "TCP", "port": BACKEND_PORT}, {"protocol": "TCP", "port": UI_PORT}],
-                    }
-                ],
-            },
-            # Stores and OPA: only the workspace's own pods.
-            "allow-workspace-to-services": {
-                "podSelector": {
-                    "matchExpressions": [
-                        {"key": "app.kubernetes.io/name", "operator": "In",
-                         "values": ["postgres", "cvat-redis", "cvat-kvrocks", "cvat-opa", "minio"]}
-                    ]
-                },
-                "policyTypes": ["Ingress"],
-                "ingress": [{"from": workspace_pods}],
-            },
-        }
-        for policy, spec in policies.items():
+        """The NetworkPolicies of :func:`network_policies`, one object each."""
+        workers = [f"cvat-worker-{key}" for key in worker_layout(self.args["optional_queues"])]
+        for policy, spec in network_policies(self.args["ingress_namespaces"], workers).items():
             k8s.networking.v1.NetworkPolicy(
                 f"{self.name}-{policy}",
                 metadata=self._metadata(policy, "network-policy"),
                 spec=spec,
                 opts=self._child(),
             )
+
+
+# Pods (app.kubernetes.io/name) of the workspace, by what they talk to.
+BACKEND_PODS = ["cvat-backend"]
+BACKEND_JOBS = ["cvat-migrate", "cvat-superuser"]
+DATABASE_JOBS = ["database-backup", "database-restore"]
+BOOTSTRAP_JOBS = ["cvat-cloud-storages"]
+# Pods that talk to no one: no egress but DNS.
+NO_EGRESS_PODS = ["cvat-ui", "cvat-redis", "cvat-kvrocks", "postgres"]
+
+
+def network_policies(ingress_namespaces: Sequence[str], workers: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Policy name -> spec. Ingress is denied by default; each service admits only the pods that use it.
+
+    - the backend and the UI: from the ingress controller's namespaces only (anything
+      else would bypass the Ingress's TLS and could forge X-Forwarded-* headers);
+      the backend also from OPA (its policy bundle), the workers and the bootstrap Job;
+    - PostgreSQL, Redis, Kvrocks, OPA and MinIO: from the pods that use each;
+    - the UI and the stores, which call no one, get no egress but DNS.
+    """
+    backend = BACKEND_PODS + list(workers)
+
+    def pods(names: Sequence[str]) -> dict[str, Any]:
+        return {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": sorted(set(names))}]}
+
+    def admit(target: str, clients: Sequence[str], port: int) -> dict[str, Any]:
+        return {
+            "podSelector": pods([target]),
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": pods(clients)}], "ports": [{"protocol": "TCP", "port": port}]}],
+        }
+
+    controllers = {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(ingress_namespaces)}]}
+    return {
+        "default-deny-ingress": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        "allow-ingress-controller": {
+            "podSelector": pods(["cvat-backend", "cvat-ui"]),
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"namespaceSelector": controllers}],
+                    "ports": [{"protocol": "TCP", "port": BACKEND_PORT}, {"protocol": "TCP", "port": UI_PORT}],
+                }
+            ],
+        },
+        "allow-backend-callers": admit("cvat-backend", ["cvat-opa", *workers, *BOOTSTRAP_JOBS], BACKEND_PORT),
+        "allow-to-postgres": admit("postgres", [*backend, *BACKEND_JOBS, *DATABASE_JOBS], 5432),
+        "allow-to-redis": admit("cvat-redis", [*backend, *BACKEND_JOBS], REDIS_PORT),
+        "allow-to-kvrocks": admit("cvat-kvrocks", [*backend, *BACKEND_JOBS], KVROCKS_PORT),
+        "allow-to-opa": admit("cvat-opa", backend, OPA_PORT),
+        # The in-cluster MinIO (development stack): cloud storage, backups and the bucket Job.
+        "allow-to-minio": admit("minio", [*backend, *DATABASE_JOBS, "ensure-buckets"], 9000),
+        "deny-egress-but-dns": {
+            "podSelector": pods(NO_EGRESS_PODS),
+            "policyTypes": ["Egress"],
+            "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
+        },
+    }
 
 
 def warn_if_claim_differs(claim: str, keys: tuple[str, str], configured: tuple[str, str],

@@ -204,6 +204,7 @@ class Workspace(pulumi.ComponentResource):
                 # The in-cluster MinIO is private too: CVAT's SSRF guard must let it through.
                 "egress_allow": [*config.egress_allow, *([minio.cluster_ip] if minio else [])],
                 "share_claims": datasets.share_claims,
+                "ingress_namespaces": config.ingress_namespaces,
                 # The share's volumes mount with the S3 keys: new keys remount them by rolling the pods.
                 "rollout_secrets": (
                     {"s3-access-key": endpoint.access_key, "s3-secret-key": endpoint.secret_key} if datasets.share_claims else {}

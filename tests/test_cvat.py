@@ -143,8 +143,18 @@ def test_ui_opa_redis_kvrocks(acme):
         statefulset = acme.kubernetes_object("StatefulSet", name)
         (container,) = pod(statefulset)["containers"]
         assert container["image"] == image and container["ports"][0]["containerPort"] == port
-        assert "$(STORE_PASSWORD)" in container["args"]  # expanded from the Secret by the kubelet
-        assert env_of(container)["STORE_PASSWORD"] == {"secretKeyRef": {"name": name, "key": "password"}}
+        # The password is in a config file from the Secret, never in the process's arguments.
+        config_file = f"/etc/{name[5:]}/{name[5:]}.conf"
+        assert config_file in container["command"]
+        assert not any("PASSWORD" in part or "requirepass" in part for part in container["command"])
+        assert {"name": "config", "mountPath": f"/etc/{name[5:]}", "readOnly": True} in container["volumeMounts"]
+        (config_volume,) = [v for v in pod(statefulset)["volumes"] if v["name"] == "config"]
+        assert config_volume["secret"]["secretName"] == name
+        secret = acme.one("kubernetes:core/v1:Secret", f"{name[5:]}-secret")
+        password = secret.inputs["stringData"]["password"]
+        assert secret.inputs["stringData"][f"{name[5:]}.conf"] == f"requirepass {password}\n"
+        assert "stringData" in secret.secret_paths
+        assert env_of(container)["REDISCLI_AUTH"] == {"secretKeyRef": {"name": name, "key": "password"}}
         assert "PONG" in " ".join(container["livenessProbe"]["exec"]["command"])
         assert {"name": "data", "mountPath": data} in container["volumeMounts"]
         assert statefulset["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
@@ -380,20 +390,59 @@ def test_read_write_many_data_needs_no_affinity():
     assert not pod(rendering.kubernetes_object("Deployment", "cvat-backend")).get("affinity")
 
 
+def policy_peers(policy):
+    """(pods the policy selects, pods or namespaces it admits, ports)."""
+    selected = set(policy["spec"]["podSelector"]["matchExpressions"][0]["values"])
+    (rule,) = policy["spec"]["ingress"]
+    (peer,) = rule["from"]
+    selector = peer.get("podSelector") or peer["namespaceSelector"]
+    return selected, set(selector["matchExpressions"][0]["values"]), {p["port"] for p in rule["ports"]}
+
+
 def test_network_policies(acme):
     deny = acme.kubernetes_object("NetworkPolicy", "default-deny-ingress")
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
-    web = acme.kubernetes_object("NetworkPolicy", "allow-web")
-    assert web["spec"]["podSelector"]["matchExpressions"][0]["values"] == ["cvat-backend", "cvat-ui"]
-    assert {p["port"] for p in web["spec"]["ingress"][0]["ports"]} == {8080, 8000}
-    internal = acme.kubernetes_object("NetworkPolicy", "allow-workspace-to-services")
-    assert set(internal["spec"]["podSelector"]["matchExpressions"][0]["values"]) >= {"postgres", "cvat-redis", "cvat-kvrocks", "cvat-opa"}
-    assert internal["spec"]["ingress"] == [{"from": [{"podSelector": {"matchLabels": {"labeling.dev/workspace": "acme"}}}]}]
-    # Every pod that must reach the stores carries the workspace label.
+    controller = acme.kubernetes_object("NetworkPolicy", "allow-ingress-controller")
+    assert controller["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["key"] == "kubernetes.io/metadata.name"
+    assert policy_peers(controller) == ({"cvat-backend", "cvat-ui"}, {"ingress-nginx", "kube-system"}, {8080, 8000})
+    workers = {f"cvat-worker-{key}" for key in ("import", "export", "chunks", "utils", "annotation", "webhooks", "quality")}
+    backend = {"cvat-backend"} | workers
+    expected = {
+        "allow-backend-callers": ({"cvat-backend"}, {"cvat-opa", "cvat-cloud-storages"} | workers, {8080}),
+        "allow-to-postgres": ({"postgres"}, backend | {"cvat-migrate", "cvat-superuser", "database-backup", "database-restore"}, {5432}),
+        "allow-to-redis": ({"cvat-redis"}, backend | {"cvat-migrate", "cvat-superuser"}, {6379}),
+        "allow-to-kvrocks": ({"cvat-kvrocks"}, backend | {"cvat-migrate", "cvat-superuser"}, {6666}),
+        "allow-to-opa": ({"cvat-opa"}, backend, {8181}),
+        "allow-to-minio": ({"minio"}, backend | {"database-backup", "database-restore", "ensure-buckets"}, {9000}),
+    }
+    for name, peers in expected.items():
+        assert policy_peers(acme.kubernetes_object("NetworkPolicy", name)) == peers, name
+    # Neither the UI nor OPA reach a store; the UI is reached from the controller only.
+    for name in ("allow-to-postgres", "allow-to-redis", "allow-to-kvrocks"):
+        assert not {"cvat-ui", "cvat-opa"} & policy_peers(acme.kubernetes_object("NetworkPolicy", name))[1]
+    egress = acme.kubernetes_object("NetworkPolicy", "deny-egress-but-dns")
+    assert set(egress["spec"]["podSelector"]["matchExpressions"][0]["values"]) == {"cvat-ui", "cvat-redis", "cvat-kvrocks", "postgres"}
+    assert egress["spec"]["policyTypes"] == ["Egress"]
+    assert egress["spec"]["egress"] == [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]
+    # Every selector names pods that exist, with the labels they carry.
+    names = {r.manifest()["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
+             for r in acme.kubernetes_objects() if r.manifest()["kind"] in ("Deployment", "StatefulSet", "Job")}
+    names |= {"database-backup", "database-restore", "cvat-cloud-storages", "minio", "ensure-buckets"}  # CronJob, optional pods
+    for name in expected:
+        selected, clients, _ = policy_peers(acme.kubernetes_object("NetworkPolicy", name))
+        assert selected | clients <= names, name
     for registration in acme.kubernetes_objects():
         manifest = registration.manifest()
         if manifest["kind"] in ("Deployment", "StatefulSet", "Job"):
             assert manifest["spec"]["template"]["metadata"]["labels"]["labeling.dev/workspace"] == "acme"
+
+
+def test_ingress_namespaces_can_be_set_and_are_checked():
+    rendering = render(with_(ingressNamespaces=["traefik"]), stack="acme", secrets=SECRETS)
+    controller = rendering.kubernetes_object("NetworkPolicy", "allow-ingress-controller")
+    assert policy_peers(controller)[1] == {"traefik"}
+    assert keys_of(with_(ingressNamespaces=[])) == {"ingressNamespaces"}
+    assert keys_of(with_(ingressNamespaces=["Ingress Nginx"])) == {"ingressNamespaces"}
 
 
 def test_everything_is_awaited_with_generous_timeouts(acme):
