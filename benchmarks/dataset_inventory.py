@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--limit", type=float, default=LIMIT, help=f"smallest ratio allowed (default {LIMIT})")
     args = parser.parse_args(argv)
 
     server = MotoServer()
@@ -55,15 +56,27 @@ def main(argv: list[str] | None = None) -> int:
             list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b"x" * 64), keys))
 
         times: dict[str, list[float]] = {"inventory": [], "bare": []}
-        for _ in range(args.rounds):
+        def run_bare() -> None:
             started = time.perf_counter()
             counted = bare_count(client, bucket)
             times["bare"].append(time.perf_counter() - started)
             assert counted == args.objects
+
+        def run_inventory() -> dict:
             started = time.perf_counter()
-            counts = count_bucket(client, bucket, limit=10 * args.objects)
+            result = count_bucket(client, bucket, limit=10 * args.objects)
             times["inventory"].append(time.perf_counter() - started)
-            assert counts["images"] + counts["videos"] + counts["ignored"] == args.objects
+            assert result["images"] + result["videos"] + result["ignored"] == args.objects
+            return result
+
+        for round_ in range(args.rounds):
+            # Alternate which goes first, so that warm caches favour neither.
+            if round_ % 2:
+                counts = run_inventory()
+                run_bare()
+            else:
+                run_bare()
+                counts = run_inventory()
 
         rates = {name: args.objects / statistics.median(values) for name, values in times.items()}
         print(f"objects: {args.objects}, rounds: {args.rounds}")
@@ -71,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, values in times.items():
             print(f"{name:<10} {rates[name]:>10.0f} objects/s   runs: {' '.join(f'{v:.2f}s' for v in values)}")
         ratio = rates["inventory"] / rates["bare"]
-        print(f"ratio inventory / bare paginator: {ratio:.2f}x  {'ok' if ratio >= LIMIT else f'UNDER {LIMIT}x'}")
-        return 0 if ratio >= LIMIT else 1
+        print(f"ratio inventory / bare paginator: {ratio:.2f}x  {'ok' if ratio >= args.limit else f'UNDER {args.limit}x'}")
+        return 0 if ratio >= args.limit else 1
     finally:
         server.stop()
 
