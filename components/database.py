@@ -8,7 +8,14 @@
   retention. Official images only: postgres for the dump, amazon/aws-cli for
   the upload; the scripts are ``assets/backup.sh`` and ``assets/restore.sh``.
 - With ``restoreFrom``, a Job restores a backup before CVAT's migrations run
-  (CVAT waits on :attr:`Database.ready`).
+  (CVAT waits on :attr:`Database.ready`). Its first container checks the
+  database before anything is downloaded: a refusal (tables without
+  ``restoreForce``) fails every attempt within seconds, so the Job ends with
+  ``BackoffLimitExceeded``, one of the two reasons pulumi-kubernetes' Job awaiter
+  reports as a failure (``DeadlineExceeded`` is the other; a ``podFailurePolicy``
+  ending in ``PodFailurePolicy`` would be awaited until the timeout). A request
+  already restored downloads nothing. ``pulumi.com/replaceUnready`` makes the
+  next ``pulumi up`` replace a failed Job instead of awaiting it again.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from components import kube
 from components.endpoint import AWS_CLI_IMAGE, S3Endpoint
 
 # PostgreSQL major 15 is the one CVAT supports; the minor is pinned.
-POSTGRES_IMAGE = "postgres:15.18"
+POSTGRES_IMAGE = "postgres:15.19"
 POSTGRES_UID = 999  # the `postgres` user of the official image
 PORT = 5432
 DATABASE_NAME = "cvat"
@@ -34,6 +41,10 @@ PASSWORD_KEY = "password"
 SCRIPTS = ("backup.sh", "restore.sh", kube.S3_HELPERS)
 # Exit code of restore.sh when it refuses to overwrite a database with tables.
 RESTORE_REFUSED = 3
+# The restore Job's own time limit, and pulumi's wait for it: a little longer, so that
+# what `pulumi up` reports is the Job's DeadlineExceeded, not its own timeout.
+RESTORE_DEADLINE_SECONDS = 2 * 3600
+RESTORE_AWAIT_SECONDS = RESTORE_DEADLINE_SECONDS + 10 * 60
 JOB_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
 
 
@@ -223,14 +234,14 @@ class Database(pulumi.ComponentResource):
                 ],
             }
 
-        def job_pod(labels_: dict, init: dict, main: dict) -> dict:
+        def job_pod(labels_: dict, init: list[dict], main: dict) -> dict:
             return {
                 "metadata": {"labels": labels_},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "securityContext": kube.pod_security_context(POSTGRES_UID, fs_group=POSTGRES_UID),
-                    "initContainers": [init],
+                    "initContainers": init,
                     "containers": [main],
                     "volumes": [
                         {"name": "scripts", "configMap": {"name": scripts.metadata["name"], "defaultMode": 0o555}},
@@ -259,11 +270,11 @@ class Database(pulumi.ComponentResource):
                         "activeDeadlineSeconds": 6 * 3600,
                         "template": job_pod(
                             backup_labels,
-                            script_container(
+                            [script_container(
                                 "dump", POSTGRES_IMAGE, "backup.sh",
                                 [{"name": "BACKUP_STEP", "value": "dump"}, {"name": "BACKUP_DIR", "value": "/backup"}] + database_env,
                                 "/backup",
-                            ),
+                            )],
                             script_container(
                                 "upload", AWS_CLI_IMAGE, "backup.sh",
                                 [
@@ -305,23 +316,34 @@ class Database(pulumi.ComponentResource):
                     "name": request.hex.apply(lambda hex_: f"database-restore-{hex_}"),
                     "namespace": namespace,
                     "labels": restore_labels,
-                    "annotations": {"pulumi.com/timeoutSeconds": str(2 * 3600)},
+                    "annotations": {
+                        "pulumi.com/timeoutSeconds": str(RESTORE_AWAIT_SECONDS),
+                        # A Job that failed (or never finished) is replaced on the next `pulumi up`
+                        # instead of being awaited again; one that succeeded is left alone.
+                        "pulumi.com/replaceUnready": "true",
+                    },
                 },
                 spec={
+                    # A refusal fails the check container of every attempt within seconds: the Job
+                    # then fails with BackoffLimitExceeded, which the awaiter reports at once.
                     "backoffLimit": 2,
-                    # A refusal is final: retrying cannot change the answer.
-                    "podFailurePolicy": {
-                        "rules": [
-                            {"action": "FailJob", "onExitCodes": {"containerName": "restore", "operator": "In", "values": [RESTORE_REFUSED]}}
-                        ]
-                    },
+                    "activeDeadlineSeconds": RESTORE_DEADLINE_SECONDS,
                     "template": job_pod(
                         restore_labels,
-                        script_container(
-                            "fetch", AWS_CLI_IMAGE, "restore.sh",
-                            [{"name": "RESTORE_STEP", "value": "fetch"}] + restore_env + bucket_env + s3_env(),
-                            "/restore",
-                        ),
+                        [
+                            # Before any download: already restored (then nothing is fetched), or refused.
+                            script_container(
+                                "check", POSTGRES_IMAGE, "restore.sh",
+                                [{"name": "RESTORE_STEP", "value": "check"}] + restore_env + database_env,
+                                "/restore",
+                            ),
+                            script_container(
+                                "fetch", AWS_CLI_IMAGE, "restore.sh",
+                                [{"name": "RESTORE_STEP", "value": "fetch"}] + restore_env + bucket_env + s3_env(),
+                                "/restore",
+                            ),
+                        ],
+                        # Checks again (the database may have changed meanwhile), then restores.
                         script_container(
                             "restore", POSTGRES_IMAGE, "restore.sh",
                             [{"name": "RESTORE_STEP", "value": "restore"}] + restore_env + database_env,
@@ -332,7 +354,9 @@ class Database(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     depends_on=[statefulset, *args["storage_ready"]],
-                    custom_timeouts=pulumi.CustomTimeouts(create="2h", update="2h"),
+                    custom_timeouts=pulumi.CustomTimeouts(
+                        create=f"{RESTORE_AWAIT_SECONDS // 60}m", update=f"{RESTORE_AWAIT_SECONDS // 60}m"
+                    ),
                 ),
             )
             self.ready.append(self.restore_job)

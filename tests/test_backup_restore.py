@@ -3,11 +3,14 @@
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+
+from components.database import RESTORE_REFUSED
 
 ASSETS = Path(__file__).resolve().parent.parent / "components" / "assets"
 BIN = Path(sys.executable).parent
@@ -76,6 +79,20 @@ def backups(moto):
     bucket = f"backups-{uuid.uuid4().hex[:10]}"
     moto.client().create_bucket(Bucket=bucket)
     return {"BACKUP_BUCKET": bucket, "BACKUP_PREFIX": "acme/database/"}
+
+
+@pytest.fixture
+def no_s3():
+    """An S3 endpoint that records every request and refuses it (403): a test that expects no
+    download points the scripts here and asserts that nothing came."""
+    from s3_stub import StubS3Server
+
+    with StubS3Server("access-denied") as server:
+        server.environment = {
+            "AWS_ENDPOINT_URL": server.url, "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "test-access-key", "AWS_SECRET_ACCESS_KEY": "test-secret-key",
+        }
+        yield server
 
 
 def env_for(postgres, moto, database, backups, **extra):
@@ -247,6 +264,97 @@ def test_a_request_restores_once_and_a_new_request_restores_again(postgres, moto
     assert int(postgres.admin("SELECT count(*) FROM frames", fresh["PGDATABASE"])) == 500
 
 
+def database_comment(postgres, database):
+    return postgres.admin(
+        "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = current_database()",
+        database["PGDATABASE"],
+    )
+
+
+@pytest.mark.parametrize("step", ["all", "check"])
+def test_a_refusal_comes_before_any_download_and_at_once(postgres, moto, no_s3, filled, backups, step):
+    assert run("backup.sh", env_for(postgres, moto, filled, backups)).returncode == 0
+    before = snapshot(postgres, filled)
+    env = {**env_for(postgres, moto, filled, backups), **no_s3.environment}
+    started = time.monotonic()
+    result = run("restore.sh", env, RESTORE_FROM="latest", RESTORE_REQUEST="r1", RESTORE_STEP=step)
+    assert result.returncode == RESTORE_REFUSED == 3, result.stderr
+    assert time.monotonic() - started < 20
+    assert "refusing to restore" in result.stderr and "set restoreForce to true" in result.stderr
+    assert no_s3.requests == []  # not even the listing behind "latest"
+    assert snapshot(postgres, filled) == before and database_comment(postgres, filled) == ""
+
+
+def test_the_stand_in_sees_the_requests_of_a_download(postgres, moto, no_s3, database, backups):
+    # What the tests of "no download" rely on: a fetch against the stand-in reaches it.
+    env = {**env_for(postgres, moto, database, backups), **no_s3.environment}
+    result = run("restore.sh", env, RESTORE_FROM="latest")
+    assert result.returncode == 1 and "cannot list" in result.stderr
+    assert no_s3.requests != []
+    assert table_count(postgres, database) == 0
+
+
+def test_a_retried_request_downloads_nothing_and_changes_nothing(postgres, moto, no_s3, filled, backups, tmp_path):
+    assert run("backup.sh", env_for(postgres, moto, filled, backups)).returncode == 0
+    fresh = postgres.create_database(f"fresh_{uuid.uuid4().hex[:8]}", f"fresh_{uuid.uuid4().hex[:8]}", NASTY_PASSWORD)
+    first = run("restore.sh", env_for(postgres, moto, fresh, backups, RESTORE_FROM="latest", RESTORE_REQUEST="r1"))
+    assert first.returncode == 0, first.stderr
+    restored, marker = snapshot(postgres, fresh), database_comment(postgres, fresh)
+    assert marker.startswith("labeling-restore: r1 s3://")
+
+    # Retried in one process ...
+    env = {**env_for(postgres, moto, fresh, backups), **no_s3.environment}
+    again = run("restore.sh", dict(env), RESTORE_FROM="latest", RESTORE_REQUEST="r1")
+    assert again.returncode == 0, again.stderr
+    assert "nothing to download" in again.stdout
+    # ... and as the Job's steps, which share only RESTORE_DIR.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    for step in ("check", "fetch", "restore"):
+        result = run("restore.sh", dict(env), RESTORE_FROM="latest", RESTORE_REQUEST="r1", RESTORE_STEP=step, RESTORE_DIR=shared)
+        assert result.returncode == 0, (step, result.stderr)
+    assert not (shared / "restore.dump").exists()
+    assert no_s3.requests == []
+    assert snapshot(postgres, fresh) == restored and database_comment(postgres, fresh) == marker
+
+    # A new request does go to the bucket (here the stand-in, which refuses it).
+    other = run("restore.sh", dict(env), RESTORE_FROM="latest", RESTORE_REQUEST="r2", RESTORE_FORCE="true")
+    assert other.returncode != 0 and no_s3.requests != []
+    assert snapshot(postgres, fresh) == restored and database_comment(postgres, fresh) == marker
+
+
+def test_the_restore_step_checks_again_for_tables(postgres, moto, filled, backups, tmp_path):
+    assert run("backup.sh", env_for(postgres, moto, filled, backups)).returncode == 0
+    fresh = postgres.create_database(f"fresh_{uuid.uuid4().hex[:8]}", f"fresh_{uuid.uuid4().hex[:8]}", NASTY_PASSWORD)
+    env = env_for(postgres, moto, fresh, backups, RESTORE_FROM="latest", RESTORE_REQUEST="r1", RESTORE_DIR=tmp_path)
+    assert run("restore.sh", dict(env), RESTORE_STEP="check").returncode == 0
+    assert run("restore.sh", dict(env), RESTORE_STEP="fetch").returncode == 0
+    assert (tmp_path / "restore.dump").stat().st_size > 0
+    # Between the check and the restore, someone writes into the database.
+    postgres.admin("CREATE TABLE written_meanwhile (id int)", fresh["PGDATABASE"])
+    result = run("restore.sh", dict(env), RESTORE_STEP="restore")
+    assert result.returncode == RESTORE_REFUSED, result.stderr
+    assert "set restoreForce to true" in result.stderr
+    assert table_count(postgres, fresh) == 1 and database_comment(postgres, fresh) == ""
+
+
+def test_the_restore_step_checks_again_for_the_marker(postgres, moto, filled, backups, tmp_path):
+    assert run("backup.sh", env_for(postgres, moto, filled, backups)).returncode == 0
+    fresh = postgres.create_database(f"fresh_{uuid.uuid4().hex[:8]}", f"fresh_{uuid.uuid4().hex[:8]}", NASTY_PASSWORD)
+    env = env_for(postgres, moto, fresh, backups, RESTORE_FROM="latest", RESTORE_REQUEST="r1")
+    assert run("restore.sh", dict(env)).returncode == 0
+    steps = {**env, "RESTORE_DIR": str(tmp_path)}
+    assert run("restore.sh", dict(steps), RESTORE_STEP="check").returncode == 0
+    assert run("restore.sh", dict(steps), RESTORE_STEP="fetch").returncode == 0
+    assert not (tmp_path / "restore.dump").exists()
+    # Between the check and the restore, the marker goes (another restore, by hand).
+    postgres.admin(f'COMMENT ON DATABASE "{fresh["PGDATABASE"]}" IS NULL')
+    before = snapshot(postgres, fresh)
+    result = run("restore.sh", dict(steps), RESTORE_STEP="restore")
+    assert result.returncode == RESTORE_REFUSED, result.stderr
+    assert snapshot(postgres, fresh) == before
+
+
 def test_latest_without_backups_names_bucket_and_prefix(postgres, moto, database, backups):
     result = run("restore.sh", env_for(postgres, moto, database, backups, RESTORE_FROM="latest"))
     assert result.returncode != 0
@@ -286,6 +394,8 @@ def test_bad_settings_are_refused(postgres, moto, filled, backups):
     assert result.returncode != 0 and "quotes" in result.stderr
     result = run("restore.sh", env_for(postgres, moto, filled, backups, RESTORE_FROM="latest", RESTORE_REQUEST="a b"))
     assert result.returncode != 0 and "spaces" in result.stderr
+    result = run("restore.sh", env_for(postgres, moto, filled, backups, RESTORE_FROM="latest", RESTORE_STEP="everything"))
+    assert result.returncode != 0 and "RESTORE_STEP" in result.stderr
     result = run("backup.sh", env_for(postgres, moto, filled, backups, BACKUP_STEP="everything"))
     assert result.returncode != 0 and "BACKUP_STEP" in result.stderr
     result = run("backup.sh", env_for(postgres, moto, filled, backups, BACKUP_COMPRESSION="fast"))

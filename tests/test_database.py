@@ -131,22 +131,61 @@ def restore_job(rendering):
     return rendering.one("kubernetes:batch/v1:Job", "restore")
 
 
+def go_duration_seconds(text):
+    """Seconds of a Go duration as pulumi's customTimeouts take it ("2h10m", "130m", "7800s")."""
+    import re
+
+    parts = re.findall(r"(\d+)([hms])", text)
+    assert parts and "".join(n + u for n, u in parts) == text, text
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
 def test_restore_job(acme):
     rendering = render(with_(restoreFrom="latest"), stack="acme", secrets=SECRETS)
     job = restore_job(rendering)
     spec = job.inputs["spec"]
     pod = spec["template"]["spec"]
     containers = containers_by_name(pod)
-    fetch, restore = containers["fetch"], containers["restore"]
-    assert pod["initContainers"] == [fetch] and pod["containers"] == [restore]
-    assert fetch["image"] == AWS_CLI_IMAGE and restore["image"] == POSTGRES_IMAGE
-    assert env_of(fetch)["RESTORE_FROM"] == env_of(restore)["RESTORE_FROM"] == "latest"
-    assert env_of(restore)["RESTORE_FORCE"] == "false"
+    check, fetch, restore = containers["check"], containers["fetch"], containers["restore"]
+    # The database is checked before anything is downloaded, and again before the restore.
+    assert pod["initContainers"] == [check, fetch] and pod["containers"] == [restore]
+    assert [env_of(c)["RESTORE_STEP"] for c in (check, fetch, restore)] == ["check", "fetch", "restore"]
+    assert check["image"] == restore["image"] == POSTGRES_IMAGE and fetch["image"] == AWS_CLI_IMAGE
+    assert check["command"] == fetch["command"] == restore["command"] == ["/bin/sh", "/scripts/restore.sh"]
+    for container in (check, fetch, restore):
+        env = env_of(container)
+        assert env["RESTORE_FROM"] == "latest" and env["RESTORE_FORCE"] == "false"
+        assert env["RESTORE_REQUEST"] == harness.RANDOM_HEX and env["RESTORE_DIR"] == "/restore"
+        assert "/restore" in {m["mountPath"] for m in container["volumeMounts"]}
     assert env_of(fetch)["BACKUP_PREFIX"] == "acme/database/"
-    assert env_of(restore)["PGPASSWORD"] == {"secretKeyRef": {"name": "postgres", "key": "password"}}
-    rule = spec["podFailurePolicy"]["rules"][0]
-    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [3]
+    for container in (check, restore):
+        assert env_of(container)["PGPASSWORD"] == {"secretKeyRef": {"name": "postgres", "key": "password"}}
+        assert "AWS_SECRET_ACCESS_KEY" not in env_of(container)  # the database steps need no S3 keys
+    assert "PGPASSWORD" not in env_of(fetch)  # nor the download the database password
     assert rendering.one("kubernetes:apps/v1:StatefulSet", "database").urn in job.depends_on
+
+
+def test_a_failed_restore_job_fails_pulumi_up_fast_and_is_replaced_on_the_next_one():
+    """pulumi-kubernetes' Job awaiter (provider/pkg/await/checker/job/check.go) fails only on a
+    Failed condition with reason BackoffLimitExceeded or DeadlineExceeded; a podFailurePolicy
+    FailJob ends the Job with reason PodFailurePolicy, which it awaits until its own timeout."""
+    job = restore_job(render(with_(restoreFrom="latest"), stack="acme", secrets=SECRETS))
+    spec, annotations = job.inputs["spec"], job.inputs["metadata"]["annotations"]
+    assert "podFailurePolicy" not in spec
+    # A refusal fails each attempt within seconds: a few attempts, then BackoffLimitExceeded.
+    assert 0 <= spec["backoffLimit"] <= 3
+    # Bounded in time by the Job itself, and awaited a little longer than that, so that the
+    # failure pulumi reports is the Job's DeadlineExceeded rather than its own timeout.
+    deadline = spec["activeDeadlineSeconds"]
+    assert 0 < deadline <= 6 * 3600
+    for awaited in (
+        int(annotations["pulumi.com/timeoutSeconds"]),
+        go_duration_seconds(job.custom_timeouts.create),
+        go_duration_seconds(job.custom_timeouts.update),
+    ):
+        assert deadline + 60 <= awaited <= deadline + 30 * 60
+    # A Job left failed (or unfinished) in the state is replaced by the next `pulumi up`.
+    assert annotations["pulumi.com/replaceUnready"] == "true"
 
 
 def test_restore_job_runs_again_only_for_a_new_request():
