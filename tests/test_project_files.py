@@ -1,5 +1,6 @@
 """Pulumi.yaml, the stack files, the README's commands and the pins agree with the code."""
 
+import json
 import re
 
 import yaml
@@ -71,10 +72,40 @@ def test_requirements_are_pinned():
     assert {"pulumi", "pulumi-aws", "pulumi-kubernetes", "pulumi-random", "boto3", "pyyaml"} <= names
 
 
-def test_readme_documents_every_config_key_and_output():
+def readme_config_table() -> dict[str, tuple[str, str]]:
+    """key -> (type, default) as the README's configuration table gives them."""
+    rows = {}
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| key | type | default | meaning |"):].split("\n\n")[0]
+    for line in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        rows[cells[0].strip("`")] = (cells[1], cells[2])
+    return rows
+
+
+README_TYPES = {"string": "string", "integer": "integer", "boolean": "boolean", "array": "list of strings"}
+
+
+def test_readme_config_table_is_pulumi_yaml():
+    """Same keys, same types, same defaults (an empty default may be described in words)."""
+    table = readme_config_table()
+    assert set(table) == set(KEYS), (set(table) ^ set(KEYS))
+    for key, spec in KEYS.items():
+        readme_type, readme_default = table[key]
+        expected_type = "secret" if key in SECRET_KEYS else README_TYPES[spec["type"]]
+        assert readme_type == expected_type, key
+        if key in REQUIRED_KEYS:
+            assert "required" in readme_default, key
+            continue
+        default = spec["default"]
+        if default in ("", []) and spec["type"] == "string":
+            continue  # derived at run time: the README says from what
+        shown = json.dumps(default) if isinstance(default, list) else str(default).lower() if isinstance(default, bool) else str(default)
+        assert f"`{shown}`" in readme_default, f"{key}: README says {readme_default}, Pulumi.yaml {shown}"
+
+
+def test_readme_documents_every_output():
     readme = (ROOT / "README.md").read_text()
-    for key in KEYS:
-        assert f"`{key}`" in readme, key
     from test_workspace import STACK_OUTPUTS
 
     for output in STACK_OUTPUTS:
