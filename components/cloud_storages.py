@@ -23,11 +23,26 @@ SCRIPT = "cloud_storages.py"
 BACKEND_UID = 1000
 # CVAT's organization slugs: at most 16 letters, digits, '-' or '_'.
 SLUG_LENGTH = 16
+# CVAT's Organization.name is at most 64 characters (organizations/models.py).
+NAME_LENGTH = 64
+# The Job is bounded by its own deadline; Pulumi waits a little longer, so that what a
+# stuck Job reports is the Job's own DeadlineExceeded, not Pulumi's timeout.
+JOB_DEADLINE_SECONDS = kube.AWAIT_TIMEOUT_SECONDS
+JOB_AWAIT_SECONDS = JOB_DEADLINE_SECONDS + 120
+# pulumi-kubernetes: a Job that did not complete (failed, or still running) is replaced
+# on the next `pulumi up` instead of being awaited again (provider.go, Diff: ReplaceUnready).
+REPLACE_UNREADY = {"pulumi.com/replaceUnready": "true"}
 
 
 def organization_slug(workspace: str) -> str:
     """The CVAT organization slug of a workspace."""
     return workspace[:SLUG_LENGTH].rstrip("-") or "workspace"
+
+
+def organization_name(workspace: str, description: str) -> str:
+    """The CVAT organization name: the description (whitespace collapsed) cut to 64 characters."""
+    name = " ".join(description.split()) or f"Workspace {workspace}"
+    return name[:NAME_LENGTH].rstrip()
 
 
 class CloudStoragesArgs(TypedDict):
@@ -83,7 +98,7 @@ class CloudStorages(pulumi.ComponentResource):
             "env": [
                 {"name": "CVAT_URL", "value": args["backend_url"]},
                 {"name": "ORGANIZATION_SLUG", "value": slug},
-                {"name": "ORGANIZATION_NAME", "value": args["description"] or f"Workspace {args['workspace']}"},
+                {"name": "ORGANIZATION_NAME", "value": organization_name(args["workspace"], args["description"])},
                 {"name": "BUCKETS", "value": " ".join(args["buckets"])},
                 {"name": "S3_ENDPOINT_URL", "value": endpoint.url},
                 {"name": "S3_REGION", "value": endpoint.region},
@@ -103,9 +118,11 @@ class CloudStorages(pulumi.ComponentResource):
                 "name": revision.hex.apply(lambda hex_: f"cvat-cloud-storages-{hex_}"),
                 "namespace": args["namespace"],
                 "labels": labels,
+                "annotations": {**REPLACE_UNREADY, "pulumi.com/timeoutSeconds": str(JOB_AWAIT_SECONDS)},
             },
             spec={
                 "backoffLimit": 3,
+                "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
@@ -120,7 +137,8 @@ class CloudStorages(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=list(args["cvat_ready"]),
-                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+                # Wins over the annotation (pulumi-kubernetes metadata.TimeoutDuration); kept equal to it.
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{JOB_AWAIT_SECONDS}s", update=f"{JOB_AWAIT_SECONDS}s"),
             ),
         )
         self.organization = slug

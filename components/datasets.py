@@ -4,6 +4,9 @@
   bucket must exist and be listable with the configured keys, or the update
   stops naming the bucket and the cause (missing, access denied, endpoint
   unreachable, wrong region). It only lists: the buckets are never modified.
+- :func:`check_backup_bucket` tells, before anything is created, whether the
+  configured backupBucket already exists and is usable (then it is adopted),
+  and stops the update when the name is taken by a bucket these keys may not use.
 - :class:`DatasetBuckets` counts what they hold (stack output `datasets`) and,
   for `datasetAccess` share/both, makes each bucket a read-only volume
   through a CSI S3 driver (a statically provisioned PersistentVolume and
@@ -27,8 +30,12 @@ SHARE_ROOT = "/home/django/share"
 SHARE_SECRET = "dataset-share-credentials"
 # A static volume's capacity is nominal: the bucket is as large as it is.
 SHARE_CAPACITY = "1Ti"
-# geesefs, read-only, files readable by CVAT's user.
-SHARE_MOUNT_OPTIONS = "--memory-limit 1000 --dir-mode 0555 --file-mode 0444 -o ro"
+# geesefs, read-only, files readable by CVAT's user. `-o ro` alone does not keep
+# geesefs from writing: at every mount it aborts the bucket's unfinished multipart
+# uploads older than --multipart-age (48 h), unless told not to
+# (yandex-cloud/geesefs core/goofys.go calls MultipartExpire on mount;
+# core/cfg/flags.go `no-expire-multipart`).
+SHARE_MOUNT_OPTIONS = "--memory-limit 1000 --dir-mode 0555 --file-mode 0444 --no-expire-multipart -o ro"
 
 
 class DatasetError(pulumi.RunError):
@@ -40,30 +47,49 @@ class DatasetError(pulumi.RunError):
         super().__init__("Dataset buckets cannot be read; nothing was changed.\n" + "\n".join(lines))
 
 
-def bucket_problem(client: Any, bucket: str, endpoint_url: str) -> Optional[str]:
-    """Why `bucket` cannot be listed with this client, or None. Lists one key at most."""
+class BackupBucketError(pulumi.RunError):
+    """The configured backup bucket cannot be used: the message names backupBucket and why."""
+
+    def __init__(self, bucket: str, reason: str):
+        self.problems = [("backupBucket", f"{bucket!r} {reason}")]
+        super().__init__(f"The backup bucket cannot be used; nothing was changed.\n  - backupBucket: {bucket!r} {reason}")
+
+
+def bucket_status(client: Any, bucket: str, endpoint_url: str) -> tuple[str, Optional[str]]:
+    """(kind, reason) for listing `bucket` with this client. Lists one key at most.
+
+    kind is "ok" (reason None), "missing", "region", "denied" (this bucket is
+    forbidden), "keys" (the server refuses the keys), "unreachable" or "error".
+    """
     from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, ReadTimeoutError
 
     try:
         client.list_objects_v2(Bucket=bucket, MaxKeys=1)
-        return None
+        return "ok", None
     except ClientError as error:
         details = error.response.get("Error", {})
         code = str(details.get("Code", ""))
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in ("NoSuchBucket", "404") or (status == 404 and not code):
-            return f"does not exist on {endpoint_url}"
+            return "missing", f"does not exist on {endpoint_url}"
         if code in ("PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException", "301") or status == 301:
             region = details.get("Region") or _region_in(str(details.get("Message", "")))
             hint = f": set storageRegion to {region}" if region else ": check storageRegion"
-            return f"is in another region than the configured one{hint} ({code or status})"
+            return "region", f"is in another region than the configured one{hint} ({code or status})"
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AllAccessDisabled") or status == 403:
-            return f"access denied ({code or status}): check storageAccessKey/storageSecretKey and that the key may list this bucket"
-        return f"cannot be listed: {code or status} {details.get('Message', '')}".strip()
+            # Refused keys are a problem of the keys, not of this bucket.
+            kind = "keys" if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch") else "denied"
+            return kind, f"access denied ({code or status}): check storageAccessKey/storageSecretKey and that the key may list this bucket"
+        return "error", f"cannot be listed: {code or status} {details.get('Message', '')}".strip()
     except (EndpointConnectionError, ReadTimeoutError) as error:
-        return f"endpoint {endpoint_url} is unreachable ({error})"
+        return "unreachable", f"endpoint {endpoint_url} is unreachable ({error})"
     except BotoCoreError as error:
-        return f"endpoint {endpoint_url} did not answer properly ({error})"
+        return "error", f"endpoint {endpoint_url} did not answer properly ({error})"
+
+
+def bucket_problem(client: Any, bucket: str, endpoint_url: str) -> Optional[str]:
+    """Why `bucket` cannot be listed with this client, or None. Lists one key at most."""
+    return bucket_status(client, bucket, endpoint_url)[1]
 
 
 def _region_in(message: str) -> Optional[str]:
@@ -87,6 +113,39 @@ def check_dataset_buckets(config: WorkspaceConfig) -> None:
                 break
     if problems:
         raise DatasetError(problems)
+
+
+def check_backup_bucket(config: WorkspaceConfig) -> bool:
+    """Whether the configured backupBucket already exists and these keys can use it.
+
+    True: it exists and lists with the configured keys (e.g. kept by an earlier
+    `pulumi destroy`, or this stack's own bucket): the program adopts it
+    (ObjectStorageArgs ``adopt_backup_bucket``) instead of failing to create it.
+    False: it does not exist (it will be created), or there is nothing to check
+    (in-cluster MinIO, or no configured name: a generated one is new).
+    Raises :class:`BackupBucketError`, naming backupBucket, when the bucket
+    exists but these keys may not use it (on Scaleway bucket names are global:
+    the name may be someone else's), or when the endpoint cannot tell.
+    Only lists: the bucket is never modified here.
+    """
+    if config.minio_in_cluster or not config.backup_bucket:
+        return False
+    endpoint_url = resolve_endpoint_url(config.storage_provider, config.storage_region, config.storage_endpoint)
+    client = s3_client(endpoint_url, config.storage_region, config.storage_access_key, config.storage_secret_key_plain, attempts=1)
+    kind, reason = bucket_status(client, config.backup_bucket, endpoint_url)
+    if kind == "ok":
+        return True
+    if kind == "missing":
+        return False
+    if kind == "denied":
+        reason = (
+            f"exists on {endpoint_url} but these keys may not list it (access denied). Bucket names are "
+            "global on Scaleway: the name may belong to someone else. Choose another backupBucket (or leave "
+            "it empty for a generated name), or use keys that may list and write this bucket"
+        )
+    else:
+        reason = f"cannot be checked: {reason}"
+    raise BackupBucketError(config.backup_bucket, reason)
 
 
 class DatasetBucketsArgs(TypedDict):

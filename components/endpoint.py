@@ -174,10 +174,15 @@ def s3_client(endpoint_url: str, region: str, access_key: str, secret_key: str, 
     it adds the Content-MD5 header that several servers still demand on
     requests that carry a checksum-required body (lifecycle, bulk delete),
     which boto3 >= 1.36 no longer sends.
-    """
-    import boto3
 
-    client = boto3.client(
+    Each call builds its client from a new ``boto3.session.Session``:
+    ``boto3.client`` shares one default session, and sessions are not
+    thread-safe, while the dynamic provider host serves requests on several
+    threads at once.
+    """
+    import boto3.session
+
+    client = boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint_url,
         region_name=region,

@@ -9,6 +9,10 @@ count stopped there.
 
 The counts live in a dynamic resource: it recounts on every `pulumi up` (its
 diff always reports a change) and on `pulumi refresh` (its read recounts).
+A bucket that was deleted or became forbidden since does not fail either: its
+entry becomes ``{"error": "<reason>"}`` and the other buckets are still
+counted. Keys that the server no longer accepts do fail, with a message that
+says so (refresh and destroy use the keys kept in the stack's state).
 Like the lifecycle provider, it is pickled by reference: the module path and
 class names are part of the stack state.
 """
@@ -76,11 +80,60 @@ def count_bucket(client: Any, bucket: str, limit: int) -> dict[str, Any]:
     return counts
 
 
+# Answers about one bucket (gone, forbidden, moved to another region): recorded, not raised.
+_MISSING_CODES = {"NoSuchBucket", "404"}
+_FORBIDDEN_CODES = {"AccessDenied", "AllAccessDisabled", "403"}
+_MOVED_CODES = {"PermanentRedirect", "301"}
+# Answers about the keys themselves: every bucket would fail the same way.
+_KEY_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
+
+
+class InventoryError(Exception):
+    """The endpoint refused the keys kept in the stack's state."""
+
+
+def bucket_error(error: Exception) -> Optional[str]:
+    """Why one bucket cannot be counted, when the cause is the bucket; None otherwise."""
+    response = getattr(error, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in _KEY_CODES:
+        return None
+    if code in _MISSING_CODES or (status == 404 and not code):
+        return f"the bucket does not exist ({code or status})"
+    if code in _FORBIDDEN_CODES or (status == 403 and not code):
+        return f"access denied ({code or status}): the keys may no longer list this bucket"
+    if code in _MOVED_CODES or (status == 301 and not code):
+        return f"the bucket is in another region ({code or status})"
+    return None
+
+
 def count_buckets(props: dict) -> dict[str, dict]:
-    """The inventory of every bucket listed in the resource's properties."""
+    """The inventory of every bucket listed in the resource's properties.
+
+    A bucket that is gone or forbidden gets ``{"error": reason}``; the others are counted.
+    """
+    from botocore.exceptions import ClientError
+
     client = client_from_inputs(props)
     limit = int(props["limit"])
-    return {bucket: count_bucket(client, bucket, limit) for bucket in props["buckets"]}
+    inventory: dict[str, dict] = {}
+    for bucket in props["buckets"]:
+        try:
+            inventory[bucket] = count_bucket(client, bucket, limit)
+        except ClientError as error:
+            reason = bucket_error(error)
+            if reason is None:
+                code = error.response.get("Error", {}).get("Code", "")
+                if code in _KEY_CODES:
+                    raise InventoryError(
+                        f"{props['endpoint_url']} refused the S3 keys kept in the stack's state ({code}) "
+                        f"while counting bucket {bucket}. Run `pulumi up` with valid storageAccessKey/"
+                        "storageSecretKey first: refresh and destroy use the keys of the last update."
+                    ) from None
+                raise
+            inventory[bucket] = {"error": reason}
+    return inventory
 
 
 class DatasetInventoryProvider(ResourceProvider):

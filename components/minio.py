@@ -5,11 +5,16 @@ workspace needs nothing but a Kubernetes cluster. Root credentials are
 generated and kept in a Secret; the server stores its data on a
 PersistentVolumeClaim, which is deleted with the workspace (it is for
 development; production workspaces use external object storage).
+
+No config change replaces the claim: its access modes and storage class are
+immutable in Kubernetes (a change would replace it, and with its fixed name the
+old claim, and its data, would go first), so they are ignored after creation,
+and `pulumi up` warns when the configured class differs from the claim's.
 """
 
 from __future__ import annotations
 
-from typing import Optional, TypedDict
+from typing import Any, NotRequired, Optional, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -25,6 +30,10 @@ CONSOLE_PORT = 9001
 SERVICE_NAME = "minio"
 SECRET_NAME = "minio-root"
 MINIO_UID = 1000
+CLAIM_NAME = "minio-data"
+# Immutable once the claim exists (and an unset class is filled in with the
+# cluster's default, which would read as a change): never diffed after creation.
+CLAIM_IGNORED_CHANGES = ["spec.accessModes", "spec.storageClassName"]
 
 
 class InClusterMinioArgs(TypedDict):
@@ -37,6 +46,8 @@ class InClusterMinioArgs(TypedDict):
     storage_class_name: str
     """Empty: the cluster's default storage class."""
     resources: dict
+    image: NotRequired[str]
+    """The MinIO server image; empty or absent: MINIO_IMAGE."""
 
 
 class InClusterMinio(pulumi.ComponentResource):
@@ -78,15 +89,21 @@ class InClusterMinio(pulumi.ComponentResource):
             claim_spec["storageClassName"] = args["storage_class_name"]
         claim = k8s.core.v1.PersistentVolumeClaim(
             f"{name}-data",
-            metadata={"name": "minio-data", "namespace": namespace, "labels": labels},
+            metadata={"name": CLAIM_NAME, "namespace": namespace, "labels": labels},
             spec=claim_spec,
-            # Bound only once the pod exists on clusters with WaitForFirstConsumer.
-            opts=pulumi.ResourceOptions(parent=self, custom_timeouts=pulumi.CustomTimeouts(create="15m")),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Bound only once the pod exists on clusters with WaitForFirstConsumer.
+                custom_timeouts=pulumi.CustomTimeouts(create="15m"),
+                ignore_changes=CLAIM_IGNORED_CHANGES,
+            ),
         )
+        configured_class = args["storage_class_name"]
+        claim.spec.apply(lambda spec: warn_if_class_differs(configured_class, spec))
 
         container = {
             "name": "minio",
-            "image": MINIO_IMAGE,
+            "image": args.get("image") or MINIO_IMAGE,
             "command": ["minio"],
             "args": [
                 "server",
@@ -179,3 +196,30 @@ class InClusterMinio(pulumi.ComponentResource):
             }
         )
 
+
+def warn_if_class_differs(configured: str, spec: Any) -> Optional[str]:
+    """Warns (and returns the warning) when the configured class is not the claim's.
+
+    Empty configured class: the cluster's default, whatever its name; nothing to say.
+    """
+    made = _field(spec, "storage_class_name", "storageClassName")
+    if not configured or made is None or made == configured:
+        return None
+    message = (
+        f"storageClassName is {configured!r} but the in-cluster MinIO's claim {CLAIM_NAME} was made with "
+        f"{made!r}: a claim's class cannot change, so the claim is kept as it is, with its data. To use the "
+        "new class, copy the buckets out and recreate the workspace (`pulumi destroy`, then `pulumi up`)."
+    )
+    pulumi.log.warn(message)
+    return message
+
+
+def _field(value: Any, attribute: str, key: str) -> Any:
+    """A field of an output object, typed (attribute) or raw (dict key)."""
+    if value is None:
+        return None
+    if hasattr(type(value), attribute):  # pulumi output types are dicts that warn on key access
+        return getattr(value, attribute)
+    if isinstance(value, dict):
+        return value.get(key)
+    return getattr(value, attribute, None)

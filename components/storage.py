@@ -4,6 +4,9 @@
   program, kept when the stack is destroyed (``retain_on_delete``), and has a
   lifecycle rule that expires backups a week after the retention (a backstop
   for the backup job's own retention) and aborts incomplete multipart uploads.
+  A configured bucket that already exists (kept by an earlier ``pulumi
+  destroy``) is adopted with the ``import`` option when ``adopt_backup_bucket``
+  says so (see ``datasets.check_backup_bucket``); its other rules are kept.
 - The **dataset buckets** belong to the user: they are only referenced, never
   created, changed or deleted on an external server.
 - A Secret holds the S3 credentials for the pods that need them.
@@ -15,7 +18,7 @@ are created there empty, for the user to fill).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, TypedDict
+from typing import NotRequired, Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -35,6 +38,13 @@ LIFECYCLE_GRACE_DAYS = 7
 # Keys of the credentials Secret, the same for the generated in-cluster MinIO Secret.
 ACCESS_KEY_KEY = "accessKeyId"
 SECRET_KEY_KEY = "secretAccessKey"
+# The bucket Job is bounded by its own deadline; Pulumi waits a little longer, so that
+# what a stuck Job reports is the Job's own DeadlineExceeded, not Pulumi's timeout.
+JOB_DEADLINE_SECONDS = kube.AWAIT_TIMEOUT_SECONDS
+JOB_AWAIT_SECONDS = JOB_DEADLINE_SECONDS + 120
+# pulumi-kubernetes: a Job that did not complete (failed, or still running) is replaced
+# on the next `pulumi up` instead of being awaited again (provider.go, Diff: ReplaceUnready).
+REPLACE_UNREADY = {"pulumi.com/replaceUnready": "true"}
 
 
 class ObjectStorageArgs(TypedDict):
@@ -54,6 +64,9 @@ class ObjectStorageArgs(TypedDict):
     """An existing Secret with the S3 keys (in-cluster MinIO), or None to create one."""
     server: Optional[pulumi.Resource]
     """The in-cluster server to wait for, if any."""
+    adopt_backup_bucket: NotRequired[bool]
+    """The configured backup bucket exists and is usable: import it instead of creating it
+    (the answer of datasets.check_backup_bucket). Default False."""
 
 
 class ObjectStorage(pulumi.ComponentResource):
@@ -104,7 +117,9 @@ class ObjectStorage(pulumi.ComponentResource):
                 bucket=bucket_name,
                 force_destroy=False,
                 # Backups outlive the workspace: `pulumi destroy` leaves the bucket.
-                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+                opts=pulumi.ResourceOptions(
+                    parent=self, retain_on_delete=True, import_=_adopted_bucket(args)
+                ),
             )
             rules = BucketLifecycleRules(
                 f"{name}-backup-lifecycle",
@@ -178,11 +193,11 @@ class ObjectStorage(pulumi.ComponentResource):
                 "name": f"ensure-buckets-{revision}",
                 "namespace": args["namespace"],
                 "labels": labels,
-                "annotations": {"pulumi.com/timeoutSeconds": str(kube.AWAIT_TIMEOUT_SECONDS)},
+                "annotations": {**REPLACE_UNREADY, "pulumi.com/timeoutSeconds": str(JOB_AWAIT_SECONDS)},
             },
             spec={
                 "backoffLimit": 3,
-                "activeDeadlineSeconds": kube.AWAIT_TIMEOUT_SECONDS,
+                "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
@@ -220,9 +235,33 @@ class ObjectStorage(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[args["server"]] if args["server"] is not None else [],
-                custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
+                # Wins over the annotation (pulumi-kubernetes metadata.TimeoutDuration); kept equal to it.
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{JOB_AWAIT_SECONDS}s", update=f"{JOB_AWAIT_SECONDS}s"),
             ),
         )
+
+
+def _adopted_bucket(args: ObjectStorageArgs) -> Optional[str]:
+    """The ID to import the backup bucket with, or None to create it.
+
+    Only a configured name can be adopted (a generated one is new by construction).
+    Passing the import ID on every `pulumi up` is safe: the Pulumi engine imports only
+    when the resource is not yet in the state with that ID, and otherwise treats it
+    like any other resource (pulumi/pulumi pkg/resource/deploy/step_generator.go,
+    at 1b59498: ``isImport := goal.Custom && goal.ID != "" && (old == nil ||
+    old.External || oldImportID != goal.ID)``, oldImportID being the state's
+    ImportID, or its ID when it has none; for a bucket both are the name). An
+    imported bucket's inputs {bucket, force_destroy=False} need no replacement:
+    ``bucket`` is the imported name and ``force_destroy`` lives only in the
+    provider's state (an update at most), so the engine's refusal to replace an
+    imported resource that still has an ID ("previously-imported resources that
+    still specify an ID may not be replaced") never triggers. A later change of
+    backupBucket to another existing bucket imports that one and drops the old one
+    from the state without deleting it (retain_on_delete).
+    """
+    if args.get("adopt_backup_bucket") and args["backup_bucket"]:
+        return args["backup_bucket"]
+    return None
 
 
 def _warn_if_unsupported(supported: Optional[bool]) -> None:

@@ -110,3 +110,50 @@ def test_unreachable_cvat_and_missing_settings():
         url = f"http://127.0.0.1:{free_port()}"
         result = run(fake, CVAT_URL=url, WAIT_SECONDS="1")
         assert result.returncode == 1 and "did not answer within 1s" in result.stderr
+
+
+class StrictFakeCvat(FakeCvat):
+    """Also refuses an organization name over 64 characters, as CVAT's Organization model does."""
+
+    def api(self, method, path, query, headers, body):
+        if path == "/api/organizations" and method == "POST" and headers.get("Authorization") == "Token token-123":
+            if len(body.get("name", "")) > 64:
+                return 400, {"name": ["Ensure this field has no more than 64 characters."]}
+        return super().api(method, path, query, headers, body)
+
+
+def test_a_long_organization_name_is_cut_to_cvats_limit():
+    long_name = "ACME street scenes, dashcam videos and the night shift, wintery" + " campaign 2026"
+    assert len(long_name) > 64 and long_name[63] == " "  # the 64th character is a space
+    with StrictFakeCvat(existing_buckets=set(BUCKETS)) as fake:
+        result = run(fake, ORGANIZATION_NAME=long_name)
+        assert result.returncode == 0, result.stderr
+        name = fake.organizations["acme"]["name"]
+        assert name == long_name[:63] and len(name) <= 64 and not name.endswith(" ")
+        assert {s["resource"] for s in fake.storages} == set(BUCKETS)
+
+
+def test_the_strict_stand_in_refuses_what_cvat_refuses():
+    # Without the cut, this name fails the Job: the stand-in is strict enough for the test above to mean something.
+    import json
+    import urllib.error
+    import urllib.request
+
+    with StrictFakeCvat(existing_buckets=set(BUCKETS)) as fake:
+
+        request = urllib.request.Request(f"{fake.url}/api/organizations", method="POST",
+                                         data=json.dumps({"slug": "acme", "name": "n" * 65}).encode(),
+                                         headers={"Authorization": "Token token-123", "Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(request, timeout=10)
+            refused = False
+        except urllib.error.HTTPError as error:
+            refused = error.code == 400 and b"64 characters" in error.read()
+        assert refused and fake.organizations == {}
+
+
+def test_a_blank_organization_name_falls_back_to_the_slug():
+    with FakeCvat(existing_buckets=set(BUCKETS)) as fake:
+        result = run(fake, ORGANIZATION_NAME="  \t ")
+        assert result.returncode == 0, result.stderr
+        assert fake.organizations["acme"]["name"] == "acme"

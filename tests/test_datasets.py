@@ -6,8 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from components.datasets import DatasetError
-from components.inventory import DatasetInventoryProvider, count_bucket
+from components.datasets import SHARE_MOUNT_OPTIONS, BackupBucketError, DatasetError, check_backup_bucket
+from components.inventory import DatasetInventoryProvider, InventoryError, count_bucket
 from harness import ROOT, load_stack_file, render, render_failure
 from s3_stub import StubS3Server
 from test_config import SCALEWAY, SECRETS, keys_of, with_
@@ -172,6 +172,201 @@ def test_inventory_provider_recounts_on_every_update_and_refresh(moto):
     assert provider.read("id", updated).outs["datasets"][bucket]["images"] == 2
 
 
+def inventory_props(server, buckets, **keys):
+    return {"endpoint_url": server.url, "region": "us-east-1", "access_key": server.access_key,
+            "secret_key": server.secret_key, "buckets": buckets, "limit": 1000, **keys}
+
+
+def keys_denied(server, *buckets):
+    """Keys of a new user of `server` that may use everything but these buckets."""
+    import json
+
+    import boto3.session
+
+    iam = boto3.session.Session().client("iam", endpoint_url=server.url, region_name="us-east-1",
+                                         aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key)
+    user = f"limited-{uuid.uuid4().hex[:8]}"
+    iam.create_user(UserName=user)
+    denied = [arn for bucket in buckets for arn in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*")]
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "s3:*", "Resource": denied},
+    ]}
+    iam.put_user_policy(UserName=user, PolicyName="limited", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    return {"access_key": key["AccessKeyId"], "secret_key": key["SecretAccessKey"]}
+
+
+def test_refresh_records_a_deleted_bucket_and_counts_the_others(moto):
+    kept, deleted = new_bucket(moto, {"a.jpg": 10}), new_bucket(moto, {"b.mp4": 20})
+    provider = DatasetInventoryProvider()
+    created = provider.create(inventory_props(moto, [kept, deleted])).outs
+    assert created["datasets"][deleted]["videos"] == 1
+    moto.client().delete_object(Bucket=deleted, Key="b.mp4")
+    moto.client().delete_bucket(Bucket=deleted)
+    refreshed = provider.read("dataset-inventory", created)
+    assert refreshed.id == "dataset-inventory"  # the inventory itself is still there
+    datasets = refreshed.outs["datasets"]
+    assert datasets[kept]["images"] == 1
+    assert set(datasets[deleted]) == {"error"} and "does not exist" in datasets[deleted]["error"]
+    # An update (every `pulumi up`) records it the same way instead of failing.
+    updated = provider.update("dataset-inventory", created, inventory_props(moto, [kept, deleted])).outs
+    assert updated["datasets"] == datasets
+
+
+def test_refresh_records_a_forbidden_bucket_and_counts_the_others(moto_with_auth):
+    readable, forbidden = new_bucket(moto_with_auth, {"a.jpg": 1, "b.png": 2}), new_bucket(moto_with_auth, {"c.jpg": 3})
+    props = inventory_props(moto_with_auth, [readable, forbidden], **keys_denied(moto_with_auth, forbidden))
+    provider = DatasetInventoryProvider()
+    for outs in (provider.create(props).outs, provider.read("dataset-inventory", props).outs):
+        assert outs["datasets"][readable]["images"] == 2
+        assert set(outs["datasets"][forbidden]) == {"error"}
+        assert outs["datasets"][forbidden]["error"].startswith("access denied (AccessDenied)")
+
+
+def test_refresh_with_refused_keys_fails_and_says_which_keys(moto_with_auth):
+    bucket = new_bucket(moto_with_auth, {"a.jpg": 1})
+    props = inventory_props(moto_with_auth, [bucket], secret_key="revoked-secret-key")
+    with pytest.raises(InventoryError, match="SignatureDoesNotMatch") as raised:
+        DatasetInventoryProvider().read("dataset-inventory", props)
+    assert "keys kept in the stack's state" in str(raised.value) and "pulumi up" in str(raised.value)
+    assert "revoked-secret-key" not in str(raised.value)
+
+
+# ----- the backup bucket preflight ------------------------------------------
+
+def backup_bucket_check(config, stack="acme"):
+    """check_backup_bucket on the config the program would load for this stack."""
+    import pulumi
+    from pulumi.runtime import settings
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    import harness
+    from components.config import load_config
+
+    answer = {}
+    settings.ROOT.set(None)
+    mocks = harness.Mocks()
+    pulumi.runtime.set_mocks(mocks, project="labeling", stack=stack, preview=False, monitor=harness.RecordingMonitor(mocks))
+    pulumi.runtime.set_all_config(harness.encode_config(config), [f"labeling:{key}" for key in SECRETS])
+    _sync_await(run_pulumi_func(lambda: answer.update(value=check_backup_bucket(load_config()))))
+    return answer["value"]
+
+
+def test_a_kept_usable_backup_bucket_is_adopted(moto):
+    kept = new_bucket(moto, {"acme/database/2026-01-01.dump": 5})
+    before = moto.client().list_objects_v2(Bucket=kept)["Contents"]
+    assert backup_bucket_check(s3_config(moto, [], backupBucket=kept)) is True
+    assert moto.client().list_objects_v2(Bucket=kept)["Contents"] == before  # only listed
+
+
+def test_a_missing_backup_bucket_is_to_be_created(moto):
+    assert backup_bucket_check(s3_config(moto, [], backupBucket=f"missing-{uuid.uuid4().hex[:8]}")) is False
+
+
+def test_a_backup_bucket_these_keys_may_not_use_is_refused_by_name(moto_with_auth):
+    taken = new_bucket(moto_with_auth)
+    config = s3_config(moto_with_auth, [], backupBucket=taken, **{
+        ("storageAccessKey" if key == "access_key" else "storageSecretKey"): value
+        for key, value in keys_denied(moto_with_auth, taken).items()
+    })
+    with pytest.raises(BackupBucketError) as raised:
+        backup_bucket_check(config)
+    assert raised.value.problems[0][0] == "backupBucket"
+    message = str(raised.value)
+    assert "backupBucket" in message and taken in message and "access denied" in message
+    assert "someone else" in message
+
+
+def test_backup_bucket_check_reports_refused_keys(moto_with_auth):
+    config = s3_config(moto_with_auth, [], backupBucket=new_bucket(moto_with_auth), storageSecretKey="wrong-secret-key")
+    with pytest.raises(BackupBucketError, match="SignatureDoesNotMatch") as raised:
+        backup_bucket_check(config)
+    assert "someone else" not in str(raised.value)  # the keys are wrong, not the name
+
+
+def test_nothing_to_adopt_without_a_configured_name_or_with_the_in_cluster_minio(moto):
+    assert backup_bucket_check(s3_config(moto, [])) is False
+    assert backup_bucket_check({**DEV, "backupBucket": "dev-backups"}, stack="dev") is False
+
+
+# ----- the share: read-only, and geesefs never writes ------------------------
+
+def test_share_mount_options_keep_the_buckets_unchanged():
+    options = SHARE_MOUNT_OPTIONS.split()
+    # Read-only mount, read-only modes for CVAT's user.
+    assert options[options.index("-o") + 1] == "ro"
+    assert options[options.index("--dir-mode") + 1] == "0555"
+    assert options[options.index("--file-mode") + 1] == "0444"
+    # geesefs aborts a bucket's multipart uploads older than 48 h at every mount, read-only or not.
+    assert "--no-expire-multipart" in options
+    assert not any(option.startswith("--multipart-age") for option in options)
+    rendering = render({**SCALEWAY, "datasetBuckets": ["acme-images"], "datasetAccess": "share"}, stack="acme", secrets=SECRETS)
+    (volume,) = [r.manifest() for r in rendering.kubernetes_objects() if r.manifest()["kind"] == "PersistentVolume"]
+    assert volume["spec"]["csi"]["volumeAttributes"]["options"] == SHARE_MOUNT_OPTIONS
+
+
+# ----- the cloud-storage registration Job -----------------------------------
+
+def cloud_storages(description="", workspace="acme"):
+    from components.cloud_storages import CloudStorages
+    from components.endpoint import S3Endpoint
+    from test_storage_component import run_component
+
+    def build():
+        CloudStorages("cloud-storages", {
+            "namespace": "cvat-acme",
+            "workspace": workspace,
+            "description": description,
+            "backend_image": "cvat/server:v2.73.0",
+            "backend_url": "http://cvat-backend:8080",
+            "endpoint": S3Endpoint.from_settings("scaleway", "fr-par", "", "SCWXXXXXXXXXXXXXXXXX", "secret-key"),
+            "s3_credentials_secret": "s3-credentials",
+            "admin_credentials_secret": "admin-credentials",
+            "buckets": ["acme-images"],
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+            "cvat_ready": [],
+        })
+
+    job = run_component(build).one("kubernetes:batch/v1:Job")
+    env = {e["name"]: e.get("value") for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    return job, env
+
+
+@pytest.mark.parametrize(
+    "description, name",
+    [
+        ("", "Workspace acme"),
+        ("ACME street scenes", "ACME street scenes"),
+        # 68 characters: cut to CVAT's 64, without the space the cut would end on.
+        ("Street scenes of the ACME fleet, " + "x" * 30 + " tail", "Street scenes of the ACME fleet, " + "x" * 30),
+        ("Line one\n  line two\t", "Line one line two"),
+        ("é" * 80, "é" * 64),
+    ],
+)
+def test_organization_name_fits_cvat(description, name):
+    _, env = cloud_storages(description)
+    assert env["ORGANIZATION_NAME"] == name
+    assert len(env["ORGANIZATION_NAME"]) <= 64 and env["ORGANIZATION_NAME"] == env["ORGANIZATION_NAME"].strip()
+
+
+def test_cloud_storage_job_is_bounded_and_replaced_when_it_failed():
+    from components.cloud_storages import JOB_AWAIT_SECONDS, JOB_DEADLINE_SECONDS
+    from test_storage_component import timeout_seconds
+
+    job, env = cloud_storages()
+    annotations = job.inputs["metadata"]["annotations"]
+    assert annotations["pulumi.com/replaceUnready"] == "true"
+    deadline = job.inputs["spec"]["activeDeadlineSeconds"]
+    awaited = int(annotations["pulumi.com/timeoutSeconds"])
+    assert (deadline, awaited) == (JOB_DEADLINE_SECONDS, JOB_AWAIT_SECONDS)
+    assert deadline < awaited <= deadline + 300
+    assert timeout_seconds(job.custom_timeouts.create) == timeout_seconds(job.custom_timeouts.update) == awaited
+    # The script's wait for CVAT (WAIT_SECONDS, 600 unless set) fits in the deadline.
+    assert int(env.get("WAIT_SECONDS") or 600) < deadline
+
+
 # ----- the program's objects ------------------------------------------------
 
 def share_mounts(rendering):
@@ -229,7 +424,7 @@ def test_dataset_access(access):
             "cvat-worker-import/worker": expected,
             "cvat-worker-export/worker": expected,
             "cvat-worker-chunks/worker": expected,
-            "cvat-worker-extra/worker": expected,  # serves the annotation queue
+            "cvat-worker-annotation/worker": expected,  # serves the annotation queue
         }
         claims = {r.manifest()["metadata"]["name"] for r in rendering.kubernetes_objects() if r.manifest()["kind"] == "PersistentVolumeClaim"}
         assert {"share-acme-images", "share-acme.videos"} <= claims
@@ -240,7 +435,7 @@ def test_dataset_access(access):
 def test_share_is_not_mounted_where_no_queue_reads_it():
     config = {**SCALEWAY, "datasetBuckets": ["acme-images"], "datasetAccess": "share", "workers": ["webhooks"]}
     mounts = share_mounts(render(config, stack="acme", secrets=SECRETS))
-    assert "cvat-worker-extra/worker" not in mounts and "cvat-worker-utils/worker" not in mounts
+    assert "cvat-worker-annotation/worker" not in mounts and "cvat-worker-utils/worker" not in mounts
     assert "cvat-worker-chunks/worker" in mounts
 
 

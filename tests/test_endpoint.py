@@ -37,3 +37,44 @@ def test_in_cluster_endpoint_builds_no_aws_provider():
     assert not endpoint.reachable_from_program
     with pytest.raises(ValueError, match="not reachable"):
         endpoint.aws_provider("s3")
+
+
+def test_every_client_comes_from_a_session_of_its_own(monkeypatch, s3_settings):
+    # boto3 sessions are not thread-safe and the dynamic provider host serves
+    # requests on several threads: no client may come from a shared session.
+    import boto3
+    import boto3.session
+
+    from components.endpoint import client_from_inputs, s3_client
+
+    made = []
+
+    class CountingSession(boto3.session.Session):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(boto3.session, "Session", CountingSession)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    first = s3_client(**s3_settings)
+    second = client_from_inputs(s3_settings)
+    assert len(made) == 2
+    assert boto3.DEFAULT_SESSION is None  # boto3.client() would have made the shared one
+    assert first is not second and first.meta.events is not second.meta.events
+
+
+def test_clients_made_on_many_threads_at_once_all_work(s3, bucket, s3_settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from components.endpoint import client_from_inputs
+
+    s3.put_object(Bucket=bucket, Key="a.jpg", Body=b"x")
+    start = __import__("threading").Barrier(12)
+
+    def list_keys(_):
+        start.wait()  # every thread makes its client at the same moment
+        client = client_from_inputs(s3_settings)
+        return [item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]]
+
+    with ThreadPoolExecutor(12) as pool:
+        assert list(pool.map(list_keys, range(12))) == [["a.jpg"]] * 12

@@ -10,7 +10,7 @@ region or credentials revision changed is updated; nothing is duplicated.
 Environment:
   CVAT_URL                     the backend, e.g. http://cvat-backend:8080
   ADMIN_USERNAME ADMIN_PASSWORD   the superuser (from a Secret)
-  ORGANIZATION_SLUG ORGANIZATION_NAME
+  ORGANIZATION_SLUG ORGANIZATION_NAME   (the name is cut to CVAT's 64 characters)
   BUCKETS                      space-separated bucket names
   S3_ENDPOINT_URL S3_REGION    how CVAT reaches them
   AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY   the keys CVAT uses (from a Secret)
@@ -28,6 +28,8 @@ import urllib.parse
 import urllib.request
 
 PROVIDER = "AWS_S3_BUCKET"
+# CVAT's Organization.name is at most 64 characters: a longer one is refused.
+NAME_LENGTH = 64
 
 
 class CvatError(Exception):
@@ -81,6 +83,12 @@ class Cvat:
             if not page.get("next"):
                 return
             query["page"] += 1
+
+
+def organization_name(name, slug):
+    """The organization's name as CVAT takes it: whitespace collapsed, at most 64 characters."""
+    name = " ".join((name or "").split()) or slug
+    return name[:NAME_LENGTH].rstrip()
 
 
 def ensure_organization(cvat, slug, name):
@@ -151,7 +159,7 @@ def main():
     try:
         cvat.wait(int(env.get("WAIT_SECONDS", "600")))
         cvat.login(env["ADMIN_USERNAME"], env["ADMIN_PASSWORD"])
-        print(f"organization {slug}: {ensure_organization(cvat, slug, env.get('ORGANIZATION_NAME') or slug)}")
+        print(f"organization {slug}: {ensure_organization(cvat, slug, organization_name(env.get('ORGANIZATION_NAME'), slug))}")
         cvat.organization = slug
         results = register(cvat, env["BUCKETS"].split(), env["S3_ENDPOINT_URL"], env["S3_REGION"],
                            env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env["CREDENTIALS_REVISION"], slug)

@@ -1,0 +1,164 @@
+"""ObjectStorage under mocks: adopting a kept backup bucket, the bucket Job's bounds.
+
+`run_component` (also used by the MinIO and cloud-storage tests) builds one
+component under Pulumi mocks and records every registration with the options
+the harness does not keep (import ID, ignore_changes), and the warnings logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import pulumi
+import pytest
+from pulumi.runtime import settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+import harness
+from components.endpoint import S3Endpoint
+
+KEEP_BACKUPS = "acme-backups-kept"
+
+
+@dataclass
+class ComponentRun:
+    registrations: list[harness.Registration]
+    options: dict[str, dict]
+    warnings: list[str] = field(default_factory=list)
+
+    def one(self, type_: str, name_contains: str = "") -> harness.Registration:
+        found = [r for r in self.registrations if r.type == type_ and name_contains in r.name]
+        assert len(found) == 1, f"expected one {type_} named *{name_contains}*, found {[r.name for r in found]}"
+        return found[0]
+
+
+class OptionsMonitor(harness.RecordingMonitor):
+    """Also keeps the import ID and ignore_changes of each registration."""
+
+    def __init__(self, mocks):
+        super().__init__(mocks)
+        self.options: dict[str, dict] = {}
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        self.options[request.name] = {"import_id": request.importId, "ignore_changes": list(request.ignoreChanges)}
+        return response
+
+
+def run_component(build: Callable[[], Any], mocks: Optional[pulumi.runtime.Mocks] = None) -> ComponentRun:
+    """Runs `build` (which constructs components) as a Pulumi program under mocks."""
+    mocks = mocks or harness.Mocks()
+    monitor = OptionsMonitor(mocks)
+    warnings: list[str] = []
+    settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(
+        mocks, project="labeling", stack="test", preview=False, monitor=monitor, logger=harness._warning_logger(warnings)
+    )
+    _sync_await(run_pulumi_func(build))
+    return ComponentRun(monitor.registrations, monitor.options, warnings)
+
+
+def timeout_seconds(value: str) -> int:
+    """A Pulumi custom timeout ("1020s", "17m") in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    return int(value[:-1]) * units[value[-1]]
+
+
+def storage_args(endpoint: S3Endpoint, **changes) -> dict:
+    return {
+        "endpoint": endpoint,
+        "namespace": "cvat-acme",
+        "workspace": "acme",
+        "backup_bucket": KEEP_BACKUPS,
+        "backup_bucket_prefix": "labeling-acme-backups",
+        "workspace_prefix": "acme/",
+        "retention_days": 30,
+        "dataset_buckets": ["acme-images"],
+        "credentials_secret_name": None,
+        "server": None,
+        **changes,
+    }
+
+
+def external_storage(**changes) -> ComponentRun:
+    from components.storage import ObjectStorage
+
+    def build():
+        endpoint = S3Endpoint.from_settings("scaleway", "fr-par", "", "SCWXXXXXXXXXXXXXXXXX", "secret-key")
+        s3 = endpoint.aws_provider("s3")
+        ObjectStorage("storage", storage_args(endpoint, **changes), opts=pulumi.ResourceOptions(providers=[s3]))
+
+    return run_component(build)
+
+
+def in_cluster_storage(**changes) -> ComponentRun:
+    from components.storage import ObjectStorage
+
+    def build():
+        endpoint = S3Endpoint("minio", "us-east-1", "http://minio.cvat-dev.svc:9000", "user", "password", in_cluster=True)
+        ObjectStorage("storage", storage_args(endpoint, backup_bucket="", **changes))
+
+    return run_component(build)
+
+
+# ----- adopting a kept backup bucket -------------------------------------------
+
+def test_a_kept_backup_bucket_is_imported_by_its_name():
+    run = external_storage(adopt_backup_bucket=True)
+    bucket = run.one("aws:s3/bucket:Bucket")
+    assert run.options[bucket.name]["import_id"] == KEEP_BACKUPS
+    # What the import is compared with: the name, and force_destroy, which only the
+    # provider's state holds (never a replacement, which the engine refuses for an import).
+    assert bucket.inputs == {"bucket": KEEP_BACKUPS, "forceDestroy": False}
+    assert bucket.retain_on_delete
+    # Its lifecycle rule is still this workspace's own, beside the bucket's other rules.
+    rules = run.one("pulumi-python:dynamic/labeling:BucketLifecycleRules")
+    assert rules.inputs["bucket"] == KEEP_BACKUPS and rules.inputs["rule_id_prefix"] == "labeling-acme"
+    assert bucket.urn in rules.depends_on
+
+
+@pytest.mark.parametrize("changes", [{}, {"adopt_backup_bucket": False}])
+def test_a_new_backup_bucket_is_created_not_imported(changes):
+    run = external_storage(**changes)
+    bucket = run.one("aws:s3/bucket:Bucket")
+    assert run.options[bucket.name]["import_id"] == ""
+    assert bucket.inputs["bucket"] == KEEP_BACKUPS and bucket.retain_on_delete
+
+
+def test_a_generated_bucket_name_is_never_imported():
+    run = external_storage(backup_bucket="", adopt_backup_bucket=True)
+    bucket = run.one("aws:s3/bucket:Bucket")
+    assert run.options[bucket.name]["import_id"] == ""
+    assert bucket.inputs["bucket"] == f"labeling-acme-backups-{harness.RANDOM_HEX}"
+
+
+def test_the_bucket_keeps_its_urn_when_adopted():
+    # Adoption must not rename the resource: an existing stack passes through it at every up.
+    adopted = external_storage(adopt_backup_bucket=True).one("aws:s3/bucket:Bucket")
+    created = external_storage().one("aws:s3/bucket:Bucket")
+    assert adopted.urn == created.urn
+
+
+# ----- the in-cluster bucket Job ------------------------------------------------
+
+def test_bucket_job_is_bounded_and_replaced_when_it_failed():
+    from components.storage import JOB_AWAIT_SECONDS, JOB_DEADLINE_SECONDS
+
+    run = in_cluster_storage()
+    job = run.one("kubernetes:batch/v1:Job", "ensure-buckets")
+    annotations = job.inputs["metadata"]["annotations"]
+    assert annotations["pulumi.com/replaceUnready"] == "true"
+    deadline = job.inputs["spec"]["activeDeadlineSeconds"]
+    assert deadline == JOB_DEADLINE_SECONDS > 0
+    # Pulumi waits a little longer than the Job may run: the Job's own failure is what shows.
+    awaited = int(annotations["pulumi.com/timeoutSeconds"])
+    assert awaited == JOB_AWAIT_SECONDS
+    assert deadline < awaited <= deadline + 300
+    # The custom timeouts win over the annotation in pulumi-kubernetes: they must agree with it.
+    assert timeout_seconds(job.custom_timeouts.create) == awaited
+    assert timeout_seconds(job.custom_timeouts.update) == awaited
+    # The script's own wait for the server fits in the deadline.
+    env = {e["name"]: e.get("value") for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert int(env.get("WAIT_SECONDS") or 300) < deadline
