@@ -69,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     # ingress-nginx's own namespace, and kube-system for Traefik on k3s/k3d.
     "ingressNamespaces": ["ingress-nginx", "kube-system"],
     "minioImage": "",
+    "paused": False,
 }
 # Keys without a default: the engine refuses to run without them, and so do we.
 REQUIRED_KEYS = ("adminEmail", "hostname")
@@ -159,6 +160,7 @@ class WorkspaceConfig:
     egress_allow: tuple[str, ...] = ()
     """IP addresses and CIDR ranges CVAT may reach despite its SSRF guard (canonical form)."""
     minio_image: str = ""
+    paused: bool = False
     # Plain text, for the checks the program itself makes with boto3 (never logged or exported).
     storage_secret_key_plain: str = field(repr=False, default="")
 
@@ -767,6 +769,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         egress_allow=tuple(egress_allow),
         ingress_namespaces=tuple(ingress_namespaces),
         minio_image=minio_image,
+        paused=read.boolean("paused"),
         storage_secret_key_plain=(config.get("storageSecretKey") or "") if not minio_in_cluster else "",
     )
 

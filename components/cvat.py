@@ -189,6 +189,10 @@ class CvatArgs(TypedDict):
     """Private IP addresses and CIDR ranges CVAT may reach (a private S3 endpoint, the in-cluster MinIO's ClusterIP)."""
     share_claims: dict[str, pulumi.Input[str]]
     """Dataset bucket -> read-only claim, mounted at /home/django/share/<bucket> (connected file share)."""
+    paused: bool
+    """Scale every Deployment and store to zero (volumes, Jobs and the Ingress stay)."""
+    backend_annotations: dict[str, pulumi.Input[str]]
+    """Extra annotations of the server's and workers' pod templates: a change rolls them (a restore request)."""
     ingress_namespaces: Sequence[str]
     """Namespaces of the ingress controller: the only ones that may reach the backend and UI."""
     rollout_secrets: dict[str, pulumi.Input[str]]
@@ -229,6 +233,8 @@ class Cvat(pulumi.ComponentResource):
         self._network_policies()
 
         self.ready = [migration, superuser, server, ui, opa, *workers]
+        # What runs against the database and data volume: scaled down first when the workspace pauses.
+        self.running = [server, *workers, ui, opa, *stores]
         self.backend_url = f"http://{BACKEND_SERVICE}:{BACKEND_PORT}"
         self.url = f"{'https' if (args['tls_secret_name'] or args['cert_manager_issuer']) else 'http'}://{args['hostname']}"
         self.backend_service = pulumi.Output.from_input(BACKEND_SERVICE)
@@ -288,6 +294,10 @@ class Cvat(pulumi.ComponentResource):
         return self._secrets_revision(
             "backend", {**{key: self.passwords[key] for key in ("redis", "kvrocks", "django")}, **self.args["rollout_secrets"]}
         )
+
+    def _backend_annotations(self) -> dict[str, pulumi.Input[str]]:
+        """Pod-template annotations of the server and workers: they roll when one changes."""
+        return {SECRETS_REVISION_ANNOTATION: self.backend_revision, **self.args["backend_annotations"]}
 
     def _data_claim(self) -> k8s.core.v1.PersistentVolumeClaim:
         """CVAT's data volume. Its access mode and class are fixed when it is made (changing them
@@ -366,7 +376,7 @@ class Cvat(pulumi.ComponentResource):
         if annotations:
             template_metadata["annotations"] = annotations
         spec: dict[str, Any] = {
-            "replicas": replicas,
+            "replicas": 0 if self.args["paused"] else replicas,
             "selector": {"matchLabels": kube.selector(self.workspace, component)},
             "template": {"metadata": template_metadata, "spec": pod_spec},
         }
@@ -414,7 +424,7 @@ class Cvat(pulumi.ComponentResource):
             metadata=self._metadata(component, component),
             spec={
                 "serviceName": f"cvat-{key}",
-                "replicas": 1,
+                "replicas": 0 if self.args["paused"] else 1,
                 "selector": {"matchLabels": kube.selector(self.workspace, component)},
                 "template": {
                     "metadata": {
@@ -609,10 +619,10 @@ class Cvat(pulumi.ComponentResource):
         deployment = self._deployment(
             "server", "cvat-backend", self.size.server_replicas,
             self._backend_pod_spec([server, nginx], volumes, mounts_data=True), mounts_data=True,
-            depends_on=[migration], annotations={SECRETS_REVISION_ANNOTATION: self.backend_revision},
+            depends_on=[migration], annotations=self._backend_annotations(),
         )
         self._service("backend", BACKEND_SERVICE, "cvat-backend", BACKEND_PORT)
-        if self.size.server_replicas > 1:
+        if self.size.server_replicas > 1 and not self.args["paused"]:
             k8s.policy.v1.PodDisruptionBudget(
                 f"{self.name}-server-pdb",
                 metadata=self._metadata("cvat-backend", "cvat-backend"),
@@ -646,9 +656,10 @@ class Cvat(pulumi.ComponentResource):
                 self._deployment(
                     f"worker-{key}", component, self.size.worker_replicas[key],
                     self._backend_pod_spec([container], volumes, mounts_data=True), mounts_data=True,
-                    depends_on=[migration], annotations={SECRETS_REVISION_ANNOTATION: self.backend_revision},
+                    depends_on=[migration], annotations=self._backend_annotations(),
                 )
             )
+        self.workers = deployments
         return deployments
 
     def _ui(self) -> k8s.apps.v1.Deployment:

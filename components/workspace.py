@@ -205,6 +205,8 @@ class Workspace(pulumi.ComponentResource):
                 "egress_allow": [*config.egress_allow, *([minio.cluster_ip] if minio else [])],
                 "share_claims": datasets.share_claims,
                 "ingress_namespaces": config.ingress_namespaces,
+                "paused": config.paused,
+                "backend_annotations": {},
                 # The share's volumes mount with the S3 keys: new keys remount them by rolling the pods.
                 "rollout_secrets": (
                     {"s3-access-key": endpoint.access_key, "s3-secret-key": endpoint.secret_key} if datasets.share_claims else {}
@@ -255,5 +257,6 @@ class Workspace(pulumi.ComponentResource):
             "backupRetentionDays": config.backup_retention_days,
             "cvatVersion": config.cvat_version,
             "description": config.description,
+            "status": "paused" if config.paused else "running",
         }
         self.register_outputs(self.outputs)

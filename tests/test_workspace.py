@@ -24,6 +24,7 @@ STACK_OUTPUTS = {
     "backupRetentionDays",
     "cvatVersion",
     "description",
+    "status",
 }
 
 
