@@ -31,6 +31,8 @@ class WorkspaceArgs(TypedDict):
     """Inputs of :class:`Workspace`."""
 
     config: WorkspaceConfig
+    adopt_backup_bucket: bool
+    """The configured backup bucket exists and these keys can use it (preflight): import it."""
 
 
 class Workspace(pulumi.ComponentResource):
@@ -120,6 +122,7 @@ class Workspace(pulumi.ComponentResource):
                 "workspace": workspace,
                 "backup_bucket": config.backup_bucket,
                 "backup_bucket_prefix": default_backup_bucket_prefix(config.project, config.stack),
+                "adopt_backup_bucket": args.get("adopt_backup_bucket", False),
                 # Unique per project and stack: workspaces may share a backup bucket.
                 "workspace_prefix": f"{config.workspace_key}/",
                 "retention_days": config.backup_retention_days,

@@ -95,6 +95,7 @@ class Registration:
     custom_timeouts: Any
     additional_secret_outputs: list[str]
     ignore_changes: list[str] = field(default_factory=list)
+    import_id: str = ""
 
     @property
     def is_provider(self) -> bool:
@@ -135,6 +136,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     custom_timeouts=request.customTimeouts,
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     ignore_changes=list(request.ignoreChanges),
+                    import_id=request.importId,
                 )
             )
         return response
@@ -217,6 +219,7 @@ def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: 
     import components.datasets
 
     real_check = components.datasets.check_dataset_buckets
+    real_backup_check = components.datasets.check_backup_bucket
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)
     settings.ROOT.set(None)
@@ -233,12 +236,14 @@ def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: 
 
     if not preflight:
         components.datasets.check_dataset_buckets = lambda config: None
+        components.datasets.check_backup_bucket = lambda config: False
     try:
         _sync_await(run_pulumi_func(program))
     except Exception as error:  # the program's own error, handed to the caller
         return monitor, exported, warnings, error
     finally:
         components.datasets.check_dataset_buckets = real_check
+        components.datasets.check_backup_bucket = real_backup_check
     return monitor, exported, warnings, None
 
 
