@@ -1,0 +1,59 @@
+"""Charts as PNG bytes, drawn with matplotlib's Agg backend (no display needed)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
+
+# Colour-blind-safe palette (Okabe & Ito), cycled for attributes with many values.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+
+
+def png(figure) -> bytes:
+    """The figure as PNG bytes, without a timestamp or version in its metadata."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def association_chart(
+    attribute: str,
+    kind: str,
+    table: dict[str, dict[str, int]],
+    values: list[str],
+    flagged: bool,
+    p_value: float | None = None,
+    cramers_v: float | None = None,
+) -> bytes:
+    """One bar per target label, split into the shares of the attribute's values (audited items only)."""
+    labels = [label for label in table if sum(table[label].values()) > 0]
+    figure, axes = plt.subplots(figsize=(8, 0.5 * max(len(labels), 2) + 1.3))
+    names = [f"{label} (n={sum(table[label].values())})" for label in labels]
+    left = [0.0] * len(labels)
+    for index, value in enumerate(values):
+        shares = []
+        for label in labels:
+            total = sum(table[label].values())
+            shares.append(table[label].get(value, 0) / total if total else 0.0)
+        axes.barh(names, shares, left=left, color=PALETTE[index % len(PALETTE)], label=value, edgecolor="white")
+        for position, (start, share) in enumerate(zip(left, shares)):
+            if share >= 0.08:
+                axes.text(start + share / 2, position, f"{share:.0%}", ha="center", va="center", color="white", fontsize=8)
+        left = [start + share for start, share in zip(left, shares)]
+    axes.set_xlim(0, 1)
+    axes.invert_yaxis()
+    axes.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    axes.set_xlabel(f"share of the label's audited items by {attribute}")
+    statistics = ""
+    if p_value is not None and cramers_v is not None:
+        statistics = f"   χ² p = {p_value:.2g}, Cramér's V = {cramers_v:.2f}"
+    title = f"{attribute} ({kind}) by target label" + ("  —  FLAGGED" if flagged else "")
+    axes.set_title(title + statistics, color="#B00020" if flagged else "black", loc="left", fontsize=10)
+    axes.legend(title=attribute, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return png(figure)

@@ -1,0 +1,122 @@
+"""`errors`: the model's error rate per group, and loss weights per protected group.
+
+An item's prediction is an error when it differs from the item's target
+label. For every audited attribute, each value is a group (items whose value
+is `unlabeled` are in none): its error rate with a Wilson 95 % interval; the
+disparity is the highest rate over the lowest (None when fewer than two
+groups have items, or when the lowest rate is 0); the attribute is flagged
+when two groups' intervals do not overlap.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+
+from .dataset import PROTECTED, Attribute, Dataset, Item
+from .errors import AuditError
+from .stats import wilson_interval
+
+
+@dataclass
+class Group:
+    """One value of an attribute: items, errors, rate and its Wilson interval."""
+
+    n: int
+    errors: int
+    rate: float | None
+    low: float | None
+    high: float | None
+
+
+@dataclass
+class AttributeErrors:
+    """Error rates of the groups of one attribute."""
+
+    attribute: Attribute
+    groups: dict[str, Group]
+    disparity: float | None
+    flagged: bool
+
+
+def read_predictions(path: str) -> dict[str, str]:
+    """`{item: predicted}` from a CSV with the columns `item,predicted`."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            columns = reader.fieldnames or []
+            if "item" not in columns or "predicted" not in columns:
+                raise AuditError(f"{path}: bad CSV: expected the columns item,predicted (found: {', '.join(columns) or 'none'})")
+            predictions = {}
+            for row in reader:
+                item, predicted = (row.get("item") or "").strip(), (row.get("predicted") or "").strip()
+                if not item or not predicted:
+                    raise AuditError(f"{path}: bad CSV: line {reader.line_num} lacks an item or a prediction")
+                if item in predictions:
+                    raise AuditError(f"{path}: bad CSV: the item {item!r} is predicted twice (line {reader.line_num})")
+                predictions[item] = predicted
+    except OSError as error:
+        raise AuditError(f"cannot read the predictions {path}: {error.strerror}") from None
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise AuditError(f"{path}: bad CSV: {error}") from None
+    if not predictions:
+        raise AuditError(f"{path}: bad CSV: no prediction in it")
+    return predictions
+
+
+def attribute_errors(attribute: Attribute, scored: list[tuple[Item, bool]]) -> AttributeErrors:
+    """Error rates per value of `attribute`, over `(item, is_error)` pairs."""
+    groups = {}
+    for value in attribute.values:
+        outcomes = [wrong for item, wrong in scored if item.values[attribute.name] == value]
+        n, errors = len(outcomes), sum(outcomes)
+        low, high = wilson_interval(errors, n)
+        groups[value] = Group(n, errors, errors / n if n else None, low, high)
+    present = [group for group in groups.values() if group.n > 0]
+    disparity = None
+    if len(present) >= 2:
+        lowest = min(group.rate for group in present)
+        if lowest > 0:
+            disparity = max(group.rate for group in present) / lowest
+    flagged = len(present) >= 2 and max(group.low for group in present) > min(group.high for group in present)
+    return AttributeErrors(attribute, groups, disparity, flagged)
+
+
+def score(dataset: Dataset, predictions: dict[str, str]) -> tuple[list[tuple[Item, bool]], list[str]]:
+    """`(item, is_error)` for the items that have a prediction, and the predicted ids that match no item."""
+    known = {item.id for item in dataset.items}
+    unknown = sorted(set(predictions) - known)
+    scored = [(item, predictions[item.id] != item.label) for item in dataset.items if item.id in predictions]
+    if not scored:
+        example = next(iter(predictions))
+        looks_like = f"; item ids look like {dataset.items[0].id!r}" if dataset.items else ""
+        raise AuditError(f"no prediction names an item of the exports (e.g. {example!r}){looks_like}")
+    return scored, unknown
+
+
+def group_weights(dataset: Dataset) -> dict[str, float]:
+    """Inverse-frequency loss weights per protected group, normalised to a mean of 1 over all items.
+
+    A group is a combination of values of all protected attributes (with
+    several protected attributes, the intersections are the groups). An item
+    in group g gets N / (G · n_g), where N is the number of items that belong
+    to a group, G the number of groups that have items and n_g the items of g:
+    every group then carries the same total weight N / G, and the weights of
+    grouped items average 1. Items outside every group (a protected attribute
+    `unlabeled`) and all items when there is no protected attribute get 1, so
+    the mean over all items is 1 too and the loss keeps its scale.
+    """
+    protected = [attribute for attribute in dataset.attributes if attribute.kind == PROTECTED]
+    weights = {item.id: 1.0 for item in dataset.items}
+    if not protected:
+        return weights
+    groups: dict[tuple[str, ...], list[Item]] = {}
+    for item in dataset.items:
+        if all(item.audited(attribute) for attribute in protected):
+            groups.setdefault(tuple(item.values[attribute.name] for attribute in protected), []).append(item)
+    grouped = sum(len(members) for members in groups.values())
+    for members in groups.values():
+        weight = grouped / (len(groups) * len(members))
+        for item in members:
+            weights[item.id] = weight
+    return weights

@@ -1,0 +1,285 @@
+"""CVAT exports built in code for the audit tests, shaped like CVAT v2.73 writes them.
+
+The XML follows cvat/apps/dataset_manager/formats/cvat.py (`dump_as_cvat_annotation`,
+`dump_as_cvat_interpolation`) and the meta of bindings.py; the COCO file
+follows Datumaro's `coco_instances` writer as CVAT calls it ("attributes"
+under each annotation).
+
+`planted()` is the street-scenes data set with known answers:
+- three labels (car, pedestrian, bicycle), 180 fully audited images each;
+- `lighting` (condition): car is 90 % `day` (162 of 180), the others 50/50:
+  the planted association;
+- `weather` (condition): exactly uniform within every label: independent;
+- `apparent_gender` (protected): exactly uniform within every label, and the
+  planted predictions err 30 % of the time on `female` and 5 % on the others;
+- per label 9 more images with `lighting` unlabeled and 10 with everything
+  unlabeled; 5 images without a tag and 3 with two tags.
+
+Run `python tests/audit_exports.py DIR` to write these files (and the schema
+and predictions) to DIR, e.g. to draw the README's example chart.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+LABELS = ["car", "pedestrian", "bicycle"]
+CONDITIONS = {"lighting": ["day", "night"], "weather": ["clear", "rain", "snow"]}
+PROTECTED = {"apparent_gender": ["female", "male", "unclear"]}
+ALL_ATTRIBUTES = {**CONDITIONS, **PROTECTED}
+FULL_PER_LABEL = 180
+PARTIAL_PER_LABEL = 9
+UNAUDITED_PER_LABEL = 10
+CAR_NIGHT = 18  # 10 % of car's 180 fully audited images
+
+SCHEMA = {
+    "projects": [
+        {
+            "name": "street-scenes",
+            "labels": [{"name": "car", "color": "#ff0000", "type": "rectangle"}, "pedestrian", "bicycle"],
+            "conditions": CONDITIONS,
+            "protected": PROTECTED,
+        }
+    ]
+}
+
+
+@dataclass
+class Image:
+    """An image of the export: its name, tags and shapes, each `(label, {attribute: value})`."""
+
+    name: str
+    tags: list = field(default_factory=list)
+    shapes: list = field(default_factory=list)
+    subset: str | None = None
+    task_id: int | None = None
+    frame_id: int | None = None
+
+
+def attributes_xml(values: dict, indent: str) -> str:
+    """The <attribute name=..>value</attribute> children of a shape or tag."""
+    return "".join(f"{indent}<attribute name={quoteattr(name)}>{escape(value)}</attribute>\n" for name, value in values.items())
+
+
+def meta_xml(labels=LABELS, attributes=ALL_ATTRIBUTES, mode="annotation", source=None, tasks=None) -> str:
+    """<meta> of a task export (or of a project export when `tasks` is given as [(id, name, mode, source)])."""
+    label_xml = ""
+    for label in labels:
+        attrs = "".join(
+            "            <attribute>\n"
+            f"              <name>{escape(name)}</name>\n              <mutable>False</mutable>\n"
+            "              <input_type>radio</input_type>\n              <default_value>unlabeled</default_value>\n"
+            f"              <values>{escape(chr(10).join(['unlabeled', *values]))}</values>\n"
+            "            </attribute>\n"
+            for name, values in attributes.items()
+        )
+        label_xml += (
+            f"        <label>\n          <name>{escape(label)}</name>\n"
+            "          <color>#33ddff</color>\n          <type>any</type>\n"
+            f"          <attributes>\n{attrs}          </attributes>\n        </label>\n"
+        )
+
+    def task_xml(task_id, name, task_mode, task_source, with_labels):
+        """One <task> of the meta; a project export lists its labels once, under <project>."""
+        return (
+            f"    <task>\n      <id>{task_id}</id>\n      <name>{escape(name)}</name>\n      <size>10</size>\n"
+            f"      <mode>{task_mode}</mode>\n      <overlap>0</overlap>\n      <bugtracker></bugtracker>\n"
+            "      <created>2026-11-30 10:00:00+00:00</created>\n      <updated>2026-11-30 10:00:00+00:00</updated>\n"
+            "      <subset>default</subset>\n      <start_frame>0</start_frame>\n      <stop_frame>9</stop_frame>\n"
+            "      <frame_filter></frame_filter>\n"
+            + (f"      <labels>\n{label_xml}      </labels>\n" if with_labels else "")
+            + "      <owner>\n        <username>admin</username>\n        <email>admin@example.com</email>\n      </owner>\n"
+            + (
+                "      <original_size>\n        <width>1280</width>\n        <height>720</height>\n      </original_size>\n"
+                f"      <source>{escape(task_source)}</source>\n"
+                if task_source
+                else ""
+            )
+            + "    </task>\n"
+        )
+
+    if tasks is None:
+        body = task_xml(1, "street", mode, source, True)
+    else:
+        body = (
+            "    <project>\n      <id>1</id>\n      <name>street-scenes</name>\n      <tasks>\n"
+            + "".join(task_xml(*task, False) for task in tasks)
+            + f"      </tasks>\n      <labels>\n{label_xml}      </labels>\n    </project>\n"
+        )
+    return f"  <meta>\n{body}    <dumped>2026-11-30 12:00:00+00:00</dumped>\n  </meta>\n"
+
+
+def images_xml(images: list[Image], **meta) -> bytes:
+    """A "CVAT for images 1.1" annotations.xml."""
+    out = ['<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n', meta_xml(**meta)]
+    for index, image in enumerate(images):
+        frame_id = image.frame_id if image.frame_id is not None else index
+        extra = ""
+        if image.subset is not None:
+            extra += f" subset={quoteattr(image.subset)}"
+        if image.task_id is not None:
+            extra += f' task_id="{image.task_id}"'
+        out.append(f'  <image id="{frame_id}" name={quoteattr(image.name)}{extra} width="640" height="480">\n')
+        for number, (label, values) in enumerate(image.shapes):
+            out.append(
+                f'    <box label={quoteattr(label)} source="manual" occluded="0" xtl="{10 + number}.00" ytl="10.00" '
+                f'xbr="50.00" ybr="60.00" z_order="0">\n{attributes_xml(values, "      ")}    </box>\n'
+            )
+        for label, values in image.tags:
+            out.append(f'    <tag label={quoteattr(label)} source="manual">\n{attributes_xml(values, "      ")}    </tag>\n')
+        out.append("  </image>\n")
+    out.append("</annotations>\n")
+    return "".join(out).encode("utf-8")
+
+
+def video_xml(tracks: list[dict], source="clip.mp4", tags=(), attributes=ALL_ATTRIBUTES) -> bytes:
+    """A "CVAT for video 1.1" annotations.xml; a track is {"id", "label", "boxes": [(frame, outside, {attrs})]}."""
+    out = [
+        '<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n',
+        meta_xml(attributes=attributes, mode="interpolation", source=source),
+    ]
+    for track in tracks:
+        out.append(f'  <track id="{track["id"]}" label={quoteattr(track["label"])} source="manual">\n')
+        for frame, outside, values in track["boxes"]:
+            out.append(
+                f'    <box frame="{frame}" keyframe="1" outside="{int(outside)}" occluded="0" xtl="1.00" ytl="2.00" '
+                f'xbr="30.00" ybr="40.00" z_order="0">\n{attributes_xml(values, "      ")}    </box>\n'
+            )
+        out.append("  </track>\n")
+    for frame, label, values in tags:
+        out.append(
+            f'  <tag frame="{frame}" label={quoteattr(label)} source="manual">\n{attributes_xml(values, "    ")}  </tag>\n'
+        )
+    out.append("</annotations>\n")
+    return "".join(out).encode("utf-8")
+
+
+def zipped(files: dict[str, bytes]) -> bytes:
+    """A zip archive of `{name: content}`, deflated, as CVAT's exports are."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def coco_json(images: list[Image]) -> bytes:
+    """A COCO instances file of `images`' shapes, as Datumaro writes it for CVAT."""
+    categories = [{"id": index + 1, "name": label, "supercategory": ""} for index, label in enumerate(LABELS)]
+    category_id = {label: index + 1 for index, label in enumerate(LABELS)}
+    document = {
+        "licenses": [{"name": "", "id": 0, "url": ""}],
+        "info": {},
+        "categories": categories,
+        "images": [],
+        "annotations": [],
+    }
+    for index, image in enumerate(images):
+        document["images"].append(
+            {
+                "id": index + 1,
+                "width": 640,
+                "height": 480,
+                "file_name": image.name,
+                "license": 0,
+                "flickr_url": "",
+                "coco_url": "",
+                "date_captured": 0,
+            }
+        )
+        for label, values in image.shapes:
+            document["annotations"].append(
+                {
+                    "id": len(document["annotations"]) + 1,
+                    "image_id": index + 1,
+                    "category_id": category_id[label],
+                    "segmentation": [],
+                    "area": 2000.0,
+                    "bbox": [10.0, 10.0, 40.0, 50.0],
+                    "iscrowd": 0,
+                    "attributes": {"occluded": False, "rotation": 0.0, **values},
+                }
+            )
+    return json.dumps(document).encode("utf-8")
+
+
+def planted_values(label: str, index: int) -> dict:
+    """The attribute values of the `index`-th fully audited image of `label` (see the module docstring)."""
+    if label == "car":
+        lighting = "night" if index % 10 == 9 else "day"
+    else:
+        lighting = "night" if index % 2 else "day"
+    return {
+        "lighting": lighting,
+        "weather": CONDITIONS["weather"][index % 3],
+        "apparent_gender": PROTECTED["apparent_gender"][(index // 3) % 3],
+    }
+
+
+def planted() -> list[Image]:
+    """The images of the planted data set (see the module docstring)."""
+    images = []
+    for label in LABELS:
+        for index in range(FULL_PER_LABEL):
+            images.append(Image(f"{label}/full-{index:03d}.jpg", tags=[(label, planted_values(label, index))]))
+        for index in range(PARTIAL_PER_LABEL):
+            values = {**planted_values(label, index), "lighting": "unlabeled"}
+            images.append(Image(f"{label}/partial-{index:03d}.jpg", tags=[(label, values)]))
+        for index in range(UNAUDITED_PER_LABEL):
+            values = {name: "unlabeled" for name in ALL_ATTRIBUTES}
+            images.append(Image(f"{label}/unaudited-{index:03d}.jpg", tags=[(label, values)]))
+    for index in range(5):
+        images.append(Image(f"untagged-{index}.jpg"))
+    for index in range(3):
+        both = {name: "unlabeled" for name in ALL_ATTRIBUTES}
+        images.append(Image(f"two-tags-{index}.jpg", tags=[("car", both), ("pedestrian", both)]))
+    return images
+
+
+def planted_predictions(images: list[Image]) -> list[tuple[str, str]]:
+    """(item, predicted) for every tagged image: wrong 30 % of the time on `female`, 5 % otherwise."""
+    rows = []
+    seen = {"female": 0, "other": 0}
+    for image in images:
+        if len(image.tags) != 1:
+            continue
+        label, values = image.tags[0]
+        group = "female" if values["apparent_gender"] == "female" else "other"
+        count = seen[group]
+        seen[group] += 1
+        wrong = count % 10 < 3 if group == "female" else count % 20 == 0
+        other = LABELS[(LABELS.index(label) + 1) % len(LABELS)]
+        rows.append((image.name, other if wrong else label))
+    return rows
+
+
+def write_planted(directory: Path) -> dict[str, Path]:
+    """The planted export (zip), schema and predictions written to `directory`."""
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    images = planted()
+    paths = {
+        "export": directory / "street-scenes.zip",
+        "schema": directory / "schema.yaml",
+        "predictions": directory / "predictions.csv",
+    }
+    paths["export"].write_bytes(zipped({"annotations.xml": images_xml(images)}))
+    paths["schema"].write_text(yaml.safe_dump(SCHEMA, sort_keys=False))
+    paths["predictions"].write_text(
+        "item,predicted\n" + "".join(f"{item},{predicted}\n" for item, predicted in planted_predictions(images))
+    )
+    return paths
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/audit_exports.py DIR")
+    for name, path in write_planted(Path(sys.argv[1])).items():
+        print(f"{name}: {path}")
