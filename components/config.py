@@ -70,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "ingressNamespaces": ["ingress-nginx", "kube-system"],
     "minioImage": "",
     "paused": False,
+    "allowInsecureHttp": False,
 }
 # Keys without a default: the engine refuses to run without them, and so do we.
 REQUIRED_KEYS = ("adminEmail", "hostname")
@@ -683,6 +684,14 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     for key, value in (("ingressClassName", ingress_class), ("tlsSecretName", tls_secret), ("certManagerIssuer", issuer)):
         if value:
             read.check(key, value, _object_name_problem)
+    allow_insecure_http = read.boolean("allowInsecureHttp")
+    local_host = hostname == "localhost" or hostname.endswith(".localhost")
+    if hostname and not (tls_secret or issuer or local_host or allow_insecure_http):
+        read.problem(
+            "hostname",
+            f"{hostname!r} would serve logins and passwords over plain http: set certManagerIssuer or tlsSecretName, "
+            "or allowInsecureHttp: true if something in front terminates TLS (or for a private test)",
+        )
     if tls_secret and issuer:
         read.problem("tlsSecretName", "set either tlsSecretName or certManagerIssuer, not both")
         read.problem("certManagerIssuer", "set either tlsSecretName or certManagerIssuer, not both")

@@ -15,6 +15,8 @@ SCALEWAY = {
     "adminEmail": "lead@acme.example",
     "hostname": "label.acme.example",
     "kubeContext": "scw-acme",
+    # Most tests look at plain-http rendering; TLS has tests of its own.
+    "allowInsecureHttp": True,
 }
 SECRETS = ["storageSecretKey"]
 
@@ -336,3 +338,11 @@ def test_look_alike_stacks_never_share_a_backup_prefix():
     long_a, long_b = "x" * 60 + "-one", "x" * 60 + "-two"
     assert workspace_key("labeling", long_a) != workspace_key("labeling", long_b)
     assert workspace_key("labeling", "acme_prod") != workspace_key("other-project", "acme_prod")
+
+
+def test_plain_http_needs_an_explicit_yes_outside_localhost():
+    problems, message = problems_of(with_(allowInsecureHttp=None))
+    assert [key for key, _ in problems] == ["hostname"] and "plain http" in message
+    for changes in ({"certManagerIssuer": "letsencrypt"}, {"tlsSecretName": "acme-tls"}, {"hostname": "cvat.localhost"},
+                    {"hostname": "localhost"}):
+        render(with_(allowInsecureHttp=None, **changes), stack="acme", secrets=SECRETS)

@@ -41,6 +41,7 @@ def s3_config(moto, buckets, **changes):
         "adminEmail": "lead@acme.example",
         "hostname": "label.acme.example",
         "kubeContext": "lab",
+        "allowInsecureHttp": True,
         **changes,
     }
 

@@ -29,6 +29,8 @@ def test_stateful_resources_keep_their_urns(shape):
     config = dict(before["config"])
     if not config.get("minioInCluster"):
         config["kubeContext"] = "the-cluster"  # required since; the same cluster as before
+        if not (config.get("certManagerIssuer") or config.get("tlsSecretName")):
+            config["allowInsecureHttp"] = True  # required since for plain http
     rendering = render(config, stack=before["stack"], secrets=before["secrets"])
     now = {r.urn for r in rendering.registrations if r.type in STATEFUL_TYPES or r.type.startswith("random:")}
     missing = sorted(set(before["urns"]) - now)
