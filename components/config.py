@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "egressAllow": [],
     # ingress-nginx's own namespace, and kube-system for Traefik on k3s/k3d.
     "ingressNamespaces": ["ingress-nginx", "kube-system"],
+    "ingressAllowCidrs": [],
     "minioImage": "",
     "paused": False,
     "allowInsecureHttp": False,
@@ -158,6 +159,7 @@ class WorkspaceConfig:
     namespace: str
     kube_context: str
     ingress_namespaces: tuple[str, ...] = ("ingress-nginx", "kube-system")
+    ingress_allow_cidrs: tuple[str, ...] = ()
     egress_allow: tuple[str, ...] = ()
     """IP addresses and CIDR ranges CVAT may reach despite its SSRF guard (canonical form)."""
     minio_image: str = ""
@@ -721,6 +723,18 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         if not _DNS_LABEL_RE.fullmatch(name):
             read.problem("ingressNamespaces", f"{name!r} is not a namespace name (a DNS-1123 label)")
 
+    ingress_cidrs = []
+    for entry in read.string_list("ingressAllowCidrs"):
+        canonical, reason = egress_entry(entry)
+        if reason:
+            read.problem("ingressAllowCidrs", reason.replace("IP address or CIDR range", "CIDR range"))
+        else:
+            network = ipaddress.ip_network(canonical)  # an address becomes its /32 or /128
+            if network.prefixlen == 0:
+                read.problem("ingressAllowCidrs", f"{entry!r} would admit every address: name the controller's nodes or load balancer")
+            elif str(network) not in ingress_cidrs:
+                ingress_cidrs.append(str(network))
+
     kube_context = read.string("kubeContext")
     if not kube_context and not minio_in_cluster:
         # Without it the provider follows kubectl's current context at every run, so a
@@ -777,6 +791,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         kube_context=kube_context,
         egress_allow=tuple(egress_allow),
         ingress_namespaces=tuple(ingress_namespaces),
+        ingress_allow_cidrs=tuple(ingress_cidrs),
         minio_image=minio_image,
         paused=read.boolean("paused"),
         storage_secret_key_plain=(config.get("storageSecretKey") or "") if not minio_in_cluster else "",

@@ -38,6 +38,7 @@ BACKEND_UID = 1000
 REDIS_UID, REDIS_GID = 999, 1000  # the image's `redis` user
 KVROCKS_UID = 999
 OPA_UID = 1000
+UI_UID = 101  # nginx-unprivileged's `nginx` user
 
 BACKEND_PORT = 8080
 UI_PORT = 8000
@@ -195,6 +196,8 @@ class CvatArgs(TypedDict):
     """Extra annotations of the server's and workers' pod templates: a change rolls them (a restore request)."""
     ingress_namespaces: Sequence[str]
     """Namespaces of the ingress controller: the only ones that may reach the backend and UI."""
+    ingress_allow_cidrs: Sequence[str]
+    """Address ranges the ingress controller's traffic comes from when not from its pods (host network, load balancer)."""
     rollout_secrets: dict[str, pulumi.Input[str]]
     """Secret values the backend pods depend on outside their env (the share's S3 keys): a change rolls them."""
 
@@ -259,7 +262,7 @@ class Cvat(pulumi.ComponentResource):
             data: dict[str, pulumi.Input[str]] = {"password": value.result}
             if key in STORE_CONFIG_FILES:
                 # The store reads its password from a file: in its arguments anyone on the node could `ps` it.
-                data[STORE_CONFIG_FILES[key]] = pulumi.Output.concat("requirepass ", value.result, "\n")
+                data[STORE_CONFIG_FILES[key]] = pulumi.Output.concat("requirepass ", value.result, "\n", self._store_settings(key))
             secret = k8s.core.v1.Secret(
                 f"{self.name}-{key}-secret",
                 metadata=self._metadata(f"cvat-{key}", f"cvat-{key}"),
@@ -270,6 +273,14 @@ class Cvat(pulumi.ComponentResource):
             passwords[key] = value.result
             names[key] = secret.metadata["name"]
         return passwords, names
+
+    def _store_settings(self, key: str) -> str:
+        """Settings a store's config file holds besides its password."""
+        if key == "kvrocks":
+            # The image's own config sets these; without them kvrocks logs into its data volume
+            # (never rotated) and sizes its RocksDB caches at 2 x 2 GiB, past the memory limit.
+            return f"log-dir stdout\nrocksdb.block_cache_size {self.size.kvrocks_block_cache_mb}\n"
+        return ""
 
     def _scripts(self) -> k8s.core.v1.ConfigMap:
         return k8s.core.v1.ConfigMap(
@@ -677,7 +688,8 @@ class Cvat(pulumi.ComponentResource):
         }
         pod = {
             "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            # The unprivileged nginx image's user, by number: the kubelet cannot check a named one.
+            "securityContext": kube.pod_security_context(UI_UID),
             "containers": [container],
         }
         deployment = self._deployment("ui", "cvat-ui", self.size.ui_replicas, pod)
@@ -766,7 +778,11 @@ class Cvat(pulumi.ComponentResource):
     def _network_policies(self) -> None:
         """The NetworkPolicies of :func:`network_policies`, one object each."""
         workers = [f"cvat-worker-{key}" for key in worker_layout(self.args["optional_queues"])]
-        for policy, spec in network_policies(self.args["ingress_namespaces"], workers).items():
+        policies = network_policies(
+            self.args["ingress_namespaces"], self.args["ingress_allow_cidrs"], workers,
+            acme_solver=bool(self.args["cert_manager_issuer"]),
+        )
+        for policy, spec in policies.items():
             k8s.networking.v1.NetworkPolicy(
                 f"{self.name}-{policy}",
                 metadata=self._metadata(policy, "network-policy"),
@@ -780,16 +796,21 @@ BACKEND_PODS = ["cvat-backend"]
 BACKEND_JOBS = ["cvat-migrate", "cvat-superuser"]
 DATABASE_JOBS = ["database-backup", "database-restore"]
 BOOTSTRAP_JOBS = ["cvat-cloud-storages"]
+# cert-manager's HTTP-01 solver pods listen here (pkg/issuer/acme/http).
+ACME_SOLVER_PORT = 8089
 # Pods that talk to no one: no egress but DNS.
 NO_EGRESS_PODS = ["cvat-ui", "cvat-redis", "cvat-kvrocks", "postgres"]
 
 
-def network_policies(ingress_namespaces: Sequence[str], workers: Sequence[str]) -> dict[str, dict[str, Any]]:
+def network_policies(ingress_namespaces: Sequence[str], ingress_cidrs: Sequence[str], workers: Sequence[str],
+                     acme_solver: bool = False) -> dict[str, dict[str, Any]]:
     """Policy name -> spec. Ingress is denied by default; each service admits only the pods that use it.
 
-    - the backend and the UI: from the ingress controller's namespaces only (anything
-      else would bypass the Ingress's TLS and could forge X-Forwarded-* headers);
-      the backend also from OPA (its policy bundle), the workers and the bootstrap Job;
+    - the backend and the UI: from the ingress controller's namespaces (or, for controllers
+      on the host network or load balancers that send to pod IPs, its address ranges) only:
+      anything else would bypass the Ingress's TLS and could forge X-Forwarded-* headers;
+      the backend also from OPA (its policy bundle) and the bootstrap Job;
+    - cert-manager's HTTP-01 solver (with certManagerIssuer): from the ingress controller;
     - PostgreSQL, Redis, Kvrocks, OPA and MinIO: from the pods that use each;
     - the UI and the stores, which call no one, get no egress but DNS.
     """
@@ -805,20 +826,24 @@ def network_policies(ingress_namespaces: Sequence[str], workers: Sequence[str]) 
             "ingress": [{"from": [{"podSelector": pods(clients)}], "ports": [{"protocol": "TCP", "port": port}]}],
         }
 
-    controllers = {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(ingress_namespaces)}]}
-    return {
-        "default-deny-ingress": {"podSelector": {}, "policyTypes": ["Ingress"]},
-        "allow-ingress-controller": {
-            "podSelector": pods(["cvat-backend", "cvat-ui"]),
+    controllers: list[dict[str, Any]] = [
+        {"namespaceSelector": {"matchExpressions": [
+            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": list(ingress_namespaces)}]}},
+        *({"ipBlock": {"cidr": cidr}} for cidr in ingress_cidrs),
+    ]
+
+    def from_controller(selector: dict[str, Any], port: int) -> dict[str, Any]:
+        return {
+            "podSelector": selector,
             "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [{"namespaceSelector": controllers}],
-                    "ports": [{"protocol": "TCP", "port": BACKEND_PORT}, {"protocol": "TCP", "port": UI_PORT}],
-                }
-            ],
-        },
-        "allow-backend-callers": admit("cvat-backend", ["cvat-opa", *workers, *BOOTSTRAP_JOBS], BACKEND_PORT),
+            "ingress": [{"from": controllers, "ports": [{"protocol": "TCP", "port": port}]}],
+        }
+
+    policies = {
+        "default-deny-ingress": {"podSelector": {}, "policyTypes": ["Ingress"]},
+        "allow-ingress-to-backend": from_controller(pods(["cvat-backend"]), BACKEND_PORT),
+        "allow-ingress-to-ui": from_controller(pods(["cvat-ui"]), UI_PORT),
+        "allow-backend-callers": admit("cvat-backend", ["cvat-opa", *BOOTSTRAP_JOBS], BACKEND_PORT),
         "allow-to-postgres": admit("postgres", [*backend, *BACKEND_JOBS, *DATABASE_JOBS], 5432),
         "allow-to-redis": admit("cvat-redis", [*backend, *BACKEND_JOBS], REDIS_PORT),
         "allow-to-kvrocks": admit("cvat-kvrocks", [*backend, *BACKEND_JOBS], KVROCKS_PORT),
@@ -831,6 +856,12 @@ def network_policies(ingress_namespaces: Sequence[str], workers: Sequence[str]) 
             "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
         },
     }
+    if acme_solver:
+        # cert-manager runs its HTTP-01 solver in this namespace; the controller must reach it.
+        policies["allow-acme-http01-solver"] = from_controller(
+            {"matchLabels": {"acme.cert-manager.io/http01-solver": "true"}}, ACME_SOLVER_PORT
+        )
+    return policies
 
 
 def warn_if_claim_differs(claim: str, keys: tuple[str, str], configured: tuple[str, str],

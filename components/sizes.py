@@ -41,6 +41,13 @@ class Size:
     kvrocks_storage: str
     resources: dict[str, Resources] = field(default_factory=dict)
 
+    @property
+    def kvrocks_block_cache_mb(self) -> int:
+        """A quarter of Kvrocks' memory limit: its own default (2 x 2 GiB of caches) would be OOM-killed."""
+        limit = self.resources["kvrocks"].memory_limit
+        mebibytes = int(limit[:-2]) * (1024 if limit.endswith("Gi") else 1)
+        return mebibytes // 4
+
     def of(self, container: str) -> dict[str, Any]:
         """The resources of a container (by role name)."""
         return self.resources[container].spec()

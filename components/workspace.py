@@ -208,6 +208,7 @@ class Workspace(pulumi.ComponentResource):
                 "egress_allow": [*config.egress_allow, *([minio.cluster_ip] if minio else [])],
                 "share_claims": datasets.share_claims,
                 "ingress_namespaces": config.ingress_namespaces,
+                "ingress_allow_cidrs": config.ingress_allow_cidrs,
                 "paused": config.paused,
                 "backend_annotations": {},
                 # The share's volumes mount with the S3 keys: new keys remount them by rolling the pods.

@@ -152,7 +152,8 @@ def test_ui_opa_redis_kvrocks(acme):
         assert config_volume["secret"]["secretName"] == name
         secret = acme.one("kubernetes:core/v1:Secret", f"{name[5:]}-secret")
         password = secret.inputs["stringData"]["password"]
-        assert secret.inputs["stringData"][f"{name[5:]}.conf"] == f"requirepass {password}\n"
+        config_text = secret.inputs["stringData"][f"{name[5:]}.conf"]
+        assert config_text.startswith(f"requirepass {password}\n")
         assert "stringData" in secret.secret_paths
         assert env_of(container)["REDISCLI_AUTH"] == {"secretKeyRef": {"name": name, "key": "password"}}
         assert "PONG" in " ".join(container["livenessProbe"]["exec"]["command"])
@@ -402,13 +403,15 @@ def policy_peers(policy):
 def test_network_policies(acme):
     deny = acme.kubernetes_object("NetworkPolicy", "default-deny-ingress")
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
-    controller = acme.kubernetes_object("NetworkPolicy", "allow-ingress-controller")
-    assert controller["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["key"] == "kubernetes.io/metadata.name"
-    assert policy_peers(controller) == ({"cvat-backend", "cvat-ui"}, {"ingress-nginx", "kube-system"}, {8080, 8000})
+    for name, pod_name, port in (("allow-ingress-to-backend", "cvat-backend", 8080), ("allow-ingress-to-ui", "cvat-ui", 8000)):
+        controller = acme.kubernetes_object("NetworkPolicy", name)
+        (peer,) = controller["spec"]["ingress"][0]["from"]
+        assert peer["namespaceSelector"]["matchExpressions"][0]["key"] == "kubernetes.io/metadata.name"
+        assert policy_peers(controller) == ({pod_name}, {"ingress-nginx", "kube-system"}, {port})
     workers = {f"cvat-worker-{key}" for key in ("import", "export", "chunks", "utils", "annotation", "webhooks", "quality")}
     backend = {"cvat-backend"} | workers
     expected = {
-        "allow-backend-callers": ({"cvat-backend"}, {"cvat-opa", "cvat-cloud-storages"} | workers, {8080}),
+        "allow-backend-callers": ({"cvat-backend"}, {"cvat-opa", "cvat-cloud-storages"}, {8080}),
         "allow-to-postgres": ({"postgres"}, backend | {"cvat-migrate", "cvat-superuser", "database-backup", "database-restore"}, {5432}),
         "allow-to-redis": ({"cvat-redis"}, backend | {"cvat-migrate", "cvat-superuser"}, {6379}),
         "allow-to-kvrocks": ({"cvat-kvrocks"}, backend | {"cvat-migrate", "cvat-superuser"}, {6666}),
@@ -437,9 +440,45 @@ def test_network_policies(acme):
             assert manifest["spec"]["template"]["metadata"]["labels"]["labeling.dev/workspace"] == "acme"
 
 
+def test_cert_managers_http01_solver_is_reachable_from_the_controller():
+    rendering = render(TLS, stack="acme", secrets=SECRETS)
+    solver = rendering.kubernetes_object("NetworkPolicy", "allow-acme-http01-solver")
+    plain = render(SCALEWAY, stack="acme", secrets=SECRETS)
+    assert not [r for r in plain.kubernetes_objects() if r.manifest()["metadata"]["name"] == "allow-acme-http01-solver"]
+    assert solver["spec"]["podSelector"] == {"matchLabels": {"acme.cert-manager.io/http01-solver": "true"}}
+    (rule,) = solver["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8089}]
+    assert rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["ingress-nginx", "kube-system"]
+
+
+def test_host_network_controllers_and_load_balancers_by_address_range():
+    rendering = render(with_(ingressAllowCidrs=["10.0.0.0/16", "192.168.4.7"]), stack="acme", secrets=SECRETS)
+    for name in ("allow-ingress-to-backend", "allow-ingress-to-ui"):
+        peers = rendering.kubernetes_object("NetworkPolicy", name)["spec"]["ingress"][0]["from"]
+        assert peers[1:] == [{"ipBlock": {"cidr": "10.0.0.0/16"}}, {"ipBlock": {"cidr": "192.168.4.7/32"}}]
+    for bad in (["0.0.0.0/0"], ["nodes"], ["10.0.0.1/8"]):
+        assert keys_of(with_(ingressAllowCidrs=bad)) == {"ingressAllowCidrs"}
+
+
+def test_kvrocks_keeps_its_logs_on_stdout_and_its_caches_within_its_limit():
+    for size, cache in (("small", 256), ("medium", 512), ("large", 1024)):
+        rendering = render(with_(size=size), stack="acme", secrets=SECRETS)
+        text = rendering.one("kubernetes:core/v1:Secret", "kvrocks-secret").inputs["stringData"]["kvrocks.conf"]
+        lines = text.splitlines()
+        assert "log-dir stdout" in lines and f"rocksdb.block_cache_size {cache}" in lines, size
+        (container,) = pod(rendering.kubernetes_object("StatefulSet", "cvat-kvrocks"))["containers"]
+        limit_mib = int(container["resources"]["limits"]["memory"][:-2]) * 1024
+        assert cache * 2 < limit_mib  # block cache and row cache together stay under the limit
+
+
+def test_the_ui_runs_as_the_unprivileged_nginx_user(acme):
+    context = pod(acme.kubernetes_object("Deployment", "cvat-ui"))["securityContext"]
+    assert context["runAsUser"] == 101 and context["runAsNonRoot"] is True
+
+
 def test_ingress_namespaces_can_be_set_and_are_checked():
     rendering = render(with_(ingressNamespaces=["traefik"]), stack="acme", secrets=SECRETS)
-    controller = rendering.kubernetes_object("NetworkPolicy", "allow-ingress-controller")
+    controller = rendering.kubernetes_object("NetworkPolicy", "allow-ingress-to-ui")
     assert policy_peers(controller)[1] == {"traefik"}
     assert keys_of(with_(ingressNamespaces=[])) == {"ingressNamespaces"}
     assert keys_of(with_(ingressNamespaces=["Ingress Nginx"])) == {"ingressNamespaces"}
