@@ -1,16 +1,18 @@
-"""CloudStorages: the dataset buckets, registered as cloud storages in CVAT.
+"""CloudStorages: the bootstrap Job that prepares CVAT for annotators.
 
 A Job (backend image, ``assets/cloud_storages.py``) logs in as the admin once
-CVAT is ready, makes sure an organization for the workspace exists, and
-registers each dataset bucket in it, so annotators find them under "Create
-task → Cloud Storage". The Job runs again when the buckets, the endpoint or
-the keys change; its name comes from a random id renewed with them, so
-nothing derived from the keys shows.
+CVAT is ready, makes sure an organization for the workspace exists, registers
+each dataset bucket in it as a cloud storage, so annotators find them under
+"Create task → Cloud Storage", and creates or extends the projects of the
+label schemas (``components/label_schema.py``). The Job runs when there are
+buckets, projects or both; it runs again when the buckets, the endpoint, the
+keys or the schemas change; its name comes from a random id renewed with them,
+so nothing derived from the keys shows.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, TypedDict
+from typing import NotRequired, Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -56,13 +58,16 @@ class CloudStoragesArgs(TypedDict):
     endpoint: S3Endpoint
     s3_credentials_secret: pulumi.Input[str]
     admin_credentials_secret: pulumi.Input[str]
+    # May be empty when there are projects: the Job then needs no S3 keys.
     buckets: Sequence[str]
     resources: dict
     cvat_ready: Sequence[pulumi.Resource]
+    # label_schema.projects_json(projects): the projects the Job creates or extends ("[]" or absent: none).
+    projects_json: NotRequired[str]
 
 
 class CloudStorages(pulumi.ComponentResource):
-    """The bootstrap Job that registers the dataset buckets in CVAT."""
+    """The bootstrap Job: the organization, the dataset buckets as cloud storages, the projects."""
 
     organization: str
 
@@ -77,37 +82,55 @@ class CloudStorages(pulumi.ComponentResource):
             data={SCRIPT: kube.asset(SCRIPT)},
             opts=pulumi.ResourceOptions(parent=self),
         )
-        revision = random.RandomId(
-            f"{name}-revision",
-            byte_length=4,
-            keepers={
-                "buckets": " ".join(args["buckets"]),
+        buckets = list(args["buckets"])
+        projects = args.get("projects_json") or "[]"
+        keepers: dict = {"script": kube.content_hash(kube.asset(SCRIPT))}
+        if buckets:
+            keepers.update({
+                "buckets": " ".join(buckets),
                 "endpoint": endpoint.url,
                 "region": endpoint.region,
                 "access_key": pulumi.Output.secret(endpoint.access_key),
                 "secret_key": pulumi.Output.secret(endpoint.secret_key),
-                "script": kube.content_hash(kube.asset(SCRIPT)),
-            },
+            })
+        if projects != "[]":
+            # The schemas themselves: any change (a label, an attribute, a value, a color) re-runs the Job.
+            keepers["projects"] = projects
+        revision = random.RandomId(
+            f"{name}-revision",
+            byte_length=4,
+            keepers=keepers,
             opts=pulumi.ResourceOptions(parent=self),
         )
 
+        env = [
+            {"name": "CVAT_URL", "value": args["backend_url"]},
+            {"name": "ORGANIZATION_SLUG", "value": slug},
+            {"name": "ORGANIZATION_NAME", "value": organization_name(args["workspace"], args["description"])},
+        ]
+        if buckets:
+            env += [
+                {"name": "BUCKETS", "value": " ".join(buckets)},
+                {"name": "S3_ENDPOINT_URL", "value": endpoint.url},
+                {"name": "S3_REGION", "value": endpoint.region},
+                {"name": "CREDENTIALS_REVISION", "value": revision.hex},
+            ]
+        # Not secret: label names and values; plain JSON the script reads.
+        env.append({"name": "PROJECTS", "value": projects})
+        env += [
+            kube.secret_env("ADMIN_USERNAME", args["admin_credentials_secret"], "username"),
+            kube.secret_env("ADMIN_PASSWORD", args["admin_credentials_secret"], "password"),
+        ]
+        if buckets:
+            env += [
+                kube.secret_env("AWS_ACCESS_KEY_ID", args["s3_credentials_secret"], "accessKeyId"),
+                kube.secret_env("AWS_SECRET_ACCESS_KEY", args["s3_credentials_secret"], "secretAccessKey"),
+            ]
         container = {
             "name": "register",
             "image": args["backend_image"],
             "command": ["python3", f"/scripts/{SCRIPT}"],
-            "env": [
-                {"name": "CVAT_URL", "value": args["backend_url"]},
-                {"name": "ORGANIZATION_SLUG", "value": slug},
-                {"name": "ORGANIZATION_NAME", "value": organization_name(args["workspace"], args["description"])},
-                {"name": "BUCKETS", "value": " ".join(args["buckets"])},
-                {"name": "S3_ENDPOINT_URL", "value": endpoint.url},
-                {"name": "S3_REGION", "value": endpoint.region},
-                {"name": "CREDENTIALS_REVISION", "value": revision.hex},
-                kube.secret_env("ADMIN_USERNAME", args["admin_credentials_secret"], "username"),
-                kube.secret_env("ADMIN_PASSWORD", args["admin_credentials_secret"], "password"),
-                kube.secret_env("AWS_ACCESS_KEY_ID", args["s3_credentials_secret"], "accessKeyId"),
-                kube.secret_env("AWS_SECRET_ACCESS_KEY", args["s3_credentials_secret"], "secretAccessKey"),
-            ],
+            "env": env,
             "resources": args["resources"],
             "securityContext": kube.container_security_context(),
             "volumeMounts": [{"name": "scripts", "mountPath": "/scripts", "readOnly": True}],
