@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pulumi
 
 from components.cvat_release import RELEASES
+from components.label_schema import Project, parse_projects
 from components.sizes import SIZES
 
 STORAGE_PROVIDERS = ("scaleway", "minio")
@@ -72,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "minioImage": "",
     "paused": False,
     "allowInsecureHttp": False,
+    "projects": [],
 }
 # Keys without a default: the engine refuses to run without them, and so do we.
 REQUIRED_KEYS = ("adminEmail", "hostname")
@@ -164,6 +166,8 @@ class WorkspaceConfig:
     """IP addresses and CIDR ranges CVAT may reach despite its SSRF guard (canonical form)."""
     minio_image: str = ""
     paused: bool = False
+    projects: tuple[Project, ...] = ()
+    """CVAT projects and their label schemas (components.label_schema)."""
     # Plain text, for the checks the program itself makes with boto3 (never logged or exported).
     storage_secret_key_plain: str = field(repr=False, default="")
 
@@ -751,6 +755,10 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     else:
         namespace = default_namespace(stack)
 
+    projects, schema_problems = parse_projects(config.get("projects"))
+    for problem in schema_problems:
+        read.problem("projects", problem)
+
     if read.problems:
         raise ConfigError(read.problems)
 
@@ -794,6 +802,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         ingress_allow_cidrs=tuple(ingress_cidrs),
         minio_image=minio_image,
         paused=read.boolean("paused"),
+        projects=tuple(projects),
         storage_secret_key_plain=(config.get("storageSecretKey") or "") if not minio_in_cluster else "",
     )
 

@@ -16,6 +16,7 @@ from components.config import WorkspaceConfig, default_backup_bucket_prefix
 from components.cloud_storages import CloudStorages
 from components.credentials import AdminCredentials
 from components.cvat import Cvat
+from components.label_schema import projects_json
 from components.datasets import DatasetBuckets
 from components.database import Database
 from components.endpoint import S3Endpoint
@@ -218,7 +219,9 @@ class Workspace(pulumi.ComponentResource):
             },
             opts=in_kubernetes,
         )
-        if config.dataset_buckets and config.dataset_access in ("cloudStorage", "both"):
+        # The bootstrap Job: registers the buckets as cloud storages and creates the label schemas.
+        registered = list(config.dataset_buckets) if config.dataset_access in ("cloudStorage", "both") else []
+        if registered or config.projects:
             CloudStorages(
                 f"{name}-cloud-storages",
                 {
@@ -230,7 +233,8 @@ class Workspace(pulumi.ComponentResource):
                     "endpoint": endpoint,
                     "s3_credentials_secret": storage.credentials_secret_name,
                     "admin_credentials_secret": credentials.secret_name,
-                    "buckets": config.dataset_buckets,
+                    "buckets": registered,
+                    "projects_json": projects_json(list(config.projects)),
                     "resources": size.of("job"),
                     # The buckets must exist (in-cluster MinIO) and CVAT must be fully up.
                     "cvat_ready": [*cvat.ready, *storage.ready],

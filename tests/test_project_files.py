@@ -93,6 +93,8 @@ def test_readme_config_table_is_pulumi_yaml():
     for key, spec in KEYS.items():
         readme_type, readme_default = table[key]
         expected_type = "secret" if key in SECRET_KEYS else README_TYPES[spec["type"]]
+        if spec["type"] == "array" and spec.get("items", {}).get("type") == "object":
+            expected_type = "list of objects"
         assert readme_type == expected_type, key
         if key in REQUIRED_KEYS:
             assert "required" in readme_default, key
