@@ -316,19 +316,20 @@ class Entry:
     def size(self) -> Optional[int]:
         return self.stored_size if self.stored_size is not None else self.expected_size
 
+    def data_details(self) -> str:
+        """'1,204 files, 3.4 GiB' from the manifest."""
+        files, size = (self.data or {}).get("files"), (self.data or {}).get("bytes")
+        return ", ".join(text for text in (
+            f"{files:,} file{'' if files == 1 else 's'}" if isinstance(files, int) else "",
+            human_size(size) if isinstance(size, (int, float)) else "",
+        ) if text)
+
     def holds(self) -> str:
         if self.kind == "incoming":
             return "database (partial)"
         parts = ["database"] if self.dump_key else []
         if self.data:
-            files, size = self.data.get("files"), self.data.get("bytes")
-            details = ", ".join(
-                text for text in (
-                    f"{files:,} file{'' if files == 1 else 's'}" if isinstance(files, int) else "",
-                    human_size(size) if isinstance(size, (int, float)) else "",
-                ) if text
-            )
-            parts.append(f"data ({details})" if details else "data")
+            parts.append(f"data ({self.data_details()})" if self.data_details() else "data")
         return ", ".join(parts) or "-"
 
     def state(self) -> str:
@@ -890,7 +891,7 @@ def restore_data(location: Location, entry: Entry, directory: Path, out: TextIO,
     snapshot = find_snapshot(tool.snapshots(), snapshot_id)
     if snapshot is None:
         raise BackupsError(f"data snapshot {snapshot_id} is not in {location.url(location.data_repository)}")
-    out.write(f"restoring data snapshot {snapshot_id[:8]} ({entry.holds()}) into {directory} ...\n")
+    out.write(f"restoring data snapshot {snapshot_id[:8]} ({entry.data_details()}) into {directory} ...\n")
     out.flush()
     scratch = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.partial-"))
     try:
@@ -1240,7 +1241,7 @@ def command_download(args: argparse.Namespace, location: Location, out: TextIO, 
         restore_data(location, entry, data_directory, out, args.restic)
         out.write(f"restored data snapshot {entry.data['snapshot'][:8]} into {data_directory}\n")
     elif entry.data:
-        out.write(f"this backup also holds a data snapshot ({entry.holds()}): add --with-data DIR to restore it\n")
+        out.write(f"this backup also holds a data snapshot ({entry.data_details()}): add --with-data DIR to restore it\n")
     return 0
 
 
@@ -1269,7 +1270,7 @@ def command_verify(args: argparse.Namespace, location: Location, out: TextIO, er
     if check.returncode != 0:
         raise BackupsError(f"restic check of {location.url(location.data_repository)} failed: {_last_line(check.stderr) or _last_line(check.stdout)}")
     read = f"read {subset} of its data" if subset not in ("0", "0%", "") else "structure only"
-    out.write(f"data: ok, snapshot {snapshot_id[:8]} ({entry.holds()}) is listed; restic check ({read}): no errors\n")
+    out.write(f"data: ok, snapshot {snapshot_id[:8]} ({entry.data_details()}) is listed; restic check ({read}): no errors\n")
     return 0
 
 

@@ -117,7 +117,7 @@ def test_verify_checks_the_repository(moto, layout, archive, repository):
     code, out, err = command(moto, layout.bucket, "verify", stamp)
     assert code == 0, err
     assert out.splitlines()[0].startswith("database: ok")
-    assert out.splitlines()[1] == (f"data: ok, snapshot {repository['snapshot'][:8]} (database, data (2 files, 2.9 KiB)) "
+    assert out.splitlines()[1] == (f"data: ok, snapshot {repository['snapshot'][:8]} (2 files, 2.9 KiB) "
                                    "is listed; restic check (read 5% of its data): no errors")
     # A pack file damaged in the bucket: restic check reads every pack and finds it.
     packs = [item["Key"] for item in layout.s3.list_objects_v2(Bucket=layout.bucket, Prefix="acme/data/data/")["Contents"]]
