@@ -1,14 +1,22 @@
-"""BucketLifecycleRules: the backup bucket's expiry rules, managed with boto3.
+"""BucketLifecycleRules: the backup bucket's clean-up rule, managed with boto3.
+
+The rule removes what an interrupted backup leaves behind, and nothing else:
+it expires the objects under a temporary upload prefix (``.../.incoming/``,
+see docs/backups.md) and aborts unfinished multipart uploads. It never
+expires backups: deleting old backups is the backup job's retention, which
+keeps the newest good ones however old they are. A prefix that is not a
+temporary upload prefix is refused.
 
 pulumi-aws's ``BucketLifecycleConfiguration`` waits for an AWS-only response
 header and hangs, then fails, on MinIO, Ceph and other S3-compatible servers.
-This dynamic resource puts the rules with boto3 instead, which works on
-Scaleway and MinIO alike. It owns only its own rules (by ID) and leaves any
+This dynamic resource puts the rule with boto3 instead, which works on
+Scaleway and MinIO alike. It owns only its own rule (by ID) and leaves any
 other rule on the bucket alone.
 
-On delete it removes its rules, so that backups kept in the retained bucket
-after ``pulumi destroy`` are not expired later: they outlive the workspace
-until someone deletes them.
+On delete it removes its rule, only while the rule on the server still has the
+prefix this resource put there: a rule of the same ID that another workspace
+has written since (look-alike stacks shared rule IDs before IDs came from the
+workspace key) is left alone.
 
 The provider is pickled by reference: the dynamic provider host imports
 ``components.lifecycle`` from the project directory. The module path and class
@@ -31,7 +39,25 @@ _NO_CONFIG_CODES = {"NoSuchLifecycleConfiguration", "NoSuchLifecycle"}
 # that: the same server under another URL must be updated in place, because a
 # replacement would create the rule, then delete it as the "old" one.
 _REPLACE_KEYS = ("bucket", "rule_id_prefix")
+# A change of prefix or days is an update of the same rule (same ID): an existing
+# stack's rule, which expired the workspace's whole prefix, is rewritten in place.
 _UPDATE_KEYS = ("endpoint_url", "region", "access_key", "secret_key", "prefix", "expiration_days", "abort_multipart_days")
+# The end of every prefix whose objects the rule may expire: uploads in progress or abandoned.
+TEMPORARY_PREFIX_END = "/.incoming/"
+
+
+class LifecycleRuleError(ValueError):
+    """The rule would expire more than temporary uploads."""
+
+
+def check_prefix(prefix: str) -> str:
+    """The prefix, when it is a temporary upload prefix (``<...>/.incoming/``); else LifecycleRuleError."""
+    if not isinstance(prefix, str) or not prefix.endswith(TEMPORARY_PREFIX_END) or prefix.startswith("/"):
+        raise LifecycleRuleError(
+            f"lifecycle prefix {prefix!r} is not a temporary upload prefix (ending in {TEMPORARY_PREFIX_END!r}): "
+            "the backup bucket's rule never expires anything else"
+        )
+    return prefix
 
 
 def rule_id(rule_id_prefix: str) -> str:
@@ -42,12 +68,17 @@ def rule_id(rule_id_prefix: str) -> str:
 def desired_rule(rule_id_prefix: str, prefix: str, expiration_days: int, abort_multipart_days: int) -> dict:
     """The lifecycle rule this resource keeps on the bucket.
 
-    One rule with both actions: MinIO refuses a rule whose only action is
-    AbortIncompleteMultipartUpload (it keeps the expiry and ignores the abort).
+    One rule with both actions, filtered on the temporary upload prefix (one
+    prefix per filter, as Scaleway requires): MinIO refuses a rule whose only
+    action is AbortIncompleteMultipartUpload (minio internal/bucket/lifecycle/
+    rule.go, Rule.Validate: errXMLNotWellFormed without Expiration, Transition or
+    a noncurrent-version action), so the abort cannot be a rule of its own on
+    the workspace's whole prefix. MinIO ignores the abort action and removes
+    stale multipart uploads by itself (after 24 hours by default).
     """
     return {
         "ID": rule_id(rule_id_prefix),
-        "Filter": {"Prefix": prefix},
+        "Filter": {"Prefix": check_prefix(prefix)},
         "Status": "Enabled",
         "Expiration": {"Days": int(expiration_days)},
         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": int(abort_multipart_days)},
@@ -99,8 +130,18 @@ def apply_rules(props: dict) -> bool:
     return True
 
 
+def _rule_prefix(rule: dict) -> Optional[str]:
+    """The prefix a rule applies to (Filter.Prefix, or the legacy top-level Prefix)."""
+    return rule.get("Filter", {}).get("Prefix", rule.get("Prefix"))
+
+
 def remove_rules(props: dict) -> None:
-    """Removes this resource's rules from the bucket, keeping the others."""
+    """Removes this resource's rule from the bucket, keeping the others.
+
+    The rule is this resource's while its prefix is the one in ``props``: a rule
+    of the same ID with another prefix was written by another workspace (or by
+    hand) and stays.
+    """
     from botocore.exceptions import ClientError
 
     client = client_from_inputs(props)
@@ -113,7 +154,7 @@ def remove_rules(props: dict) -> None:
     if not current:
         return
     ours = rule_id(props["rule_id_prefix"])
-    others = [rule for rule in current if rule.get("ID") != ours]
+    others = [rule for rule in current if rule.get("ID") != ours or _rule_prefix(rule) != props["prefix"]]
     if len(others) == len(current):
         return
     if others:
@@ -139,7 +180,7 @@ def read_rules(props: dict) -> Optional[dict]:
     return {
         **props,
         "supported": True,
-        "prefix": rule.get("Filter", {}).get("Prefix", rule.get("Prefix", props["prefix"])),
+        "prefix": _rule_prefix(rule) if rule else props["prefix"],
         "expiration_days": rule.get("Expiration", {}).get("Days"),
         "abort_multipart_days": rule.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation"),
     }
@@ -176,10 +217,14 @@ class BucketLifecycleRulesProvider(ResourceProvider):
 
 
 class BucketLifecycleRules(Resource, module="labeling", name="BucketLifecycleRules"):
-    """Expiry rules on a bucket of an S3-compatible server, kept with boto3.
+    """The clean-up rule of temporary uploads on a bucket of an S3-compatible server, kept with boto3.
+
+    ``prefix`` is the temporary upload prefix (``<workspace prefix>database/.incoming/``);
+    its objects expire after ``expiration_days``, and unfinished multipart uploads
+    under it are aborted after ``abort_multipart_days``.
 
     Outputs ``supported``: False when the server does not implement lifecycle
-    rules (then the backup job's own retention is what removes old backups).
+    rules (then abandoned temporary uploads stay until someone deletes them).
     """
 
     supported: pulumi.Output[bool]
@@ -192,10 +237,12 @@ class BucketLifecycleRules(Resource, module="labeling", name="BucketLifecycleRul
         bucket: pulumi.Input[str],
         rule_id_prefix: str,
         prefix: pulumi.Input[str],
-        expiration_days: pulumi.Input[int],
+        expiration_days: pulumi.Input[int] = 1,
         abort_multipart_days: int = 1,
         opts: Optional[pulumi.ResourceOptions] = None,
     ):
+        if isinstance(prefix, str):
+            check_prefix(prefix)  # at `pulumi preview` already, not only when the provider runs
         props = {
             **endpoint.connection_inputs(),
             "bucket": bucket,

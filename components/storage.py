@@ -2,8 +2,14 @@
 
 - The **backup bucket** receives the database backups. It is created by the
   program, kept when the stack is destroyed (``retain_on_delete``), and has a
-  lifecycle rule that expires backups a week after the retention (a backstop
-  for the backup job's own retention) and aborts incomplete multipart uploads.
+  lifecycle rule that cleans up after interrupted backups only: it expires the
+  temporary uploads under ``<workspace prefix>database/.incoming/`` after a day
+  and aborts unfinished multipart uploads there after a day. It never expires
+  backups: only the backup job's retention deletes them, and it keeps the
+  newest good ones whatever their age, so a long stretch of failed backups
+  never empties the bucket. The rule's ID is ``labeling-<workspace key>-backups``,
+  unique per project and stack like the prefix (look-alike stacks sharing a
+  bucket never touch each other's rule).
   A configured bucket that already exists (kept by an earlier ``pulumi
   destroy``) is adopted with the ``import`` option when ``adopt_backup_bucket``
   says so (see ``datasets.check_backup_bucket``); its other rules are kept.
@@ -12,8 +18,8 @@
 - A Secret holds the S3 credentials for the pods that need them.
 
 With an in-cluster MinIO the program cannot reach the server, so a Job inside
-the cluster creates the buckets and sets the rule instead (the dataset buckets
-are created there empty, for the user to fill).
+the cluster creates the buckets and sets the same rule instead (the dataset
+buckets are created there empty, for the user to fill).
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ from components.lifecycle import BucketLifecycleRules
 
 BUCKETS_SCRIPT = "ensure-buckets.sh"
 CREDENTIALS_SECRET_NAME = "s3-credentials"
-# The bucket's expiry rule is a backstop for the backup job's own retention, which
-# deletes old backups only after a new one is safely stored. The grace keeps a
-# stretch of failed backups from leaving the bucket empty.
-LIFECYCLE_GRACE_DAYS = 7
+# Where backups are uploaded before they are verified and made visible, below the
+# workspace prefix (docs/backups.md: `<key>/database/.incoming/<stamp>.dump`).
+INCOMING_PREFIX = "database/.incoming/"
+# The lifecycle rule expires what is left there, and aborts unfinished multipart
+# uploads there, after this many days: no backup run takes that long.
+INCOMING_EXPIRATION_DAYS = 1
+ABORT_MULTIPART_DAYS = 1
 # Keys of the credentials Secret, the same for the generated in-cluster MinIO Secret.
 ACCESS_KEY_KEY = "accessKeyId"
 SECRET_KEY_KEY = "secretAccessKey"
@@ -57,8 +66,11 @@ class ObjectStorageArgs(TypedDict):
     """Configured name, or "" to generate one starting with `backup_bucket_prefix`."""
     backup_bucket_prefix: str
     workspace_prefix: str
-    """Key prefix of everything this workspace keeps in the backup bucket (ends with '/')."""
-    retention_days: int
+    """Key prefix of everything this workspace keeps in the backup bucket: the workspace
+    key and '/' (config.workspace_key, unique per project and stack). The lifecycle
+    rule's ID is made from it too."""
+    retention_days: NotRequired[int]
+    """Not used here: the backup job's retention is the only thing that deletes backups."""
     dataset_buckets: Sequence[str]
     credentials_secret_name: Optional[pulumi.Input[str]]
     """An existing Secret with the S3 keys (in-cluster MinIO), or None to create one."""
@@ -110,7 +122,8 @@ class ObjectStorage(pulumi.ComponentResource):
             )
             secret_name = secret.metadata["name"]
 
-        rule_id = f"labeling-{args['workspace']}"
+        rule_id = lifecycle_rule_id_prefix(args["workspace_prefix"])
+        incoming = incoming_prefix(args["workspace_prefix"])
         if endpoint.reachable_from_program:
             bucket = aws.s3.Bucket(
                 f"{name}-backups",
@@ -126,15 +139,16 @@ class ObjectStorage(pulumi.ComponentResource):
                 endpoint=endpoint,
                 bucket=bucket.bucket,
                 rule_id_prefix=rule_id,
-                prefix=args["workspace_prefix"],
-                expiration_days=args["retention_days"] + LIFECYCLE_GRACE_DAYS,
+                prefix=incoming,
+                expiration_days=INCOMING_EXPIRATION_DAYS,
+                abort_multipart_days=ABORT_MULTIPART_DAYS,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[bucket]),
             )
             rules.supported.apply(_warn_if_unsupported)
             self.backup_bucket = bucket.bucket
             self.ready: list[pulumi.Resource] = [bucket]
         else:
-            job = self._ensure_buckets_in_cluster(name, args, bucket_name, secret_name, rule_id)
+            job = self._ensure_buckets_in_cluster(name, args, bucket_name, secret_name, rule_id, incoming)
             self.backup_bucket = pulumi.Output.from_input(bucket_name)
             self.ready = [job]
 
@@ -157,8 +171,9 @@ class ObjectStorage(pulumi.ComponentResource):
         bucket_name: pulumi.Input[str],
         secret_name: pulumi.Input[str],
         rule_id: str,
+        incoming: str,
     ) -> k8s.batch.v1.Job:
-        """A Job inside the cluster creates the buckets and sets the backup bucket's rules."""
+        """A Job inside the cluster creates the buckets and sets the backup bucket's rule."""
         endpoint = args["endpoint"]
         labels = kube.labels(args["workspace"], "ensure-buckets")
         script = kube.asset(BUCKETS_SCRIPT)
@@ -173,8 +188,9 @@ class ObjectStorage(pulumi.ComponentResource):
             script,
             AWS_CLI_IMAGE,
             args["backup_bucket"],
-            args["workspace_prefix"],
-            args["retention_days"],
+            rule_id,
+            incoming,
+            INCOMING_EXPIRATION_DAYS,
             sorted(args["dataset_buckets"]),
         )
 
@@ -182,9 +198,9 @@ class ObjectStorage(pulumi.ComponentResource):
             **endpoint.cli_environment(),
             "BUCKETS": pulumi.Output.all(bucket_name, *args["dataset_buckets"]).apply(" ".join),
             "LIFECYCLE_BUCKET": bucket_name,
-            "LIFECYCLE_PREFIX": args["workspace_prefix"],
+            "LIFECYCLE_PREFIX": incoming,
             "LIFECYCLE_RULE_ID": rule_id,
-            "RETENTION_DAYS": str(args["retention_days"] + LIFECYCLE_GRACE_DAYS),
+            "LIFECYCLE_EXPIRATION_DAYS": str(INCOMING_EXPIRATION_DAYS),
             "HOME": "/tmp",
         }
         return k8s.batch.v1.Job(
@@ -241,6 +257,24 @@ class ObjectStorage(pulumi.ComponentResource):
         )
 
 
+def lifecycle_rule_id_prefix(workspace_prefix: str) -> str:
+    """``labeling-<workspace key>``: the start of the backup bucket rule's ID (lifecycle.rule_id adds ``-backups``).
+
+    Unique per project and stack, like the workspace key. For a stack whose name is
+    a DNS label the key is the name, so the ID is the one earlier versions gave the
+    rule (``labeling-<stack>``) and the rule is updated in place.
+    """
+    key = workspace_prefix[:-1]
+    if not workspace_prefix.endswith("/") or not key or "/" in key:
+        raise ValueError(f"workspace prefix {workspace_prefix!r} is not '<workspace key>/'")
+    return f"labeling-{key}"
+
+
+def incoming_prefix(workspace_prefix: str) -> str:
+    """Where the workspace's backups are uploaded before they are made visible (the rule's only target)."""
+    return f"{workspace_prefix}{INCOMING_PREFIX}"
+
+
 def _adopted_bucket(args: ObjectStorageArgs) -> Optional[str]:
     """The ID to import the backup bucket with, or None to create it.
 
@@ -267,6 +301,6 @@ def _adopted_bucket(args: ObjectStorageArgs) -> Optional[str]:
 def _warn_if_unsupported(supported: Optional[bool]) -> None:
     if supported is False:
         pulumi.log.warn(
-            "The object storage server does not implement lifecycle rules: old backups are "
-            "removed only by the backup job's own retention."
+            "The object storage server does not implement lifecycle rules: uploads that a failed "
+            "backup leaves under .incoming/ stay until someone deletes them."
         )

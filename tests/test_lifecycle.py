@@ -1,13 +1,32 @@
 """The lifecycle dynamic provider, against a real S3-compatible HTTP server."""
 
+import base64
+import hashlib
+
 import pytest
 from botocore.exceptions import ClientError
 
-from components.endpoint import s3_client
-from components.lifecycle import BucketLifecycleRulesProvider, rule_id
+from components.lifecycle import BucketLifecycleRulesProvider, LifecycleRuleError, check_prefix, rule_id
 from s3_stub import StubS3Server
 
 USER_RULE = {"ID": "user-archive", "Filter": {"Prefix": "archive/"}, "Status": "Enabled", "Expiration": {"Days": 365}}
+# What the rule looked like before issue 10: the workspace's whole prefix expired
+# a week after the retention.
+OLD_RULE = {
+    "ID": "labeling-acme-backups",
+    "Filter": {"Prefix": "acme/"},
+    "Status": "Enabled",
+    "Expiration": {"Days": 37},
+    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+}
+# A workspace's objects (docs/backups.md): none may ever be expired by the rule.
+BACKUP_KEYS = [
+    "acme/database/20261130T030000Z.dump",
+    "acme/backups/20261130T030000Z.json",
+    "acme/data/config",
+    "acme/data/data/00/0123456789abcdef",
+    "acme/data-password",
+]
 
 
 def props(settings, bucket, **changes):
@@ -15,8 +34,8 @@ def props(settings, bucket, **changes):
         **settings,
         "bucket": bucket,
         "rule_id_prefix": "labeling-acme",
-        "prefix": "acme/",
-        "expiration_days": 30,
+        "prefix": "acme/database/.incoming/",
+        "expiration_days": 1,
         "abort_multipart_days": 1,
     }
     values.update(changes)
@@ -32,30 +51,70 @@ def rules_of(s3, bucket):
         raise
 
 
-def test_create_puts_expiry_and_abort_rules(s3, s3_settings, bucket):
+def expired_by(rules, key):
+    """The IDs of the rules that would expire `key` (prefix filters, as this project writes them)."""
+    return [
+        rule["ID"]
+        for rule in rules.values()
+        if "Expiration" in rule and key.startswith(rule.get("Filter", {}).get("Prefix", rule.get("Prefix", "")))
+    ]
+
+
+def localhost(url):
+    """The same server under a host name: only path-style requests reach it (`<bucket>.localhost` does not resolve)."""
+    return url.replace("127.0.0.1", "localhost")
+
+
+def test_create_puts_the_clean_up_rule(s3, s3_settings, bucket):
     result = BucketLifecycleRulesProvider().create(props(s3_settings, bucket))
     assert result.outs["supported"] is True
     assert result.id == f"{bucket}/labeling-acme"
     rules = rules_of(s3, bucket)
     assert set(rules) == {"labeling-acme-backups"} == {rule_id("labeling-acme")}
     rule = rules["labeling-acme-backups"]
-    assert rule["Expiration"] == {"Days": 30}
-    assert rule["Filter"]["Prefix"] == "acme/"
-    assert rule["Status"] == "Enabled"
+    assert rule["Filter"] == {"Prefix": "acme/database/.incoming/"}
+    assert rule["Expiration"] == {"Days": 1}
     assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert rule["Status"] == "Enabled"
 
 
-def test_update_changes_the_days_and_keeps_other_rules(s3, s3_settings, bucket):
-    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [USER_RULE]})
-    provider = BucketLifecycleRulesProvider()
-    old = provider.create(props(s3_settings, bucket)).outs
-    new = props(s3_settings, bucket, expiration_days=7)
-    result = provider.update(f"{bucket}/labeling-acme", old, new)
-    assert result.outs["expiration_days"] == 7
+def test_the_rule_never_expires_a_backup_only_abandoned_uploads(s3, s3_settings, bucket):
+    BucketLifecycleRulesProvider().create(props(s3_settings, bucket))
     rules = rules_of(s3, bucket)
-    assert rules["labeling-acme-backups"]["Expiration"] == {"Days": 7}
-    assert rules["user-archive"]["Expiration"] == {"Days": 365}
-    assert len(rules) == 2
+    for key in BACKUP_KEYS:
+        assert expired_by(rules, key) == [], key
+    assert expired_by(rules, "acme/database/.incoming/20261130T030000Z.dump") == ["labeling-acme-backups"]
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    ["acme/", "", "acme/database/", "acme/database/.incoming", "/.incoming/", ".incoming/", None],
+)
+def test_a_rule_on_anything_but_temporary_uploads_is_refused(s3, s3_settings, bucket, prefix):
+    with pytest.raises(LifecycleRuleError, match="never expires anything else"):
+        BucketLifecycleRulesProvider().create(props(s3_settings, bucket, prefix=prefix))
+    assert rules_of(s3, bucket) == {}
+    with pytest.raises(LifecycleRuleError):
+        check_prefix(prefix)
+
+
+def test_an_existing_stacks_rule_is_updated_in_place_and_expires_backups_no_more(s3, s3_settings, bucket):
+    # The bucket as an earlier version left it: its rule on the whole prefix, and a rule of the user's.
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [USER_RULE, OLD_RULE]})
+    assert expired_by(rules_of(s3, bucket), BACKUP_KEYS[0]) == ["labeling-acme-backups"]
+    old_state = props(s3_settings, bucket, prefix="acme/", expiration_days=37, supported=True)
+    new = props(s3_settings, bucket)
+    provider = BucketLifecycleRulesProvider()
+    diff = provider.diff(f"{bucket}/labeling-acme", old_state, new)
+    assert diff.changes and diff.replaces == []  # an update of the same rule, not a replacement
+    result = provider.update(f"{bucket}/labeling-acme", old_state, new)
+    assert (result.outs["prefix"], result.outs["expiration_days"]) == ("acme/database/.incoming/", 1)
+    rules = rules_of(s3, bucket)
+    assert set(rules) == {"user-archive", "labeling-acme-backups"}
+    assert rules["labeling-acme-backups"]["Filter"] == {"Prefix": "acme/database/.incoming/"}
+    assert rules["user-archive"] == USER_RULE
+    for key in BACKUP_KEYS:
+        assert expired_by(rules, key) == [], key
 
 
 def test_delete_removes_only_its_rules(s3, s3_settings, bucket):
@@ -63,7 +122,7 @@ def test_delete_removes_only_its_rules(s3, s3_settings, bucket):
     provider = BucketLifecycleRulesProvider()
     outs = provider.create(props(s3_settings, bucket)).outs
     provider.delete(f"{bucket}/labeling-acme", outs)
-    assert set(rules_of(s3, bucket)) == {"user-archive"}
+    assert rules_of(s3, bucket) == {"user-archive": USER_RULE}
 
 
 def test_delete_leaves_no_configuration_when_none_remains(s3, s3_settings, bucket):
@@ -79,13 +138,29 @@ def test_delete_leaves_no_configuration_when_none_remains(s3, s3_settings, bucke
 def test_two_workspaces_share_a_bucket_without_touching_each_other(s3, s3_settings, bucket):
     provider = BucketLifecycleRulesProvider()
     acme = provider.create(props(s3_settings, bucket)).outs
-    beta = provider.create(props(s3_settings, bucket, rule_id_prefix="labeling-beta", prefix="beta/", expiration_days=5)).outs
+    beta = provider.create(props(s3_settings, bucket, rule_id_prefix="labeling-beta", prefix="beta/database/.incoming/")).outs
     assert len(rules_of(s3, bucket)) == 2
     provider.delete("x", acme)
     rules = rules_of(s3, bucket)
     assert set(rules) == {"labeling-beta-backups"}
-    assert rules["labeling-beta-backups"]["Expiration"] == {"Days": 5}
+    assert rules["labeling-beta-backups"]["Filter"] == {"Prefix": "beta/database/.incoming/"}
     provider.delete("y", beta)
+    assert rules_of(s3, bucket) == {}
+
+
+def test_delete_leaves_a_rule_of_the_same_id_that_another_workspace_wrote(s3, s3_settings, bucket):
+    # Before rule IDs came from the workspace key, `acme_prod` and `acme-prod` both kept
+    # `labeling-acme-prod-backups`. When `acme_prod` moves to its own ID, the old rule is
+    # deleted as part of the replacement: only if it is still the one `acme_prod` wrote.
+    provider = BucketLifecycleRulesProvider()
+    theirs = props(s3_settings, bucket, rule_id_prefix="labeling-acme-prod", prefix="acme-prod/database/.incoming/")
+    provider.create(theirs)
+    our_old_state = props(s3_settings, bucket, rule_id_prefix="labeling-acme-prod", prefix="acme-prod-1a2b3c4d/")
+    provider.delete(f"{bucket}/labeling-acme-prod", our_old_state)
+    assert rules_of(s3, bucket)["labeling-acme-prod-backups"]["Filter"] == {"Prefix": "acme-prod/database/.incoming/"}
+    # Its own rule (same prefix as in its state) it does delete.
+    provider.delete(f"{bucket}/labeling-acme-prod", theirs)
+    assert rules_of(s3, bucket) == {}
 
 
 def test_read_reports_drift_that_diff_then_repairs(s3, s3_settings, bucket):
@@ -98,15 +173,27 @@ def test_read_reports_drift_that_diff_then_repairs(s3, s3_settings, bucket):
     diff = provider.diff(f"{bucket}/labeling-acme", state, desired)
     assert diff.changes and not diff.replaces
     provider.update(f"{bucket}/labeling-acme", state, desired)
-    assert provider.read(f"{bucket}/labeling-acme", desired).outs["expiration_days"] == 30
+    assert provider.read(f"{bucket}/labeling-acme", desired).outs["expiration_days"] == 1
+
+
+def test_read_reports_a_rule_changed_by_hand(s3, s3_settings, bucket):
+    provider = BucketLifecycleRulesProvider()
+    desired = props(s3_settings, bucket)
+    provider.create(desired)
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [OLD_RULE]})
+    state = provider.read(f"{bucket}/labeling-acme", desired).outs
+    assert (state["prefix"], state["expiration_days"]) == ("acme/", 37)
+    assert provider.diff(f"{bucket}/labeling-acme", state, desired).changes
 
 
 def test_diff(s3_settings):
     provider = BucketLifecycleRulesProvider()
     old = {**props(s3_settings, "backups"), "supported": True}
     assert not provider.diff("id", old, props(s3_settings, "backups")).changes
-    days = provider.diff("id", old, props(s3_settings, "backups", expiration_days=7))
+    days = provider.diff("id", old, props(s3_settings, "backups", expiration_days=2))
     assert days.changes and days.replaces == []
+    prefix = provider.diff("id", old, props(s3_settings, "backups", prefix="acme-2/database/.incoming/"))
+    assert prefix.changes and prefix.replaces == []
     keys = provider.diff("id", old, props(s3_settings, "backups", secret_key="rotated"))
     assert keys.changes and keys.replaces == []
     moved = provider.diff("id", old, props(s3_settings, "other-backups"))
@@ -131,16 +218,17 @@ def test_server_without_lifecycle_api_is_reported_not_failed():
         assert any("lifecycle" in request.query for request in stub.requests)
 
 
-def test_content_md5_is_sent_for_servers_that_require_it():
+def test_content_md5_of_the_body_sent_is_sent_path_style():
     # The stub refuses the rules without a correct Content-MD5, as some servers do.
     with StubS3Server("md5-required") as stub:
-        settings = {"endpoint_url": stub.url, "region": "fr-par", "access_key": "a", "secret_key": "b"}
+        settings = {"endpoint_url": localhost(stub.url), "region": "fr-par", "access_key": "a", "secret_key": "b"}
         created = BucketLifecycleRulesProvider().create(props(settings, "backups"))
         assert created.outs["supported"] is True
-        puts = [r for r in stub.requests if r.method == "PUT" and "lifecycle" in r.query]
-        assert puts and b"<ID>labeling-acme-backups</ID>" in puts[-1].body
-        # Path-style addressing: the bucket is in the path, not the host name.
-        assert puts[-1].path == "/backups"
+        (put,) = [r for r in stub.requests if r.method == "PUT" and "lifecycle" in r.query]
+    assert put.headers["Content-MD5"] == base64.b64encode(hashlib.md5(put.body).digest()).decode()
+    assert b"<ID>labeling-acme-backups</ID>" in put.body and b"<Prefix>acme/database/.incoming/</Prefix>" in put.body
+    # Path-style addressing: the bucket is in the path and the host is the endpoint's.
+    assert put.path == "/backups" and put.headers["Host"] == localhost(stub.url).split("//")[1]
 
 
 def test_other_errors_fail_the_operation():
@@ -148,14 +236,6 @@ def test_other_errors_fail_the_operation():
         settings = {"endpoint_url": stub.url, "region": "fr-par", "access_key": "a", "secret_key": "b"}
         with pytest.raises(ClientError, match="AccessDenied"):
             BucketLifecycleRulesProvider().create(props(settings, "backups"))
-
-
-def test_client_uses_path_style_and_checksums_only_when_required(s3_settings):
-    client = s3_client(**s3_settings)
-    config = client.meta.config
-    assert config.s3["addressing_style"] == "path"
-    assert config.request_checksum_calculation == "when_required"
-    assert config.response_checksum_validation == "when_required"
 
 
 def test_read_of_a_deleted_bucket_reports_the_resource_gone(s3, s3_settings, bucket):
@@ -172,12 +252,15 @@ def test_rules_are_accepted_by_servers_that_want_an_expiry_in_every_rule():
     with StubS3Server("minio-rules") as stub:
         settings = {"endpoint_url": stub.url, "region": "minio", "access_key": "a", "secret_key": "b"}
         assert BucketLifecycleRulesProvider().create(props(settings, "backups")).outs["supported"] is True
+        stored = stub.lifecycle["backups"]
+    assert stored.count(b"<Rule>") == 1
+    assert b"<Expiration><Days>1</Days></Expiration>" in stored
+    assert b"<AbortIncompleteMultipartUpload><DaysAfterInitiation>1</DaysAfterInitiation>" in stored
 
 
 def test_provider_unpickles_in_a_fresh_process_from_the_project_directory():
     # The dynamic provider host starts in the project directory and imports the
     # provider's module by name: this must work without the test's import paths.
-    import base64
     import subprocess
     import sys
 
@@ -196,5 +279,7 @@ def test_provider_unpickles_in_a_fresh_process_from_the_project_directory():
     assert result.stdout.split() == ["components.lifecycle", "BucketLifecycleRulesProvider"]
     # And the pickle is a reference, not a copy of the code: outside the project it cannot load.
     elsewhere = subprocess.run([sys.executable, "-c", code, blob], cwd="/", capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
-    assert elsewhere.returncode != 0 and "components" in elsewhere.stderr
-    assert base64.b64decode(blob)
+    assert elsewhere.returncode != 0 and "No module named 'components'" in elsewhere.stderr
+    pickled = base64.b64decode(blob)
+    assert b"components.lifecycle" in pickled and b"BucketLifecycleRulesProvider" in pickled
+    assert b"put_bucket_lifecycle_configuration" not in pickled  # no code of the provider travels in the state

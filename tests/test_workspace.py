@@ -5,7 +5,8 @@ import json
 import pytest
 
 import harness
-from harness import GENERATED_PASSWORD, ROOT, load_stack_file, render
+from harness import ROOT, load_stack_file, render
+from components.lifecycle import rule_id
 
 DEV = load_stack_file(ROOT / "Pulumi.dev.yaml")
 ACME = {**load_stack_file(ROOT / "examples" / "Pulumi.acme.yaml"), "storageSecretKey": "acme-secret-key-0123"}
@@ -28,14 +29,30 @@ STACK_OUTPUTS = {
 }
 
 
+# What the providers compute, set here to values of the test's own: an output or
+# input equal to one of them came from that resource's output, through the program.
+ADMIN_PASSWORD = "Provider-Made-Admin-Pass-8142"
+BUCKET_SUFFIX = "5eed1e55"
+PROVIDER_OUTPUTS = {
+    "workspace-admin-password": {"result": ADMIN_PASSWORD},
+    "workspace-storage-backup-bucket-suffix": {"hex": BUCKET_SUFFIX},
+}
+
+
+def render_stack(config, stack, secrets=()):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(harness.Mocks, "state_overrides", PROVIDER_OUTPUTS)
+        return render(config, stack=stack, secrets=secrets)
+
+
 @pytest.fixture(scope="module")
 def dev():
-    return render(DEV, stack="dev")
+    return render_stack(DEV, "dev")
 
 
 @pytest.fixture(scope="module")
 def acme():
-    return render(ACME, stack="acme", secrets=ACME_SECRETS)
+    return render_stack(ACME, "acme", ACME_SECRETS)
 
 
 @pytest.mark.parametrize("stack", ["dev", "acme"])
@@ -96,7 +113,9 @@ def test_stack_outputs(stack, request):
     rendering = request.getfixturevalue(stack)
     assert set(rendering.outputs) == STACK_OUTPUTS
     assert rendering.secret_outputs == {"adminPassword"}
-    assert rendering.outputs["adminPassword"] == GENERATED_PASSWORD
+    # The generated password, as its resource made it, is the one the admin Secret holds.
+    secret = rendering.one("kubernetes:core/v1:Secret", "admin")
+    assert rendering.outputs["adminPassword"] == ADMIN_PASSWORD == secret.inputs["stringData"]["password"]
 
 
 def test_dev_outputs(dev):
@@ -104,7 +123,7 @@ def test_dev_outputs(dev):
     assert dev.outputs["namespace"] == "cvat-dev"
     assert dev.outputs["datasetBuckets"] == ["images"]
     assert dev.outputs["adminEmail"] == "admin@example.com"
-    assert dev.outputs["backupBucket"] == "labeling-dev-backups-" + harness.RANDOM_HEX
+    assert dev.outputs["backupBucket"] == "labeling-dev-backups-" + BUCKET_SUFFIX
     assert dev.outputs["backupPrefix"] == "dev/database/"
     assert dev.outputs["backupSchedule"] == "0 3 * * *"
     assert dev.outputs["backupRetentionDays"] == 30
@@ -125,12 +144,16 @@ def test_https_url_with_an_existing_tls_secret():
 def test_backup_bucket_is_created_retained_and_has_lifecycle_rules(acme):
     bucket = acme.one("aws:s3/bucket:Bucket")
     assert bucket.retain_on_delete
-    assert bucket.inputs["bucket"] == "labeling-acme-backups-" + harness.RANDOM_HEX
+    assert bucket.inputs["bucket"] == "labeling-acme-backups-" + BUCKET_SUFFIX == acme.outputs["backupBucket"]
     assert not bucket.inputs.get("forceDestroy")
     rules = acme.one("pulumi-python:dynamic/labeling:BucketLifecycleRules")
     assert rules.inputs["bucket"] == bucket.inputs["bucket"]
-    assert rules.inputs["expiration_days"] == 14 + 7  # the retention plus a week's grace
-    assert rules.inputs["prefix"] == "acme/"
+    # Only the backups' temporary uploads expire, after a day; backups never do.
+    assert rules.inputs["prefix"] == acme.outputs["backupPrefix"] + ".incoming/" == "acme/database/.incoming/"
+    assert (rules.inputs["expiration_days"], rules.inputs["abort_multipart_days"]) == (1, 1)
+    assert acme.outputs["backupRetentionDays"] == 14  # which the rule does not follow
+    # A stack named as a DNS label keeps the rule ID of earlier versions: updated in place.
+    assert rule_id(rules.inputs["rule_id_prefix"]) == "labeling-acme-backups"
     assert rules.inputs["endpoint_url"] == "https://s3.fr-par.scw.cloud"
     assert bucket.urn in rules.depends_on
     assert {"access_key", "secret_key"} <= rules.secret_paths
@@ -170,10 +193,12 @@ def test_in_cluster_minio_replaces_the_aws_provider(dev):
     job = dev.one("kubernetes:batch/v1:Job", "ensure-buckets")
     env = {e["name"]: e for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AWS_ENDPOINT_URL"]["value"] == "http://minio.cvat-dev.svc:9000"
-    assert env["BUCKETS"]["value"] == f"labeling-dev-backups-{harness.RANDOM_HEX} images"
-    assert env["LIFECYCLE_BUCKET"]["value"] == f"labeling-dev-backups-{harness.RANDOM_HEX}"
-    assert env["RETENTION_DAYS"]["value"] == "37"  # the retention plus a week's grace
-    assert env["LIFECYCLE_PREFIX"]["value"] == "dev/"
+    assert env["BUCKETS"]["value"] == f"{dev.outputs['backupBucket']} images"
+    assert env["LIFECYCLE_BUCKET"]["value"] == dev.outputs["backupBucket"] == f"labeling-dev-backups-{BUCKET_SUFFIX}"
+    assert env["LIFECYCLE_PREFIX"]["value"] == dev.outputs["backupPrefix"] + ".incoming/" == "dev/database/.incoming/"
+    assert env["LIFECYCLE_EXPIRATION_DAYS"]["value"] == "1"
+    assert env["LIFECYCLE_RULE_ID"]["value"] == "labeling-dev"
+    assert "RETENTION_DAYS" not in env
     assert env["AWS_REQUEST_CHECKSUM_CALCULATION"]["value"] == "when_required"
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"] == {"name": "minio-root", "key": "accessKeyId"}
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "minio-root", "key": "secretAccessKey"}
@@ -188,7 +213,7 @@ def test_bucket_job_reruns_only_when_its_work_changes():
 
     base = job_name(DEV)
     assert base == job_name(DEV)
-    assert base != job_name({**DEV, "backupRetentionDays": 7})
+    assert base == job_name({**DEV, "backupRetentionDays": 7})  # the rule no longer follows the retention
     assert base != job_name({**DEV, "datasetBuckets": ["images", "videos"]})
     assert base == job_name({**DEV, "description": "changed"})
 
@@ -200,10 +225,11 @@ def test_admin_password_is_generated_once_and_stays_secret(dev):
     secret = dev.one("kubernetes:core/v1:Secret", "admin")
     assert secret.inputs["metadata"]["name"] == "admin-credentials"
     assert "stringData" in secret.secret_paths
+    # The password is the generated resource's output, as it made it.
     assert secret.inputs["stringData"] == {
         "username": "admin",
         "email": "admin@example.com",
-        "password": GENERATED_PASSWORD,
+        "password": ADMIN_PASSWORD,
     }
 
 
@@ -242,3 +268,20 @@ def test_unsupported_lifecycle_rules_warn(monkeypatch):
     assert any("does not implement lifecycle rules" in warning for warning in rendering.warnings)
     monkeypatch.setattr(harness.Mocks, "lifecycle_supported", True)
     assert render(ACME, stack="acme", secrets=ACME_SECRETS).warnings == []
+
+
+def test_look_alike_stacks_sharing_a_bucket_keep_their_own_rule():
+    shared = {**ACME, "backupBucket": "acme-cvat-backups"}
+    found = {}
+    for stack in ("acme_prod", "acme-prod"):
+        rendering = render(shared, stack=stack, secrets=ACME_SECRETS)
+        rules = rendering.one("pulumi-python:dynamic/labeling:BucketLifecycleRules")
+        assert rules.inputs["bucket"] == "acme-cvat-backups"
+        assert rules.inputs["prefix"] == rendering.outputs["backupPrefix"] + ".incoming/"
+        found[stack] = (rule_id(rules.inputs["rule_id_prefix"]), rules.inputs["prefix"])
+    assert found["acme-prod"] == ("labeling-acme-prod-backups", "acme-prod/database/.incoming/")
+    (underscore_id, underscore_prefix) = found["acme_prod"]
+    assert underscore_id != "labeling-acme-prod-backups" and underscore_id.startswith("labeling-acme-prod-")
+    assert underscore_prefix != "acme-prod/database/.incoming/" and underscore_prefix.startswith("acme-prod-")
+    # The rule ID and the prefix come from the same key.
+    assert underscore_id == f"labeling-{underscore_prefix.split('/')[0]}-backups"

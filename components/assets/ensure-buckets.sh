@@ -1,6 +1,6 @@
 #!/bin/sh
 # Makes sure the workspace's buckets exist on an S3-compatible server, and puts
-# the expiry rules on the backup bucket. Idempotent: safe to run again.
+# the clean-up rule on the backup bucket. Idempotent: safe to run again.
 # Runs in a Job (official AWS CLI image) because an in-cluster server is not
 # reachable from the machine that runs `pulumi up`.
 #
@@ -8,16 +8,39 @@
 #   AWS_ENDPOINT_URL, AWS_DEFAULT_REGION   the server
 #   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   its credentials (from a Secret)
 #   BUCKETS                 space-separated bucket names to create when missing
-#   LIFECYCLE_BUCKET        bucket that gets the expiry rules (optional)
-#   LIFECYCLE_PREFIX        key prefix the rules apply to (empty: whole bucket)
-#   LIFECYCLE_RULE_ID       start of the rules' IDs
-#   RETENTION_DAYS          objects under the prefix expire after this many days
+#   LIFECYCLE_BUCKET        bucket that gets the clean-up rule (optional)
+#   LIFECYCLE_PREFIX        the temporary upload prefix the rule applies to,
+#                           <workspace key>/database/.incoming/; anything not
+#                           ending in /.incoming/ is refused: the rule never
+#                           expires backups (the backup job's retention does)
+#   LIFECYCLE_RULE_ID       start of the rule's ID (labeling-<workspace key>)
+#   LIFECYCLE_EXPIRATION_DAYS  objects under the prefix expire after this many
+#                           days (default 1); unfinished multipart uploads there
+#                           are aborted after 1 day
 #   WAIT_SECONDS            how long to wait for the server to answer (default 300)
 set -eu
 . "$(dirname "$0")/s3-cli.sh"
 
 [ -n "${BUCKETS:-}" ] || fail "BUCKETS is not set"
 wait_seconds=${WAIT_SECONDS:-300}
+
+# The rule's settings are checked before anything is done on the server.
+if [ -n "${LIFECYCLE_BUCKET:-}" ]; then
+    rule_id=${LIFECYCLE_RULE_ID:-labeling}
+    prefix=${LIFECYCLE_PREFIX:-}
+    days=${LIFECYCLE_EXPIRATION_DAYS:-1}
+    case "$days" in
+        '' | *[!0-9]* | 0*) fail "LIFECYCLE_EXPIRATION_DAYS must be a whole number of days, at least 1 (got '$days')" ;;
+    esac
+    case "$prefix" in
+        /*) fail "LIFECYCLE_PREFIX must not start with / (got '$prefix')" ;;
+        */.incoming/) ;;
+        *) fail "LIFECYCLE_PREFIX must be a temporary upload prefix ending in /.incoming/ (got '$prefix'): the rule never expires backups" ;;
+    esac
+    case "$prefix$rule_id" in
+        *'"'* | *'\'*) fail "LIFECYCLE_PREFIX and LIFECYCLE_RULE_ID must not contain quotes or backslashes" ;;
+    esac
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -55,19 +78,12 @@ done
 
 [ -n "${LIFECYCLE_BUCKET:-}" ] || exit 0
 
-rule_id=${LIFECYCLE_RULE_ID:-labeling}
-prefix=${LIFECYCLE_PREFIX:-}
-days=${RETENTION_DAYS:-}
-case "$days" in
-    '' | *[!0-9]* | 0) fail "RETENTION_DAYS must be a whole number of days, at least 1 (got '$days')" ;;
-esac
-case "$prefix$rule_id" in
-    *'"'* | *'\'*) fail "LIFECYCLE_PREFIX and LIFECYCLE_RULE_ID must not contain quotes or backslashes" ;;
-esac
-
-# One rule with both actions: MinIO refuses a rule whose only action is
-# AbortIncompleteMultipartUpload. The bucket belongs to the workspace, so its
-# lifecycle configuration is this one rule.
+# One rule with both actions, filtered on the temporary upload prefix: MinIO refuses
+# a rule whose only action is AbortIncompleteMultipartUpload (and ignores that action,
+# removing stale multipart uploads by itself after 24 hours). The bucket belongs to
+# the workspace, so its lifecycle configuration is this one rule: it replaces the
+# rule of the same ID that earlier versions put here, which expired the whole
+# workspace prefix.
 cat >"$work/lifecycle.json" <<EOF
 {"Rules": [
   {"ID": "$rule_id-backups", "Filter": {"Prefix": "$prefix"}, "Status": "Enabled",
@@ -76,9 +92,9 @@ cat >"$work/lifecycle.json" <<EOF
 EOF
 if aws s3api put-bucket-lifecycle-configuration --bucket "$LIFECYCLE_BUCKET" \
     --lifecycle-configuration "file://$work/lifecycle.json" 2>"$work/err"; then
-    echo "bucket $LIFECYCLE_BUCKET: objects under '$prefix' expire after $days days"
+    echo "bucket $LIFECYCLE_BUCKET: temporary uploads under '$prefix' expire after $days day(s); nothing else expires"
 elif grep -q 'NotImplemented' "$work/err"; then
-    echo "warning: the server does not implement lifecycle rules; only the backup job's own retention removes old backups" >&2
+    echo "warning: the server does not implement lifecycle rules; uploads that a failed backup leaves under '$prefix' stay until someone deletes them" >&2
 else
     fail "cannot set the lifecycle rules of $LIFECYCLE_BUCKET: $(cat "$work/err")"
 fi
