@@ -57,12 +57,19 @@ def media_kind(key: str) -> str:
     return "ignored"
 
 
-def count_bucket(client: Any, bucket: str, limit: int) -> dict[str, Any]:
-    """Counts one bucket's objects by kind, in constant memory, stopping at `limit` objects."""
+# Keys per listing request: S3's maximum, and all the memory counting ever holds.
+PAGE_SIZE = 1000
+
+
+def count_bucket(client: Any, bucket: str, limit: int, page_size: int = PAGE_SIZE) -> dict[str, Any]:
+    """Counts one bucket's objects by kind, in constant memory, stopping at `limit` objects.
+
+    Pages of `page_size` keys are read one at a time and only counters are kept.
+    """
     counts = {"images": 0, "videos": 0, "ignored": 0, "bytes": 0, "imageBytes": 0, "videoBytes": 0, "truncated": False}
     seen = 0
     kind_key = {"image": ("images", "imageBytes"), "video": ("videos", "videoBytes"), "ignored": ("ignored", None)}
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, PaginationConfig={"PageSize": 1000}):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, PaginationConfig={"PageSize": page_size}):
         for item in page.get("Contents", ()):
             key = item["Key"]
             if key.endswith("/"):  # a "folder" marker, not a file

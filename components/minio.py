@@ -1,7 +1,9 @@
 """InClusterMinio: a single MinIO server inside the workspace's namespace.
 
 Used by the local development stack (``minioInCluster: true``) so that a
-workspace needs nothing but a Kubernetes cluster. Root credentials are
+workspace needs nothing but a Kubernetes cluster. Its Service offers the S3 API
+(port 9000) only; the web console (9001) is reached through the pod with
+``kubectl port-forward``. Root credentials are
 generated and kept in a Secret; the server stores its data on a
 PersistentVolumeClaim, which is deleted with the workspace (it is for
 development; production workspaces use external object storage).
@@ -26,6 +28,8 @@ from components import kube
 # release, pinned. Nothing here uses MinIO-only APIs, so another S3 server can stand in.
 MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
 API_PORT = 9000
+# The web console listens in the pod only (the Service has the API port alone): an
+# operator reaches it with `kubectl port-forward deploy/minio 9001`, nothing else can.
 CONSOLE_PORT = 9001
 SERVICE_NAME = "minio"
 SECRET_NAME = "minio-root"
@@ -171,10 +175,9 @@ class InClusterMinio(pulumi.ComponentResource):
             metadata={"name": SERVICE_NAME, "namespace": namespace, "labels": labels},
             spec={
                 "selector": selector,
-                "ports": [
-                    {"name": "api", "port": API_PORT, "targetPort": "api"},
-                    {"name": "console", "port": CONSOLE_PORT, "targetPort": "console"},
-                ],
+                # The S3 API only. The console is not exposed: reach it through the pod,
+                # `kubectl -n <namespace> port-forward deploy/minio 9001`.
+                "ports": [{"name": "api", "port": API_PORT, "targetPort": "api"}],
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )

@@ -2,12 +2,12 @@
 
 import tracemalloc
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from components.datasets import SHARE_MOUNT_OPTIONS, BackupBucketError, DatasetError, check_backup_bucket
 from components.inventory import DatasetInventoryProvider, InventoryError, count_bucket
+import harness
 from harness import ROOT, load_stack_file, render, render_failure
 from s3_stub import StubS3Server
 from test_config import SCALEWAY, SECRETS, keys_of, with_
@@ -143,19 +143,68 @@ def test_inventory_stops_at_the_limit_and_says_so(moto):
     assert exact["truncated"] is False
 
 
-def test_inventory_of_20000_objects_in_bounded_memory(moto):
-    bucket = new_bucket(moto)
-    client = moto.client()
-    keys = [f"frames/{i // 1000:03d}/{i:06d}.{'jpg' if i % 10 else 'txt'}" for i in range(20_000)]
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b""), keys))
+class ListingOf:
+    """A client whose list_objects_v2 paginator yields `count` keys, page by page, made on the fly.
+
+    Stands in for a bucket too large to fill on the test server: the pages look like
+    boto3's (Contents of Key/Size dicts, PageSize keys at most) and only the page being
+    read exists in memory, so what counting holds on top of it is counting's own.
+    """
+
+    def __init__(self, count: int):
+        self.count = count
+        self.pages = 0
+        self.page_sizes: set[int] = set()
+
+    def get_paginator(self, operation):
+        assert operation == "list_objects_v2"
+        return self
+
+    def paginate(self, Bucket, PaginationConfig):
+        size = PaginationConfig["PageSize"]
+        self.page_sizes.add(size)
+        for start in range(0, self.count, size):
+            self.pages += 1
+            yield {"Contents": [
+                {"Key": f"frames/{i // 1000:05d}/{i:07d}.{'jpg' if i % 10 else 'txt'}", "Size": 10}
+                for i in range(start, min(start + size, self.count))
+            ]}
+
+
+def peak_memory_of_counting(count):
+    client = ListingOf(count)
     tracemalloc.start()
-    counts = count_bucket(client, bucket, limit=100_000)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert (counts["images"], counts["ignored"], counts["truncated"]) == (18_000, 2_000, False)
-    # One page of 1000 keys at a time: far below what 20,000 keys held in memory would take.
-    assert peak < 16 * 2**20, f"peak {peak / 2**20:.1f} MiB"
+    try:
+        counts = count_bucket(client, "huge", limit=10_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return counts, peak, client
+
+
+def test_inventory_memory_does_not_grow_with_the_number_of_objects():
+    small, small_peak, _ = peak_memory_of_counting(10_000)
+    large, large_peak, client = peak_memory_of_counting(100_000)
+    assert (large["images"], large["ignored"], large["bytes"], large["truncated"]) == (90_000, 10_000, 1_000_000, False)
+    assert (small["images"], small["ignored"]) == (9_000, 1_000)
+    assert client.pages == 100 and client.page_sizes == {1000}
+    # Ten times the keys, the same peak (one page); holding the keys would take ten times the memory.
+    assert large_peak < small_peak * 1.25 + 64 * 1024, f"{small_peak} bytes for 10,000 keys, {large_peak} for 100,000"
+    assert large_peak < 4 * 2**20, f"peak {large_peak / 2**20:.1f} MiB"
+
+
+def test_inventory_reads_every_page_of_a_real_listing(moto):
+    objects = {f"shots/{i:03d}.{'png' if i % 5 else 'mov'}": i for i in range(25)}
+    bucket = new_bucket(moto, {**objects, "shots/": 0})
+    client = moto.client()
+    listings = []
+    client.meta.events.register("before-call.s3.ListObjectsV2", lambda params, **_: listings.append(params))
+    counts = count_bucket(client, bucket, limit=100, page_size=10)
+    assert (counts["images"], counts["videos"], counts["ignored"], counts["truncated"]) == (20, 5, 0, False)
+    assert counts["bytes"] == sum(objects.values())
+    assert counts["videoBytes"] == sum(size for key, size in objects.items() if key.endswith(".mov"))
+    # 26 keys (with the folder marker) in pages of 10: three requests.
+    assert len(listings) == 3
 
 
 def test_inventory_provider_recounts_on_every_update_and_refresh(moto):
@@ -440,22 +489,38 @@ def test_share_is_not_mounted_where_no_queue_reads_it():
     assert "cvat-worker-chunks/worker" in mounts
 
 
-def test_datasets_output():
-    config = {**SCALEWAY, "datasetBuckets": ["acme-images"]}
+def test_datasets_output_is_the_inventorys_counts(monkeypatch):
+    # What the inventory counted (values of the test's own, as its provider would return them).
+    counted = {
+        "acme-images": {"images": 1234, "videos": 56, "ignored": 7, "bytes": 98765, "imageBytes": 90000,
+                        "videoBytes": 8000, "truncated": True},
+        "acme.videos": {"error": "the bucket does not exist (NoSuchBucket)"},
+    }
+    monkeypatch.setattr(harness.Mocks, "state_overrides", {"workspace-datasets-inventory": {"datasets": counted}})
+    config = {**SCALEWAY, "datasetBuckets": ["acme-images", "acme.videos"], "datasetInventoryLimit": 5000}
     rendering = render(config, stack="acme", secrets=SECRETS)
-    assert rendering.outputs["datasets"]["acme-images"]["images"] == 3
+    assert rendering.outputs["datasets"] == counted
+    assert "datasets" not in rendering.secret_outputs  # counts, readable with `pulumi stack output`
     inventory = rendering.one("pulumi-python:dynamic/labeling:DatasetInventory")
-    assert inventory.inputs["limit"] == 100000 and inventory.inputs["buckets"] == ["acme-images"]
+    assert inventory.inputs["limit"] == 5000 and inventory.inputs["buckets"] == ["acme-images", "acme.videos"]
+    assert inventory.inputs["endpoint_url"] == "https://s3.fr-par.scw.cloud"
     assert {"access_key", "secret_key"} <= inventory.secret_paths
+    assert {"access_key", "secret_key"} <= set(inventory.additional_secret_outputs)
+
+
+def test_datasets_output_with_the_in_cluster_minio_says_why_nothing_is_counted():
     dev = render(DEV, stack="dev")
+    assert dev.of_type("pulumi-python:dynamic/labeling:DatasetInventory") == []
     assert dev.outputs["datasets"] == {"images": {"counted": False, "reason": "not counted: the in-cluster MinIO is not reachable from the Pulumi program"}}
 
 
-def test_dev_registers_its_in_cluster_buckets_through_smokescreen():
+def test_dev_registers_its_in_cluster_buckets_through_smokescreen(monkeypatch):
+    # The address the cluster gives the MinIO Service (a value of the test's own).
+    monkeypatch.setattr(harness.Mocks, "state_overrides", {"workspace-minio-service": {"spec": {"clusterIP": "10.96.7.7"}}})
     dev = render(DEV, stack="dev")
     server = dev.kubernetes_object("Deployment", "cvat-backend")["spec"]["template"]["spec"]["containers"][0]
     server_env = {e["name"]: e.get("value") for e in server["env"]}
-    assert server_env["SMOKESCREEN_OPTS"] == "--allow-address=10.96.0.42"
+    assert server_env["SMOKESCREEN_OPTS"] == "--allow-address=10.96.7.7"
     job = dev.one("kubernetes:batch/v1:Job", "cloud-storages")
     env = {e["name"]: e.get("value") for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["S3_ENDPOINT_URL"] == "http://minio.cvat-dev.svc:9000" and env["BUCKETS"] == "images"

@@ -1,9 +1,17 @@
 """S3Endpoint: Scaleway regions, MinIO URLs, what it hands to pods."""
 
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
 import pytest
 
 from components.config import SCALEWAY_REGIONS
 from components.endpoint import CHECKSUM_ENV, S3Endpoint, scaleway_endpoint_url
+from s3_stub import StubS3Server
 
 
 @pytest.mark.parametrize("region", SCALEWAY_REGIONS)
@@ -24,12 +32,83 @@ def test_minio_without_url_is_refused():
 
 
 def test_cli_environment_has_no_credentials():
-    env = S3Endpoint.from_settings("scaleway", "pl-waw", "", "key", "secret").cli_environment()
-    assert env == {"AWS_ENDPOINT_URL": "https://s3.pl-waw.scw.cloud", "AWS_DEFAULT_REGION": "pl-waw", **CHECKSUM_ENV}
-    assert CHECKSUM_ENV == {
-        "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
-        "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
+    env = S3Endpoint.from_settings("scaleway", "pl-waw", "", "SCWKEY0123", "secret-value").cli_environment()
+    assert env["AWS_ENDPOINT_URL"] == "https://s3.pl-waw.scw.cloud" and env["AWS_DEFAULT_REGION"] == "pl-waw"
+    assert not [name for name in env if "KEY" in name or "SECRET" in name or "TOKEN" in name]
+    assert not {"SCWKEY0123", "secret-value"} & {str(value) for value in env.values()}
+
+
+def localhost(url):
+    """The same server under a host name: only path-style requests reach it (`<bucket>.localhost` does not resolve)."""
+    return url.replace("127.0.0.1", "localhost")
+
+
+def checksum_headers(request):
+    """The checksum headers of a request (boto3 >= 1.36 and the CLI send them unless told otherwise)."""
+    return sorted(name.lower() for name in request.headers if name.lower().startswith(("x-amz-checksum", "x-amz-sdk-checksum")))
+
+
+def cli_requests(tmp_path, stub, environment):
+    """What the AWS CLI, given `environment` and nothing else, sends for an upload and a download."""
+    aws = shutil.which("aws", path=str(Path(sys.executable).parent))
+    assert aws, "the AWS CLI is not installed in the test environment"
+    (tmp_path / "dump").write_bytes(b"backup bytes")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),  # no configuration or credentials of the machine's
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_ACCESS_KEY_ID": "key",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        **environment,
     }
+    stub.requests.clear()
+    for command in (
+        ["s3api", "put-object", "--bucket", "backups", "--key", "acme/x.dump", "--body", str(tmp_path / "dump")],
+        ["s3api", "get-object", "--bucket", "backups", "--key", "acme/x.dump", str(tmp_path / "out")],
+    ):
+        result = subprocess.run([aws, *command], env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+    put, get = stub.requests
+    return put, get
+
+
+def test_the_cli_environment_makes_the_aws_cli_talk_to_the_endpoint_without_checksums(tmp_path):
+    with StubS3Server("recording") as stub:
+        environment = S3Endpoint.from_settings("minio", "nl-ams", stub.url, "key", "secret").cli_environment()
+        put, get = cli_requests(tmp_path, stub, environment)
+        # The same CLI without the checksum settings: what the settings turn off.
+        plain = {name: value for name, value in environment.items() if name not in CHECKSUM_ENV}
+        default_put, default_get = cli_requests(tmp_path, stub, plain)
+    assert (put.method, put.path, get.method, get.path) == ("PUT", "/backups/acme/x.dump", "GET", "/backups/acme/x.dump")
+    assert "/nl-ams/s3/aws4_request" in put.headers["Authorization"]  # signed for the endpoint's region
+    assert put.body == b"backup bytes"  # sent as is, not aws-chunked with a trailing checksum
+    assert checksum_headers(put) == [] and checksum_headers(get) == []
+    assert checksum_headers(default_put) and "x-amz-checksum-mode" in checksum_headers(default_get), (
+        "this AWS CLI sends no checksums by default: the test no longer shows what CHECKSUM_ENV does"
+    )
+
+
+def test_the_client_talks_path_style_without_checksums(moto, tmp_path):
+    from components.endpoint import s3_client
+
+    # Against the real server under a host name: a virtual-hosted request would go to <bucket>.localhost.
+    client = s3_client(localhost(moto.url), "us-east-1", moto.access_key, moto.secret_key)
+    bucket = f"path-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="a/b.jpg", Body=b"jpeg")
+    assert client.get_object(Bucket=bucket, Key="a/b.jpg")["Body"].read() == b"jpeg"
+    assert [item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]] == ["a/b.jpg"]
+    # What it sends: no checksum headers on an upload or a download that do not require one.
+    with StubS3Server("recording") as stub:
+        client = s3_client(localhost(stub.url), "fr-par", "key", "secret")
+        client.put_object(Bucket="backups", Key="a/b.jpg", Body=b"jpeg")
+        client.get_object(Bucket="backups", Key="a/b.jpg")
+    put, get = stub.requests
+    assert (put.path, get.path) == ("/backups/a/b.jpg", "/backups/a/b.jpg")
+    assert put.headers["Host"] == localhost(stub.url).split("//")[1]
+    assert put.body == b"jpeg"
+    assert checksum_headers(put) == [] and checksum_headers(get) == []
 
 
 def test_in_cluster_endpoint_builds_no_aws_provider():

@@ -101,3 +101,18 @@ def test_image_defaults_to_the_pinned_release():
 def test_image_can_be_another_s3_server_build():
     image = "registry.example.net/minio:RELEASE.2025-10-15T17-29-55Z"
     assert minio_image(minio(image=image)) == image
+
+
+def test_the_service_offers_the_s3_api_only_not_the_console():
+    from components.minio import API_PORT, CONSOLE_PORT
+
+    run = minio()
+    service = run.one("kubernetes:core/v1:Service", "service")
+    assert service.inputs["spec"]["ports"] == [{"name": "api", "port": API_PORT, "targetPort": "api"}]
+    assert service.inputs["spec"].get("type", "ClusterIP") == "ClusterIP"
+    # The console still listens in the pod, for `kubectl port-forward deploy/minio 9001`.
+    container = run.one("kubernetes:apps/v1:Deployment", "server").inputs["spec"]["template"]["spec"]["containers"][0]
+    assert f"--console-address=:{CONSOLE_PORT}" in container["args"]
+    assert {"name": "console", "containerPort": CONSOLE_PORT} in container["ports"]
+    # The API port the Service targets is the container's.
+    assert {"name": "api", "containerPort": API_PORT} in container["ports"]
