@@ -52,7 +52,7 @@ def test_valid_scaleway_config_uses_documented_defaults():
     assert outputs["description"] == ""
     provider = rendering.one("pulumi:providers:aws")
     assert provider.inputs["region"] == "fr-par"
-    assert rendering.one("pulumi-python:dynamic/labeling:BucketLifecycleRules").inputs["expiration_days"] == 30 + 7
+    assert outputs["backupRetentionDays"] == 30
 
 
 @pytest.mark.parametrize(
