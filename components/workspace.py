@@ -126,7 +126,6 @@ class Workspace(pulumi.ComponentResource):
                 "adopt_backup_bucket": args.get("adopt_backup_bucket", False),
                 # Unique per project and stack: workspaces may share a backup bucket.
                 "workspace_prefix": f"{config.workspace_key}/",
-                "retention_days": config.backup_retention_days,
                 "dataset_buckets": config.dataset_buckets,
                 "credentials_secret_name": minio.credentials_secret_name if minio else None,
                 "server": minio.deployment if minio else None,
