@@ -1,19 +1,43 @@
-"""The database component under mocks: PostgreSQL, the backup CronJob, the restore Job."""
+"""The database component under mocks: PostgreSQL, the backups (scheduled, before an upgrade,
+final before a pause; with CVAT's data volume), the restore Job.
+
+The program as a whole is rendered (`render`) for what the Workspace wires today; the
+Database component alone (`render_database`) for its arguments, so that each one is
+proven whatever the Workspace passes.
+"""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import kubernetes_validate
+import pulumi
+import pulumi_kubernetes as k8s
 import pytest
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
 
-from components.database import POSTGRES_IMAGE
-from components.endpoint import AWS_CLI_IMAGE
+from components.cvat import DATA_LABEL
+from components.database import (
+    BACKUP_DEADLINE_SECONDS,
+    DATA_PATH,
+    POSTGRES_IMAGE,
+    RESTIC_IMAGE,
+    SCRIPTS,
+    VERSION_CONFIGMAP,
+    WORK_DIR,
+    Database,
+    version_slug,
+)
+from components.endpoint import AWS_CLI_IMAGE, S3Endpoint
 import harness
 from harness import ROOT, load_stack_file, render
 from test_config import SCALEWAY, SECRETS, keys_of, with_
 
 DEV = load_stack_file(ROOT / "Pulumi.dev.yaml")
+KUBERNETES_VERSION = "1.30.0"
 
 
 def containers_by_name(pod_spec):
@@ -24,11 +48,108 @@ def env_of(container):
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
 
 
+def render_database(**changes) -> harness.Rendering:
+    """Runs a program that makes a Database alone (the arguments the Workspace gives it, changed
+    by `changes`) under the recording mocks. `pause_after=True` passes a stand-in for CVAT's
+    scaled-down Deployments (a ConfigMap named cvat-scaled-down)."""
+    from pulumi.runtime import settings
+
+    mocks = harness.Mocks()
+    monitor = harness.RecordingMonitor(mocks)
+    settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project="labeling", stack="acme", preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config({}, [])
+
+    def program():
+        endpoint = S3Endpoint.from_settings("scaleway", "fr-par", "", "access-key", "secret-key")
+        args = {
+            "namespace": "cvat-acme",
+            "workspace": "acme",
+            "storage_size": "10Gi",
+            "storage_class_name": "",
+            "endpoint": endpoint,
+            "s3_credentials_secret_name": "s3-credentials",
+            "backup_bucket": "acme-backups",
+            "storage_ready": [],
+            "backup_prefix": "acme/database/",
+            "backup_schedule": "0 3 * * *",
+            "retention_days": 30,
+            "restore_from": "",
+            "restore_force": False,
+            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+            "cvat_version": "v2.73.0",
+            **changes,
+        }
+        if args.get("pause_after") is True:
+            args["pause_after"] = [k8s.core.v1.ConfigMap("cvat-scaled-down", metadata={"name": "cvat-scaled-down"})]
+        database = Database("workspace-database", args)
+        exported["restore_request"] = database.restore_request
+        exported["pre_upgrade_backup"] = database.pre_upgrade_backup.urn
+
+    exported: dict = {}
+    _sync_await(run_pulumi_func(program))
+    outputs = {key: _sync_await(pulumi.Output.from_input(value).future()) for key, value in exported.items()}
+    return harness.Rendering(monitor.registrations, outputs, set())
+
+
+def job(rendering, name_part):
+    return rendering.one("kubernetes:batch/v1:Job", name_part)
+
+
+def cronjob_pod(rendering):
+    return rendering.one("kubernetes:batch/v1:CronJob").inputs["spec"]["jobTemplate"]["spec"]["template"]
+
+
+def go_duration_seconds(text):
+    """Seconds of a Go duration as pulumi's customTimeouts take it ("2h10m", "130m", "7800s")."""
+    parts = re.findall(r"(\d+)([hms])", text)
+    assert parts and "".join(n + u for n, u in parts) == text, text
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def assert_bounded_and_replaced_when_unready(registration, deadline_max=6 * 3600):
+    spec, annotations = registration.inputs["spec"], registration.inputs["metadata"]["annotations"]
+    assert "podFailurePolicy" not in spec
+    assert 0 <= spec["backoffLimit"] <= 3
+    deadline = spec["activeDeadlineSeconds"]
+    assert 0 < deadline <= deadline_max
+    for awaited in (
+        int(annotations["pulumi.com/timeoutSeconds"]),
+        go_duration_seconds(registration.custom_timeouts.create),
+        go_duration_seconds(registration.custom_timeouts.update),
+    ):
+        assert deadline + 60 <= awaited <= deadline + 30 * 60
+    assert annotations["pulumi.com/replaceUnready"] == "true"
+
+
+def validate(rendering):
+    for registration in rendering.kubernetes_objects():
+        manifest = registration.manifest()
+        try:
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{manifest['kind']} {manifest['metadata'].get('name')}: {error.message} at {list(error.path)}")
+
+
 @pytest.fixture(scope="module")
 def acme():
     config = {**SCALEWAY, "backupSchedule": "30 1 * * *", "backupRetentionDays": 9, "databaseStorageSize": "25Gi",
               "storageClassName": "scw-bssd"}
     return render(config, stack="acme", secrets=SECRETS)
+
+
+@pytest.fixture(scope="module")
+def whole():
+    """With the data volume, and a restore."""
+    return render_database(data_claim="cvat-data", restore_from="latest")
+
+
+@pytest.fixture(scope="module")
+def paused():
+    return render_database(data_claim="cvat-data", paused=True, pause_after=True)
+
+
+# ----- PostgreSQL ----------------------------------------------------------------
 
 
 def test_postgres_statefulset(acme):
@@ -47,6 +168,7 @@ def test_postgres_statefulset(acme):
     assert claim["spec"]["resources"]["requests"]["storage"] == "25Gi"
     assert claim["spec"]["storageClassName"] == "scw-bssd"
     assert statefulset["spec"]["serviceName"] == "postgres"
+    assert statefulset["spec"]["replicas"] == 1
 
 
 def test_default_storage_uses_the_cluster_default_class():
@@ -66,27 +188,34 @@ def test_service_and_password_secret(acme):
     assert password.inputs["length"] >= 24
 
 
+# ----- scheduled backups ---------------------------------------------------------------
+
+
 def test_backup_cronjob(acme):
     cronjob = acme.kubernetes_object("CronJob", "database-backup")
     spec = cronjob["spec"]
     assert spec["schedule"] == "30 1 * * *"
     assert spec["timeZone"] == "Etc/UTC"
     assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["suspend"] is False
     assert spec["successfulJobsHistoryLimit"] <= 3 and spec["failedJobsHistoryLimit"] <= 3
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     containers = containers_by_name(pod)
     dump, upload = containers["dump"], containers["upload"]
-    assert pod["initContainers"] == [dump] and pod["containers"] == [upload]
     assert dump["image"] == POSTGRES_IMAGE and upload["image"] == AWS_CLI_IMAGE
     assert dump["command"] == upload["command"] == ["/bin/sh", "/scripts/backup.sh"]
     dump_env, upload_env = env_of(dump), env_of(upload)
     assert dump_env["BACKUP_STEP"] == "dump" and upload_env["BACKUP_STEP"] == "upload"
     assert dump_env["PGHOST"] == "postgres" and dump_env["PGDATABASE"] == "cvat"
     assert dump_env["PGPASSWORD"] == {"secretKeyRef": {"name": "postgres", "key": "password"}}
+    assert dump_env["BACKUP_SKIP_EMPTY"] == "false"
     assert upload_env["BACKUP_BUCKET"] == acme.outputs["backupBucket"]
     assert upload_env["BACKUP_PREFIX"] == "acme/database/" == acme.outputs["backupPrefix"]
     assert upload_env["RETENTION_DAYS"] == "9"
+    # The reason is an env value, so a Job made from the CronJob may say "manual".
+    assert upload_env["BACKUP_REASON"] == "scheduled"
+    assert upload_env["CVAT_VERSION"] == {"configMapKeyRef": {"name": VERSION_CONFIGMAP, "key": "version", "optional": True}}
     assert upload_env["AWS_ENDPOINT_URL"] == "https://s3.fr-par.scw.cloud"
     assert upload_env["AWS_DEFAULT_REGION"] == "fr-par"
     assert upload_env["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
@@ -96,7 +225,8 @@ def test_backup_cronjob(acme):
     assert "PGPASSWORD" not in upload_env  # the upload needs no database password
     assert {"BACKUP_BUCKET", "AWS_SECRET_ACCESS_KEY"}.isdisjoint(dump_env)  # nor the dump the S3 keys
     # Both share the dump through one volume.
-    assert {m["mountPath"] for m in dump["volumeMounts"]} & {m["mountPath"] for m in upload["volumeMounts"]} >= {"/backup"}
+    assert {m["mountPath"] for m in dump["volumeMounts"]} & {m["mountPath"] for m in upload["volumeMounts"]} >= {WORK_DIR}
+    assert env_of(dump)["BACKUP_DIR"] == env_of(upload)["BACKUP_DIR"] == WORK_DIR
     assert acme.outputs["backupSchedule"] == "30 1 * * *" and acme.outputs["backupRetentionDays"] == 9
 
 
@@ -119,32 +249,167 @@ def test_in_cluster_backups_go_to_the_in_cluster_minio():
 
 def test_scripts_configmap_ships_the_assets(acme):
     configmap = acme.kubernetes_object("ConfigMap", "database-scripts")
-    for script in ("backup.sh", "restore.sh", "s3-cli.sh"):
+    assert set(SCRIPTS) >= {"backup.sh", "data-backup.sh", "restore.sh", "data-restore.sh", "s3-cli.sh"}
+    for script in SCRIPTS:
         assert configmap["data"][script] == (ROOT / "components" / "assets" / script).read_text()
+
+
+def test_whole_workspace_backup_pod(whole):
+    """dump (postgres) -> password (aws) -> data (restic) -> upload (aws) -> prune (restic)."""
+    template = cronjob_pod(whole)
+    pod = template["spec"]
+    containers = containers_by_name(pod)
+    assert [c["name"] for c in pod["initContainers"]] == ["dump", "password", "data", "upload"]
+    assert [c["name"] for c in pod["containers"]] == ["prune"]
+    images = {name: c["image"] for name, c in containers.items()}
+    assert images == {"dump": POSTGRES_IMAGE, "password": AWS_CLI_IMAGE, "data": RESTIC_IMAGE, "upload": AWS_CLI_IMAGE,
+                      "prune": RESTIC_IMAGE}
+    assert re.fullmatch(r"restic/restic:\d+\.\d+\.\d+", RESTIC_IMAGE)
+    assert containers["data"]["command"] == containers["prune"]["command"][:1] + ["/scripts/data-backup.sh"]
+    assert [env_of(containers[n])["DATA_STEP"] for n in ("data", "prune")] == ["backup", "prune"]
+    assert env_of(containers["password"])["BACKUP_STEP"] == "password"
+    assert env_of(containers["upload"])["BACKUP_DATA"] == "true"
+    # Identities: postgres as the image's user, everything touching the data volume as CVAT's.
+    assert pod["securityContext"]["runAsUser"] == 1000 and pod["securityContext"]["fsGroup"] == 1000
+    assert containers["dump"]["securityContext"]["runAsUser"] == 999
+    for name in ("password", "data", "upload", "prune"):
+        assert containers[name]["securityContext"]["runAsUser"] == 1000, name
+    for container in containers.values():
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["runAsNonRoot"] is True
+        assert "memory" in container["resources"]["limits"]
+    # The data volume: read-only, only where restic reads it.
+    data = containers["data"]
+    (mount,) = [m for m in data["volumeMounts"] if m["name"] == "data"]
+    assert mount == {"name": "data", "mountPath": DATA_PATH, "readOnly": True}
+    assert all("data" not in {m["name"] for m in containers[n]["volumeMounts"]} for n in ("dump", "password", "upload", "prune"))
+    (claim,) = [v for v in pod["volumes"] if v["name"] == "data"]
+    assert claim["persistentVolumeClaim"]["claimName"] == "cvat-data"
+    env = env_of(data)
+    assert env["DATA_DIR"] == DATA_PATH and env["RESTIC_HOST"] == "acme"
+    assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3-credentials", "key": "secretAccessKey"}}
+    # restic's cache and the password: emptyDirs, the password in memory.
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    cache_mount = {m["name"]: m["mountPath"] for m in data["volumeMounts"]}["cache"]
+    assert env["RESTIC_CACHE_DIR"] == cache_mount and "emptyDir" in volumes["cache"]
+    assert volumes["secret"]["emptyDir"]["medium"] == "Memory"
+    assert "PGPASSWORD" not in env and "PGPASSWORD" not in env_of(containers["prune"])
+
+
+def test_backup_pods_run_next_to_cvat_s_pods(whole):
+    """A ReadWriteOnce volume attaches to one node: the backup pod carries CVAT's data label and
+    requires a pod with it on its node (with none running, it matches its own term)."""
+    for template in (cronjob_pod(whole), job(whole, "backup-before-upgrade").inputs["spec"]["template"],
+                     job(whole, "restore").inputs["spec"]["template"]):
+        assert template["metadata"]["labels"][DATA_LABEL] == "acme"
+        (term,) = template["spec"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term == {"labelSelector": {"matchLabels": {DATA_LABEL: "acme"}}, "topologyKey": "kubernetes.io/hostname"}
+        # The NetworkPolicy admits these pods to PostgreSQL by name.
+        assert template["metadata"]["labels"]["app.kubernetes.io/name"] in ("database-backup", "database-restore")
+
+
+def test_without_a_data_claim_the_database_alone_is_backed_up(acme):
+    pod = acme.kubernetes_object("CronJob", "database-backup")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["dump"] and [c["name"] for c in pod["containers"]] == ["upload"]
+    assert env_of(pod["containers"][0])["BACKUP_DATA"] == "false"
+    assert "affinity" not in pod
+
+
+def test_objects_are_valid_kubernetes_objects(whole, paused):
+    validate(whole)
+    validate(paused)
+
+
+# ----- before an upgrade ---------------------------------------------------------------
+
+
+def test_a_backup_before_each_upgrade_named_for_the_version():
+    rendering = render_database(data_claim="cvat-data", cvat_version="v2.74.0")
+    before = job(rendering, "backup-before-upgrade")
+    assert before.inputs["metadata"]["name"] == "backup-before-v2-74-0"
+    assert rendering.outputs["pre_upgrade_backup"] == before.urn
+    pod = before.inputs["spec"]["template"]["spec"]
+    containers = containers_by_name(pod)
+    assert env_of(containers["upload"])["BACKUP_REASON"] == "before-upgrade"
+    # A new stack has no tables yet: nothing to back up, and the Job succeeds.
+    assert env_of(containers["dump"])["BACKUP_SKIP_EMPTY"] == "true"
+    assert_bounded_and_replaced_when_unready(before)
+    assert before.inputs["spec"]["activeDeadlineSeconds"] == BACKUP_DEADLINE_SECONDS
+    statefulset = rendering.one("kubernetes:apps/v1:StatefulSet")
+    assert statefulset.urn in before.depends_on
+    # Another release is another Job (Jobs are immutable and run once).
+    other = job(render_database(data_claim="cvat-data", cvat_version="v2.73.0"), "backup-before-upgrade")
+    assert other.inputs["metadata"]["name"] == "backup-before-v2-73-0" and other.urn == before.urn
+
+
+def test_the_manifest_records_the_release_that_wrote_the_database():
+    """The release ConfigMap changes only after the backup before the upgrade, which thus records
+    the former release (its pod reads the ConfigMap when it starts)."""
+    rendering = render_database(cvat_version="v2.74.0")
+    configmap = rendering.one("kubernetes:core/v1:ConfigMap", "cvat-version")
+    assert configmap.inputs["metadata"]["name"] == VERSION_CONFIGMAP
+    assert configmap.inputs["data"] == {"version": "v2.74.0"}
+    assert job(rendering, "backup-before-upgrade").urn in configmap.depends_on
+
+
+@pytest.mark.parametrize("version, slug", [("v2.73.0", "v2-73-0"), ("V2.74.0-rc.1", "v2-74-0-rc-1"), ("", "unknown")])
+def test_version_slugs_are_dns_labels(version, slug):
+    assert version_slug(version) == slug
+
+
+# ----- paused ---------------------------------------------------------------------
+
+
+def test_paused_takes_a_final_backup_then_scales_postgres_to_zero(paused):
+    final = job(paused, "backup-final")
+    scaled_down = paused.one("kubernetes:core/v1:ConfigMap", "cvat-scaled-down")
+    statefulset = paused.one("kubernetes:apps/v1:StatefulSet")
+    assert statefulset.inputs["spec"]["replicas"] == 0
+    # CVAT first, then the final backup, then PostgreSQL.
+    assert scaled_down.urn in final.depends_on
+    assert final.urn in statefulset.depends_on
+    assert statefulset.urn not in final.depends_on
+    # Named per pause request: paused again later, it runs again.
+    pause = paused.one("random:index/randomId:RandomId", "pause-request")
+    assert pause.inputs["keepers"] == {"paused": "true"}
+    assert final.inputs["metadata"]["name"] == f"backup-final-{harness.RANDOM_HEX}"
+    pod = final.inputs["spec"]["template"]["spec"]
+    assert env_of(containers_by_name(pod)["upload"])["BACKUP_REASON"] == "final"
+    assert_bounded_and_replaced_when_unready(final)
+    # CVAT is down: no pod to be next to.
+    assert "affinity" not in pod
+    # No scheduled backups while paused; the volumes stay.
+    assert paused.one("kubernetes:batch/v1:CronJob").inputs["spec"]["suspend"] is True
+    assert statefulset.inputs["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    assert paused.of_type("kubernetes:core/v1:PersistentVolumeClaim") == []
+    # What CVAT's migration waits for is the final backup then (nothing else can run).
+    assert paused.outputs["pre_upgrade_backup"] == final.urn
+    assert [r for r in paused.of_type("kubernetes:batch/v1:Job") if "before-upgrade" in r.name] == []
+
+
+def test_not_paused_runs_postgres_and_the_schedule(whole):
+    assert whole.one("kubernetes:apps/v1:StatefulSet").inputs["spec"]["replicas"] == 1
+    assert whole.one("kubernetes:batch/v1:CronJob").inputs["spec"]["suspend"] is False
+    assert [r for r in whole.of_type("kubernetes:batch/v1:Job") if "final" in r.name] == []
+    assert whole.of_type("random:index/randomId:RandomId") == [whole.one("random:index/randomId:RandomId", "restore")]
+
+
+# ----- restore ----------------------------------------------------------------------
 
 
 def test_no_restore_job_without_restore_from(acme):
     assert [r for r in acme.of_type("kubernetes:batch/v1:Job") if "restore" in r.name] == []
+    assert render_database().outputs["restore_request"] == ""
 
 
 def restore_job(rendering):
     return rendering.one("kubernetes:batch/v1:Job", "restore")
 
 
-def go_duration_seconds(text):
-    """Seconds of a Go duration as pulumi's customTimeouts take it ("2h10m", "130m", "7800s")."""
-    import re
-
-    parts = re.findall(r"(\d+)([hms])", text)
-    assert parts and "".join(n + u for n, u in parts) == text, text
-    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-
-
-def test_restore_job(acme):
+def test_restore_job():
     rendering = render(with_(restoreFrom="latest"), stack="acme", secrets=SECRETS)
-    job = restore_job(rendering)
-    spec = job.inputs["spec"]
-    pod = spec["template"]["spec"]
+    job_ = restore_job(rendering)
+    pod = job_.inputs["spec"]["template"]["spec"]
     containers = containers_by_name(pod)
     check, fetch, restore = containers["check"], containers["fetch"], containers["restore"]
     # The database is checked before anything is downloaded, and again before the restore.
@@ -155,46 +420,56 @@ def test_restore_job(acme):
     for container in (check, fetch, restore):
         env = env_of(container)
         assert env["RESTORE_FROM"] == "latest" and env["RESTORE_FORCE"] == "false"
-        assert env["RESTORE_REQUEST"] == harness.RANDOM_HEX and env["RESTORE_DIR"] == "/restore"
-        assert "/restore" in {m["mountPath"] for m in container["volumeMounts"]}
+        assert env["RESTORE_REQUEST"] == harness.RANDOM_HEX and env["RESTORE_DIR"] == WORK_DIR
+        assert WORK_DIR in {m["mountPath"] for m in container["volumeMounts"]}
     assert env_of(fetch)["BACKUP_PREFIX"] == "acme/database/"
     for container in (check, restore):
         assert env_of(container)["PGPASSWORD"] == {"secretKeyRef": {"name": "postgres", "key": "password"}}
         assert "AWS_SECRET_ACCESS_KEY" not in env_of(container)  # the database steps need no S3 keys
     assert "PGPASSWORD" not in env_of(fetch)  # nor the download the database password
-    assert rendering.one("kubernetes:apps/v1:StatefulSet", "database").urn in job.depends_on
+    assert rendering.one("kubernetes:apps/v1:StatefulSet", "database").urn in job_.depends_on
+
+
+def test_whole_workspace_restore_job(whole):
+    """check -> fetch -> stage (restic, into the volume) -> restore (one transaction) -> swap."""
+    job_ = restore_job(whole)
+    pod = job_.inputs["spec"]["template"]["spec"]
+    containers = containers_by_name(pod)
+    assert [c["name"] for c in pod["initContainers"]] == ["check", "fetch", "stage", "restore"]
+    assert [c["name"] for c in pod["containers"]] == ["swap"]
+    assert containers["stage"]["image"] == containers["swap"]["image"] == RESTIC_IMAGE
+    assert [env_of(containers[n])["DATA_STEP"] for n in ("stage", "swap")] == ["stage", "swap"]
+    assert containers["stage"]["command"] == ["/bin/sh", "/scripts/data-restore.sh"]
+    mounts = {name: {m["name"]: m for m in c["volumeMounts"]} for name, c in containers.items()}
+    # Written by stage and swap; read by fetch (a request restored there downloads nothing).
+    assert mounts["stage"]["data"] == {"name": "data", "mountPath": DATA_PATH}
+    assert mounts["swap"]["data"] == {"name": "data", "mountPath": DATA_PATH}
+    assert mounts["fetch"]["data"]["readOnly"] is True
+    assert "data" not in mounts["check"] and "data" not in mounts["restore"]
+    for name in ("fetch", "stage", "swap"):
+        assert env_of(containers[name])["DATA_DIR"] == DATA_PATH
+        assert containers[name]["securityContext"]["runAsUser"] == 1000
+    for name in ("check", "restore"):
+        assert containers[name]["securityContext"]["runAsUser"] == 999
+    assert whole.outputs["restore_request"] == harness.RANDOM_HEX
+    # A restore replaces what the backup before an upgrade keeps: it comes after it.
+    assert job(whole, "backup-before-upgrade").urn in job_.depends_on
 
 
 def test_a_failed_restore_job_fails_pulumi_up_fast_and_is_replaced_on_the_next_one():
     """pulumi-kubernetes' Job awaiter (provider/pkg/await/checker/job/check.go) fails only on a
     Failed condition with reason BackoffLimitExceeded or DeadlineExceeded; a podFailurePolicy
     FailJob ends the Job with reason PodFailurePolicy, which it awaits until its own timeout."""
-    job = restore_job(render(with_(restoreFrom="latest"), stack="acme", secrets=SECRETS))
-    spec, annotations = job.inputs["spec"], job.inputs["metadata"]["annotations"]
-    assert "podFailurePolicy" not in spec
-    # A refusal fails each attempt within seconds: a few attempts, then BackoffLimitExceeded.
-    assert 0 <= spec["backoffLimit"] <= 3
-    # Bounded in time by the Job itself, and awaited a little longer than that, so that the
-    # failure pulumi reports is the Job's DeadlineExceeded rather than its own timeout.
-    deadline = spec["activeDeadlineSeconds"]
-    assert 0 < deadline <= 6 * 3600
-    for awaited in (
-        int(annotations["pulumi.com/timeoutSeconds"]),
-        go_duration_seconds(job.custom_timeouts.create),
-        go_duration_seconds(job.custom_timeouts.update),
-    ):
-        assert deadline + 60 <= awaited <= deadline + 30 * 60
-    # A Job left failed (or unfinished) in the state is replaced by the next `pulumi up`.
-    assert annotations["pulumi.com/replaceUnready"] == "true"
+    assert_bounded_and_replaced_when_unready(restore_job(render(with_(restoreFrom="latest"), stack="acme", secrets=SECRETS)))
 
 
 def test_restore_job_runs_again_only_for_a_new_request():
     def request(**changes):
         rendering = render(with_(**changes), stack="acme", secrets=SECRETS)
         random_id = rendering.one("random:index/randomId:RandomId", "restore-request")
-        job = restore_job(rendering)
-        assert job.inputs["metadata"]["name"] == f"database-restore-{harness.RANDOM_HEX}"
-        restore = containers_by_name(job.inputs["spec"]["template"]["spec"])["restore"]
+        job_ = restore_job(rendering)
+        assert job_.inputs["metadata"]["name"] == f"database-restore-{harness.RANDOM_HEX}"
+        restore = containers_by_name(job_.inputs["spec"]["template"]["spec"])["restore"]
         assert env_of(restore)["RESTORE_REQUEST"] == harness.RANDOM_HEX
         return random_id.inputs["keepers"]
 
@@ -237,11 +512,13 @@ def test_good_schedules(schedule):
 
 
 def test_cli_uses_parts_large_enough_for_the_scaleway_part_cap(tmp_path):
-    # 64 MiB parts x 1000 parts: dumps up to ~64 GB upload to Scaleway.
+    # 64 MiB parts x 1000 parts: dumps up to ~64 GB upload to Scaleway; the threshold is the
+    # part size, so the ETag the server gives an upload is known in advance.
     helpers = ROOT / "components" / "assets" / "s3-cli.sh"
-    script = f'. "{helpers}"; s3_cli_setup "{tmp_path}"; aws configure get default.s3.multipart_chunksize; aws configure get default.s3.addressing_style'
+    script = (f'. "{helpers}"; s3_cli_setup "{tmp_path}"; aws configure get default.s3.multipart_chunksize; '
+              "aws configure get default.s3.multipart_threshold; aws configure get default.s3.addressing_style")
     env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path),
            "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_DEFAULT_REGION": "fr-par"}
     result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["64MB", "path"]
+    assert result.stdout.split() == ["64MB", "64MB", "path"]

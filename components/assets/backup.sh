@@ -1,38 +1,79 @@
 #!/bin/sh
-# Backs up the workspace's PostgreSQL database to object storage.
+# Backs up the workspace to object storage: the PostgreSQL database (a pg_dump
+# archive), and with data-backup.sh a restic snapshot of CVAT's data volume; the
+# manifest that makes them one backup is written last (docs/backups.md).
 #
 # BACKUP_STEP chooses what runs:
-#   dump    write a pg_dump archive (custom format) into BACKUP_DIR and read it
-#           back completely; a broken or empty dump never reaches the bucket
-#           (needs pg_dump and pg_restore: the postgres image);
-#   upload  upload the archive from BACKUP_DIR, check its size in the bucket, and
-#           delete this workspace's backups older than RETENTION_DAYS
-#           (needs the AWS CLI: the amazon/aws-cli image);
-#   all     both, in one place (the default).
-# In the CronJob, "dump" runs in an init container and "upload" in the main
-# container; they share BACKUP_DIR. Any failure exits non-zero, so the Job
-# shows as failed.
+#   dump      (postgres image) write a pg_dump archive (custom format) into BACKUP_DIR
+#             and check its table of contents; with BACKUP_SKIP_EMPTY=true a database
+#             without tables is not backed up at all (a new workspace);
+#   password  (AWS CLI image) fetch the data repository's password into SECRET_DIR
+#             (generated and stored at <key>/data-password by the first backup);
+#   upload    (AWS CLI image) upload the archive under .incoming/, verify its size and
+#             checksum there, copy it to its final name with its SHA-256 as metadata,
+#             write the manifest, then apply the retention;
+#   all       dump and upload in one place (the default; no data volume).
+# In the backup Jobs: dump, password, data-backup.sh backup, upload run one after the
+# other (init containers) and data-backup.sh prune last. They share BACKUP_DIR. Any
+# failure exits non-zero and leaves nothing that looks like a backup: an upload
+# that fails verification is deleted, and a backup exists only once its manifest
+# does.
 #
 # Environment:
 #   PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE   the database (libpq variables)
-#   BACKUP_DIR        where the archive waits between the steps (default: a temporary directory)
+#   BACKUP_DIR        what the steps hand on to each other (default: a temporary directory)
 #   BACKUP_BUCKET     bucket of the backups
-#   BACKUP_PREFIX     key prefix of this workspace's backups, e.g. "acme/database/"
-#   RETENTION_DAYS    backups under the prefix older than this many days are deleted
+#   BACKUP_PREFIX     key prefix of this workspace's dumps, "<key>/database/"
+#   BACKUP_REASON     scheduled (default), before-upgrade, final or manual: goes into the manifest
+#   BACKUP_DATA       "true" when a data snapshot is part of the backup (data-backup.sh ran)
+#   BACKUP_SKIP_EMPTY "true": a database without tables is not backed up (exit 0)
+#   CVAT_VERSION      the CVAT release whose schema the database holds (into the manifest)
+#   RETENTION_DAYS    backups older than this many days are deleted (1-3650), but never
+#                     the newest 3 good ones nor the one just made
 #   BACKUP_COMPRESSION  pg_dump's gzip level, 0-9 (default 1: a third of the time of
 #                     the default level for dumps ~8% larger, and a shorter snapshot)
+#   SECRET_DIR        where the password step writes data-password (default: BACKUP_DIR)
 #   AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 set -eu
 . "$(dirname "$0")/s3-cli.sh"
 
+MAX_RETENTION_DAYS=3650
+KEEP_NEWEST=3
+# Dumps below this size are uploaded in one request (its MD5 checked by the server and
+# answered as its ETag); larger ones in parts, then checked with a HEAD request.
+SINGLE_PUT_BYTES=${SINGLE_PUT_BYTES:-536870912}
 step=${BACKUP_STEP:-all}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# Objects to delete if the script stops before the backup is complete (see finish).
+pending=""
+cleanup() {
+    status=$?
+    trap - EXIT
+    for key in $pending; do
+        aws s3api delete-object --bucket "$bucket" --key "$key" >/dev/null 2>&1 &&
+            echo "deleted s3://$bucket/$key (the backup did not complete)" >&2
+    done
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
 trap 'exit 143' INT TERM
 dir=${BACKUP_DIR:-$work}
+bucket=""
 
 dump() {
     [ -n "${PGDATABASE:-}" ] || fail "PGDATABASE is not set"
+    rm -f "$dir/skip"
+    if [ "${BACKUP_SKIP_EMPTY:-false}" = true ]; then
+        tables=$(psql --no-psqlrc --no-password --quiet --tuples-only --no-align -c \
+            "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')") ||
+            fail "cannot connect to database $PGDATABASE"
+        if [ "$tables" -eq 0 ]; then
+            echo "database $PGDATABASE holds no tables yet: nothing to back up"
+            : >"$dir/skip"
+            return 0
+        fi
+    fi
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
     partial="$dir/$stamp.dump.partial"
     echo "dumping database $PGDATABASE from ${PGHOST:-local socket} ..."
@@ -43,64 +84,380 @@ dump() {
     esac
     pg_dump --format=custom --compress="$level" --no-password --file="$partial" || fail "pg_dump failed; nothing was uploaded"
     [ -s "$partial" ] || fail "the dump is empty; nothing was uploaded"
-    # Read every entry and data block back: a dump that cannot be restored is not a backup.
-    pg_restore --file=/dev/null "$partial" || fail "the dump cannot be read back; nothing was uploaded"
+    # The table of contents names every object and data block: an archive whose TOC
+    # cannot be read is not a backup. The bytes themselves are proven by the checksum
+    # that travels with them (upload) and is checked before any restore.
+    pg_restore --list "$partial" >"$work/toc" || fail "the dump cannot be read back; nothing was uploaded"
+    grep -q '^[0-9]' "$work/toc" || fail "the dump lists no objects; nothing was uploaded"
     mv "$partial" "$dir/$stamp.dump"
-    echo "dump $stamp.dump: $(wc -c <"$dir/$stamp.dump" | tr -d ' ') bytes, read back completely"
+    echo "$stamp" >"$dir/stamp"
+    echo "dump $stamp.dump: $(wc -c <"$dir/$stamp.dump" | tr -d ' ') bytes, $(grep -c '^[0-9]' "$work/toc") entries"
+}
+
+# workspace_root: "<key>/" from BACKUP_PREFIX "<key>/database/".
+workspace_root() {
+    prefix=${BACKUP_PREFIX:?BACKUP_PREFIX is not set}
+    case "$prefix" in
+        */database/) root=${prefix%database/} ;;
+        *) fail "BACKUP_PREFIX must end with /database/ (got '$prefix')" ;;
+    esac
+    case "$prefix" in
+        /* | *//* | *' '* | *'"'* | *"'"* | *'\'*) fail "BACKUP_PREFIX must be a plain key prefix (got '$prefix')" ;;
+    esac
+}
+
+password() {
+    bucket=${BACKUP_BUCKET:?BACKUP_BUCKET is not set}
+    workspace_root
+    s3_cli_setup "$work"
+    out=${SECRET_DIR:-$dir}/data-password
+    key="${root}data-password"
+    rm -f "$dir/data-repository-exists"
+    # One listing answers both questions: "<key>/data-password" sorts right before
+    # "<key>/data/config", the first object of a restic repository.
+    aws s3api list-objects-v2 --bucket "$bucket" --prefix "${root}data" --max-items 2 --page-size 2 \
+        --query 'Contents[].Key' --output text >"$work/found" || fail "cannot list s3://$bucket/${root}data"
+    found=$(cat "$work/found")
+    case " $found " in *[[:space:]]"${root}data/config"[[:space:]]*) : >"$dir/data-repository-exists" ;; esac
+    case " $found " in
+        *[[:space:]]"$key"[[:space:]]*) ;;
+        *)
+            [ ! -f "$dir/data-repository-exists" ] ||
+                fail "s3://$bucket/${root}data holds a repository but its password $key is missing; restore it from a copy (it cannot be regenerated)"
+            echo "no data repository yet: generating its password at s3://$bucket/$key"
+            (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$work/new-password")
+            # Never replace a password that appeared meanwhile (where the server honours If-None-Match).
+            aws s3api put-object --bucket "$bucket" --key "$key" --body "$work/new-password" --if-none-match '*' \
+                >/dev/null 2>"$work/err" || grep -q PreconditionFailed "$work/err" ||
+                fail "cannot store s3://$bucket/$key: $(cat "$work/err")"
+            ;;
+    esac
+    # Always the stored one: if two first backups raced, both use the one that won.
+    (umask 077 && aws s3api get-object --bucket "$bucket" --key "$key" "$out" >/dev/null) ||
+        fail "cannot read s3://$bucket/$key"
+    [ -s "$out" ] || fail "s3://$bucket/$key is empty"
+    echo "data repository password ready ($([ -f "$dir/data-repository-exists" ] && echo existing || echo new) repository)"
+}
+
+# upload_settings: checks what the upload needs (before anything is dumped, in "all").
+upload_settings() {
+    bucket=${BACKUP_BUCKET:?BACKUP_BUCKET is not set}
+    workspace_root
+    days=${RETENTION_DAYS:-}
+    case "$days" in
+        '' | *[!0-9]* | 0*) fail "RETENTION_DAYS must be a whole number of days from 1 to $MAX_RETENTION_DAYS (got '$days')" ;;
+    esac
+    [ "${#days}" -le 4 ] && [ "$days" -le "$MAX_RETENTION_DAYS" ] ||
+        fail "RETENTION_DAYS must be a whole number of days from 1 to $MAX_RETENTION_DAYS (got '$days')"
+    reason=${BACKUP_REASON:-scheduled}
+    case "$reason" in
+        scheduled | before-upgrade | final | manual) ;;
+        *) fail "BACKUP_REASON must be scheduled, before-upgrade, final or manual (got '$reason')" ;;
+    esac
+    version=${CVAT_VERSION:-unknown}
+    case "$version" in
+        '' | *[!A-Za-z0-9._+-]*) fail "CVAT_VERSION must be a release name such as v2.73.0 (got '$version')" ;;
+    esac
+    workspace=${root%/}
 }
 
 upload() {
-    bucket=${BACKUP_BUCKET:?BACKUP_BUCKET is not set}
-    prefix=${BACKUP_PREFIX:?BACKUP_PREFIX is not set}
-    days=${RETENTION_DAYS:-}
-    case "$days" in
-        '' | *[!0-9]* | 0) fail "RETENTION_DAYS must be a whole number of days, at least 1 (got '$days')" ;;
-    esac
+    upload_settings
     s3_cli_setup "$work"
+    if [ -f "$dir/skip" ]; then
+        echo "nothing to upload (the database held no tables)"
+        return 0
+    fi
     set -- "$dir"/*.dump
     [ -f "$1" ] || fail "no finished dump in $dir; nothing was uploaded"
     [ $# -eq 1 ] || fail "more than one dump in $dir: $*"
     file=$1
-    key="$prefix$(basename "$file")"
+    stamp=$(basename "$file" .dump)
+    is_stamp "$stamp" || fail "unexpected dump name $file"
+    key="$prefix$stamp.dump"
+    incoming="$prefix.incoming/$stamp.dump"
+    manifest_key="${root}backups/$stamp.json"
     size=$(wc -c <"$file" | tr -d ' ')
-    aws s3 cp "$file" "s3://$bucket/$key" --only-show-errors --no-progress ||
-        fail "cannot upload to s3://$bucket/$key"
-    # One listing checks the upload and finds the backups to expire.
-    backup_list "$bucket" "$prefix" "$work/backups"
-    stored=""
-    while read -r name bytes; do
-        [ "$name" != "$(basename "$file")" ] || stored=$bytes
-    done <"$work/backups"
-    [ "$stored" = "$size" ] || fail "s3://$bucket/$key holds '$stored' bytes after the upload, the dump has $size"
-    echo "uploaded s3://$bucket/$key ($size bytes)"
-    expire "$bucket" "$prefix" "$days" "$work/backups"
+
+    data_json=null
+    if [ "${BACKUP_DATA:-false}" = true ]; then
+        [ -f "$dir/data-snapshot" ] || fail "no data snapshot in $dir (did data-backup.sh run?); nothing was uploaded"
+        snapshot=$(sed -n 's/^snapshot //p' "$dir/data-snapshot")
+        files=$(sed -n 's/^files //p' "$dir/data-snapshot")
+        bytes=$(sed -n 's/^bytes //p' "$dir/data-snapshot")
+        is_hex64 "$snapshot" || fail "bad snapshot id '$snapshot' in $dir/data-snapshot"
+        case "$files$bytes" in '' | *[!0-9]*) fail "bad counts in $dir/data-snapshot" ;; esac
+        data_json="{\"repository\": \"${root}data\", \"snapshot\": \"$snapshot\", \"files\": $files, \"bytes\": $bytes}"
+    fi
+
+    # What retention needs is listed while the dump uploads (not the data repository's objects).
+    (list_keys "$bucket" "${root}backups/" "$work/listing.manifests" && list_keys "$bucket" "$prefix" "$work/listing.dumps" &&
+        cat "$work/listing.manifests" "$work/listing.dumps" >"$work/listing") 2>"$work/listing.err" &
+    listing=$!
+    md5=$(md5_of "$file")
+    pending=$incoming
+    if [ "$size" -lt "$SINGLE_PUT_BYTES" ]; then
+        # One request, with its MD5 for the server to check; the ETag it answers is the MD5
+        # it computed over the bytes it stored, so an equal one proves the upload.
+        (sha256_of "$file" >"$work/sha256") &
+        hashing=$!
+        etag=$md5
+        aws s3api put-object --bucket "$bucket" --key "$incoming" --body "$file" \
+            --content-md5 "$(hex_bytes "$md5" | base64)" --query ETag --output text >"$work/put" ||
+            fail "cannot upload to s3://$bucket/$incoming"
+        stored_etag=$(tr -d '"' <"$work/put")
+        wait "$hashing" || fail "cannot compute the SHA-256 of $file"
+    else
+        # In parts; the server's size and ETag (the MD5 of the parts' MD5s) prove the upload.
+        (sha256_of "$file" >"$work/sha256" && expected_etag "$file" "$work" >"$work/etag") &
+        hashing=$!
+        aws s3 cp "$file" "s3://$bucket/$incoming" --only-show-errors --no-progress ||
+            fail "cannot upload to s3://$bucket/$incoming"
+        wait "$hashing" || fail "cannot compute the checksums of $file"
+        etag=$(cat "$work/etag")
+        aws s3api head-object --bucket "$bucket" --key "$incoming" --query '[ContentLength, ETag]' --output text \
+            >"$work/head" || fail "cannot read s3://$bucket/$incoming after the upload"
+        read -r stored stored_etag <"$work/head"
+        stored_etag=$(echo "$stored_etag" | tr -d '"')
+        [ "$stored" = "$size" ] ||
+            fail "s3://$bucket/$incoming holds $stored bytes after the upload, the dump has $size; deleted, nothing is visible"
+    fi
+    sha256=$(cat "$work/sha256")
+    is_hex64 "$sha256" || fail "bad SHA-256 of $file"
+    if [ "$stored_etag" != "$etag" ]; then
+        # A server whose ETags are not MD5s (KMS encryption), or bytes that differ: read them back.
+        echo "the ETag of s3://$bucket/$incoming is not the dump's MD5 ($stored_etag): reading it back to compare"
+        aws s3 cp "s3://$bucket/$incoming" "$work/readback" --only-show-errors --no-progress ||
+            fail "cannot read back s3://$bucket/$incoming"
+        [ "$(sha256_of "$work/readback")" = "$sha256" ] ||
+            fail "s3://$bucket/$incoming does not hold the bytes of the dump (SHA-256 differs); deleted, nothing is visible"
+        rm -f "$work/readback"
+    fi
+
+    # The final name, by a copy on the server, with the SHA-256 as metadata. The copy is
+    # made only if the source still has the verified ETag (where the server supports it),
+    # and the ETag of the copy is checked too.
+    pending="$incoming $key"
+    if [ "$size" -lt 5368709120 ]; then
+        aws s3api copy-object --bucket "$bucket" --key "$key" --copy-source "$bucket/$incoming" \
+            --copy-source-if-match "$stored_etag" --metadata "sha256=$sha256" --metadata-directive REPLACE \
+            --content-type application/octet-stream --query CopyObjectResult.ETag --output text >"$work/copied" ||
+            fail "cannot copy s3://$bucket/$incoming to $key"
+        copied=$(tr -d '"' <"$work/copied")
+        # The MD5 of what the copy holds, or (on servers that keep parts) the source's ETag.
+        [ "$copied" = "$md5" ] || [ "$copied" = "$stored_etag" ] ||
+            fail "the copy s3://$bucket/$key has ETag $copied, not the dump's; deleted, nothing is visible"
+    else
+        # Above 5 GiB a copy takes parts (the CLI makes them); its size and metadata are checked.
+        aws s3 cp "s3://$bucket/$incoming" "s3://$bucket/$key" --metadata "sha256=$sha256" --metadata-directive REPLACE \
+            --only-show-errors --no-progress || fail "cannot copy s3://$bucket/$incoming to $key"
+        aws s3api head-object --bucket "$bucket" --key "$key" --query '[ContentLength, Metadata.sha256]' --output text \
+            >"$work/head" || fail "cannot read s3://$bucket/$key after the copy"
+        [ "$(cat "$work/head")" = "$(printf '%s\t%s' "$size" "$sha256")" ] ||
+            fail "the copy s3://$bucket/$key does not match the dump; deleted, nothing is visible"
+    fi
+    (aws s3api delete-object --bucket "$bucket" --key "$incoming" >/dev/null 2>&1 ||
+        echo "warning: cannot delete s3://$bucket/$incoming (the lifecycle rule expires it)" >&2) &
+    deleting=$!
+    pending=$key
+    echo "stored s3://$bucket/$key ($size bytes, sha256 $sha256)"
+
+    # The manifest, last: the backup exists once it does.
+    cat >"$work/manifest.json" <<EOF
+{
+  "format": 1,
+  "stamp": "$stamp",
+  "workspace": "$workspace",
+  "cvatVersion": "$version",
+  "reason": "$reason",
+  "database": {"key": "$key", "size": $size, "sha256": "$sha256"},
+  "data": $data_json
+}
+EOF
+    pending="$manifest_key $key"
+    aws s3api put-object --bucket "$bucket" --key "$manifest_key" --body "$work/manifest.json" \
+        --content-type application/json --query ETag --output text >"$work/put" ||
+        fail "cannot write the manifest s3://$bucket/$manifest_key"
+    if [ "$(tr -d '"' <"$work/put")" != "$(md5_of "$work/manifest.json")" ]; then
+        aws s3 cp "s3://$bucket/$manifest_key" "$work/manifest.readback" --only-show-errors --no-progress &&
+            cmp -s "$work/manifest.json" "$work/manifest.readback" ||
+            fail "the manifest s3://$bucket/$manifest_key does not hold what was written"
+    fi
+    pending=""
+    echo "backup $stamp complete: s3://$bucket/$manifest_key ($reason, CVAT $version)"
+    wait "$deleting" || true
+
+    wait "$listing" ||
+        fail "the backup is complete, but listing s3://$bucket/$root failed, so no old backup was deleted: $(cat "$work/listing.err")"
+    retention
 }
 
-# expire BUCKET PREFIX DAYS LIST: deletes the backups of LIST (from backup_list)
-# named for a time more than DAYS days ago. Other objects, and other prefixes,
-# are left alone.
-expire() {
+# stamp_at EPOCH: the backup stamp of that moment.
+stamp_at() {
+    date -u -d "@$1" +%Y%m%dT%H%M%SZ 2>/dev/null || date -u -r "$1" +%Y%m%dT%H%M%SZ
+}
+
+# before STAMP OTHER: whether STAMP is earlier than OTHER.
+before() {
+    a=${1%Z}
+    b=${2%Z}
+    [ "${a%T*}${a#*T}" -lt "${b%T*}${b#*T}" ]
+}
+
+# listed_size KEY: the size of KEY in the listing, empty when it is not there.
+listed_size() {
+    while read -r k s; do
+        [ "$k" != "$1" ] || {
+            echo "$s"
+            return 0
+        }
+    done <"$work/listing"
+}
+
+# manifest_good STAMP: whether the backup of STAMP is good (docs/backups.md): its manifest
+# parses, its dump exists with the manifest's size and SHA-256, its snapshot exists.
+# Leaves the manifest in $work/m-STAMP.json.
+manifest_good() {
+    m="$work/m-$1.json"
+    aws s3api get-object --bucket "$bucket" --key "${root}backups/$1.json" "$m" >/dev/null 2>&1 || return 1
+    [ "$(manifest_field "$m" format)" = 1 ] && [ "$(manifest_field "$m" stamp)" = "$1" ] || return 1
+    mkey=$(manifest_field "$m" key)
+    msize=$(manifest_field "$m" size)
+    msha=$(manifest_field "$m" sha256)
+    [ -n "$mkey" ] && [ -n "$msize" ] && is_hex64 "$msha" || return 1
+    [ "$(listed_size "$mkey")" = "$msize" ] || return 1
+    snap=$(manifest_field "$m" snapshot)
+    if [ -n "$snap" ]; then
+        repo=$(manifest_field "$m" repository)
+        aws s3api head-object --bucket "$bucket" --key "$repo/snapshots/$snap" >/dev/null 2>&1 || return 1
+    fi
+    [ "$(aws s3api head-object --bucket "$bucket" --key "$mkey" --query Metadata.sha256 --output text 2>/dev/null)" = "$msha" ]
+}
+
+# delete_keys FILE WHY: deletes the keys listed in FILE (one request per thousand).
+delete_keys() {
+    [ -s "$1" ] || return 0
+    split -l 1000 "$1" "$1.batch."
+    for batch in "$1".batch.*; do
+        {
+            printf '{"Quiet": true, "Objects": ['
+            sep=""
+            while read -r k; do
+                printf '%s{"Key": "%s"}' "$sep" "$k"
+                sep=", "
+            done <"$batch"
+            printf ']}'
+        } >"$batch.json"
+        aws s3api delete-objects --bucket "$bucket" --delete "file://$batch.json" --query 'Errors[].[Key, Code]' \
+            --output text >"$batch.errors" || fail "cannot delete the objects listed in $batch"
+        grep -v '^None$' "$batch.errors" >"$batch.failed" || true
+        [ ! -s "$batch.failed" ] || fail "cannot delete: $(cat "$batch.failed")"
+    done
+    while read -r k; do echo "deleted s3://$bucket/$k ($2)"; done <"$1"
+}
+
+# retention: deletes the backups older than RETENTION_DAYS, whole (manifest first, then
+# its dump; its data snapshot is forgotten by data-backup.sh prune), but never the one
+# just made, and always keeps the newest KEEP_NEWEST good ones whatever their age. Dumps
+# without a manifest (older layouts) follow the same rule among themselves. Uploads
+# abandoned under .incoming/ for a day are deleted. Nothing else is touched. Writes the
+# stamps of the backups that remain to BACKUP_DIR/keep-stamps (their data snapshots stay).
+retention() {
     now=$(date -u +%s)
-    then=$((now - $3 * 86400))
-    cutoff=$(date -u -d "@$then" +%Y%m%d%H%M%S 2>/dev/null || date -u -r "$then" +%Y%m%d%H%M%S)
+    cutoff=$(stamp_at $((now - days * 86400)))
+    stale=$(stamp_at $((now - 86400)))
+    : >"$work/manifests"
+    : >"$work/dumps"
+    : >"$work/incoming"
+    : >"$work/keep"
+    : >"$work/gone"
+    : >"$work/delete-manifests"
+    : >"$work/delete-dumps"
+    : >"$work/delete-lone"
+    while read -r k s; do
+        case "$k" in
+            "${root}backups/"*.json)
+                n=${k#"${root}backups/"}
+                ! is_stamp "${n%.json}" || echo "${n%.json}" >>"$work/manifests"
+                ;;
+            "$prefix.incoming/"*.dump)
+                n=${k#"$prefix.incoming/"}
+                ! is_stamp "${n%.dump}" || echo "${n%.dump} $k" >>"$work/incoming"
+                ;;
+            "$prefix"*.dump)
+                n=${k#"$prefix"}
+                ! is_stamp "${n%.dump}" || echo "${n%.dump}" >>"$work/dumps"
+                ;;
+        esac
+    done <"$work/listing"
+    echo "$stamp" >>"$work/manifests"
+    sort -ru "$work/manifests" -o "$work/manifests"
     deleted=0
-    while read -r name _; do
-        digits=$(echo "${name%.dump}" | tr -d 'TZ')
-        if [ "$digits" -lt "$cutoff" ]; then
-            aws s3api delete-object --bucket "$1" --key "$2$name" >/dev/null || fail "cannot delete s3://$1/$2$name"
-            echo "deleted s3://$1/$2$name (older than $3 days)"
+
+    # Whole backups (with a manifest). Their goodness is read only when one is old enough to go.
+    old=0
+    while read -r s; do
+        [ "$s" = "$stamp" ] || ! before "$s" "$cutoff" || old=$((old + 1))
+    done <"$work/manifests"
+    if [ "$old" -gt 0 ]; then
+        echo "$stamp" >"$work/keep"
+        good=1
+        while read -r s; do
+            [ "$good" -lt "$KEEP_NEWEST" ] || break
+            [ "$s" != "$stamp" ] || continue
+            if manifest_good "$s"; then
+                echo "$s" >>"$work/keep"
+                good=$((good + 1))
+            fi
+        done <"$work/manifests"
+        while read -r s; do
+            [ "$s" != "$stamp" ] && before "$s" "$cutoff" && ! grep -qx "$s" "$work/keep" || continue
+            m="$work/m-$s.json"
+            [ -f "$m" ] || aws s3api get-object --bucket "$bucket" --key "${root}backups/$s.json" "$m" >/dev/null 2>&1 || : >"$m"
+            mkey=$(manifest_field "$m" key)
+            # A manifest names its own dump; anything else is left alone.
+            [ "$mkey" = "$prefix$s.dump" ] || mkey="$prefix$s.dump"
+            echo "${root}backups/$s.json" >>"$work/delete-manifests"
+            [ -z "$(listed_size "$mkey")" ] || echo "$mkey" >>"$work/delete-dumps"
+            echo "$s" >>"$work/gone"
+            deleted=$((deleted + 1))
+        done <"$work/manifests"
+        # Manifests first: a backup stops being one before its parts go.
+        delete_keys "$work/delete-manifests" "a backup older than $days days: its manifest"
+        delete_keys "$work/delete-dumps" "a backup older than $days days: its database dump"
+    fi
+
+    # Dumps without a manifest (older layouts, or a run that stopped before its manifest).
+    while read -r s; do grep -qx "$s" "$work/manifests" || echo "$s"; done <"$work/dumps" | sort -ru >"$work/lone"
+    kept=0
+    while read -r s; do
+        if [ "$kept" -lt "$KEEP_NEWEST" ] && [ "$(listed_size "$prefix$s.dump")" != 0 ]; then
+            kept=$((kept + 1))
+        elif before "$s" "$cutoff"; then
+            echo "$prefix$s.dump" >>"$work/delete-lone"
             deleted=$((deleted + 1))
         fi
-    done <"$4"
-    echo "retention: $deleted backup(s) older than $3 days deleted"
+    done <"$work/lone"
+    delete_keys "$work/delete-lone" "a dump without manifest older than $days days"
+
+    while read -r s k; do
+        [ "$s" != "$stamp" ] && before "$s" "$stale" && echo "$k"
+    done <"$work/incoming" >"$work/delete-incoming"
+    delete_keys "$work/delete-incoming" "an upload abandoned over a day ago"
+
+    while read -r s; do grep -qx "$s" "$work/gone" || echo "$s"; done <"$work/manifests" >"$dir/keep-stamps.tmp"
+    mv "$dir/keep-stamps.tmp" "$dir/keep-stamps"
+    echo "retention: $deleted backup(s) older than $days days deleted (the newest $KEEP_NEWEST good ones are always kept)"
 }
 
 case "$step" in
     dump) dump ;;
+    password) password ;;
     upload) upload ;;
     all)
+        upload_settings
         dump
         upload
         ;;
-    *) fail "BACKUP_STEP must be dump, upload or all (got '$step')" ;;
+    *) fail "BACKUP_STEP must be dump, password, upload or all (got '$step')" ;;
 esac

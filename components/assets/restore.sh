@@ -1,87 +1,279 @@
 #!/bin/sh
-# Restores the workspace's PostgreSQL database from a backup in object storage.
+# Restores a workspace backup (docs/backups.md): the PostgreSQL database, and with
+# data-restore.sh the data volume's snapshot.
 #
 # RESTORE_STEP chooses what runs:
 #   check    before anything is downloaded: says whether this request is already
 #            restored (then the later steps do nothing) and refuses (exit code 3)
 #            a database that holds tables unless RESTORE_FORCE is "true"
 #            (needs psql, pg_isready);
-#   fetch    find the backup and download it into RESTORE_DIR (needs the AWS CLI);
-#            nothing to do when the check found the request already restored;
+#   fetch    find the backup and download its dump into RESTORE_DIR, and for a whole
+#            backup (a manifest) the data repository's password into SECRET_DIR
+#            (needs the AWS CLI); only what is not restored yet;
 #   restore  check again (the database may have changed meanwhile), then load the
-#            backup in one transaction (needs pg_restore, psql);
-#   all      the three in order (the default).
-# In the restore Job, "check" and "fetch" run in init containers and "restore"
-# in the main container; they share RESTORE_DIR.
+#            dump in one transaction (needs pg_restore, psql);
+#   all      the three in order (the default), with data-restore.sh's stage before
+#            the restore and its swap after it when DATA_DIR is set.
+# In the restore Job, check, fetch (data-restore.sh stage) and restore run in init
+# containers and data-restore.sh swap (or restore) in the main container; they share
+# RESTORE_DIR.
 #
-# It refuses (exit code 3) to restore into a database that already holds
-# tables unless RESTORE_FORCE is "true". The restore and a marker naming the
-# request are one transaction: a failed restore leaves the database as it was,
-# and a retry of a request that already succeeded does nothing and downloads
-# nothing.
+# All or nothing: the restore and a marker naming the request are one transaction,
+# committed only once pg_restore read the whole archive and its SHA-256 matched; on
+# any failure psql is killed before it sees the end of its input, so the server
+# rolls everything back and the database is left exactly as it was. While it runs,
+# the database accepts no new connections and the others are ended (CVAT may be
+# running); connections are allowed again afterwards, also after a failure, and a
+# run that finds the database left closed by a killed restore opens it again.
+# Locks are waited for at most RESTORE_LOCK_TIMEOUT.
+#
+# RESTORE_FROM:
+#   latest                       the newest good backup (manifest) under the workspace's prefix;
+#                                without any manifest, the newest dump (older layouts)
+#   <key>/backups/<stamp>.json   a whole backup (database and data)
+#   <key>/database/<stamp>.dump  a database dump alone (older backups)
+#   s3://<bucket>/<key>          either, in another bucket
 #
 # Environment:
-#   RESTORE_FROM     "latest", a key in BACKUP_BUCKET, or s3://<bucket>/<key>
+#   RESTORE_FROM     see above
 #   RESTORE_REQUEST  id of this restore request (default: RESTORE_FROM); a new id restores again
 #   RESTORE_FORCE    "true" to replace existing tables (default "false")
 #   RESTORE_DIR      what the steps hand on to each other (default: a temporary directory)
+#   RESTORE_LOCK_TIMEOUT  longest wait for a lock (default 60s; PostgreSQL units)
+#   DATA_DIR         the data volume, when the Job restores it too (see data-restore.sh)
+#   SECRET_DIR       where fetch writes data-password (default: RESTORE_DIR)
 #   BACKUP_BUCKET BACKUP_PREFIX   where "latest" and plain keys are looked up
 #   PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE   the database (libpq variables)
+#   PGMAINTENANCE_DATABASE  database to connect to while the restored one is closed (default postgres)
 #   WAIT_SECONDS     how long to wait for the database to accept connections (default 300)
 #   AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 set -eu
 . "$(dirname "$0")/s3-cli.sh"
 
 REFUSED=3
+APPLICATION=labeling-restore
 step=${RESTORE_STEP:-all}
 source=${RESTORE_FROM:?RESTORE_FROM is not set}
 request=${RESTORE_REQUEST:-$source}
 case "$source$request" in
-    *"'"* | *'"'* | *'\'* | *' '*) fail "RESTORE_FROM and RESTORE_REQUEST must not contain quotes, backslashes or spaces" ;;
+    *"'"* | *'"'* | *'\'* | *' '* | *'$'* | *'`'*) fail "RESTORE_FROM and RESTORE_REQUEST must not contain quotes, backslashes or spaces" ;;
 esac
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+psql_pid=""
+closed=""
+cleanup() {
+    status=$?
+    trap - EXIT
+    if [ -n "$psql_pid" ]; then
+        kill -KILL "$psql_pid" 2>/dev/null || true
+        wait "$psql_pid" 2>/dev/null || true
+    fi
+    [ -z "$closed" ] || reopen_database || true
+    rm -rf "$work"
+    exit "$status"
+}
+trap cleanup EXIT
 trap 'exit 143' INT TERM
+# A psql that stopped early must not kill this script (or pg_restore) with SIGPIPE:
+# the write fails instead, and the failure is handled.
+trap '' PIPE
 dir=${RESTORE_DIR:-$work}
 archive="$dir/restore.dump"
 # Written by the check when the database already holds this request's restore.
 restored="$dir/already-restored"
 marker="labeling-restore: $request"
-
-fetch() {
-    if [ -f "$restored" ]; then
-        echo "database already holds this restore ($(cat "$restored")): nothing to download"
-        return 0
-    fi
-    s3_cli_setup "$work"
-    case "$source" in
-        latest)
-            bucket=${BACKUP_BUCKET:?BACKUP_BUCKET is not set}
-            prefix=${BACKUP_PREFIX:?BACKUP_PREFIX is not set}
-            backup_list "$bucket" "$prefix" "$work/backups"
-            name=$(tail -n 1 "$work/backups" | cut -d ' ' -f 1)
-            [ -n "$name" ] || fail "no backup found under s3://$bucket/$prefix"
-            key="$prefix$name"
-            ;;
-        s3://*)
-            rest=${source#s3://}
-            bucket=${rest%%/*}
-            key=${rest#*/}
-            ;;
-        *)
-            bucket=${BACKUP_BUCKET:?BACKUP_BUCKET is not set}
-            key=$source
-            ;;
-    esac
-    echo "downloading s3://$bucket/$key ..."
-    aws s3 cp "s3://$bucket/$key" "$archive" --only-show-errors --no-progress ||
-        fail "cannot download s3://$bucket/$key"
-    echo "s3://$bucket/$key" >"$dir/source"
-    echo "downloaded s3://$bucket/$key ($(wc -c <"$archive" | tr -d ' ') bytes)"
-}
+state=${DATA_DIR:+$DATA_DIR/.labeling-restore}
 
 sql() {
     psql --no-psqlrc --no-password --quiet --tuples-only --no-align -v ON_ERROR_STOP=1 "$@"
+}
+
+# maintenance ARGS: psql on the maintenance database (SQL on stdin).
+maintenance() {
+    PGDATABASE=${PGMAINTENANCE_DATABASE:-postgres} sql "$@"
+}
+
+# data_pending: whether the data volume still needs this request's snapshot.
+data_pending() {
+    [ -n "$state" ] || return 1
+    [ "$(cat "$state/done" 2>/dev/null)" != "$request" ] && [ "$(cat "$state/staged" 2>/dev/null)" != "$request" ]
+}
+
+# parse_source S3URL-OR-KEY: sets bucket and key.
+parse_source() {
+    case "$1" in
+        s3://*)
+            rest=${1#s3://}
+            bucket=${rest%%/*}
+            key=${rest#*/}
+            [ -n "$bucket" ] && [ -n "$key" ] && [ "$key" != "$rest" ] || fail "'$1' is not s3://<bucket>/<key>"
+            ;;
+        *)
+            bucket=${BACKUP_BUCKET:?BACKUP_BUCKET is not set}
+            key=$1
+            ;;
+    esac
+}
+
+# read_manifest BUCKET KEY FILE: downloads and checks a manifest; sets dump_key, dump_size,
+# dump_sha256, snapshot (empty without data) and repository. Returns 1 (saying why)
+# when it is not a good manifest.
+read_manifest() {
+    aws s3api get-object --bucket "$1" --key "$2" "$3" >/dev/null 2>"$work/err" || {
+        echo "cannot read s3://$1/$2: $(cat "$work/err")" >&2
+        return 1
+    }
+    dump_key=$(manifest_field "$3" key)
+    dump_size=$(manifest_field "$3" size)
+    dump_sha256=$(manifest_field "$3" sha256)
+    snapshot=$(manifest_field "$3" snapshot)
+    repository=$(manifest_field "$3" repository)
+    if [ "$(manifest_field "$3" format)" != 1 ] || [ -z "$dump_key" ] || [ -z "$dump_size" ] || ! is_hex64 "$dump_sha256"; then
+        echo "s3://$1/$2 is not a backup manifest this restore understands" >&2
+        return 1
+    fi
+    if [ -n "$snapshot" ]; then
+        # The snapshot is listed by `restic snapshots` when its file is in the repository.
+        is_hex64 "$snapshot" && [ -n "$repository" ] &&
+            aws s3api head-object --bucket "$1" --key "$repository/snapshots/$snapshot" >/dev/null 2>&1 || {
+            echo "s3://$1/$2: its data snapshot $snapshot is not in s3://$1/$repository" >&2
+            return 1
+        }
+    fi
+}
+
+# download BUCKET KEY: the dump into $archive; sets got_size and got_sha256 (its metadata).
+# Returns 1 (saying why) when it cannot.
+download() {
+    echo "downloading s3://$1/$2 ..."
+    rm -f "$archive"
+    aws s3api get-object --bucket "$1" --key "$2" "$archive" --query '[ContentLength, Metadata.sha256]' --output text \
+        >"$work/got" 2>"$work/err" || {
+        echo "cannot download s3://$1/$2: $(cat "$work/err")" >&2
+        return 1
+    }
+    read -r got_size got_sha256 <"$work/got"
+    [ "$got_sha256" != None ] || got_sha256=""
+    [ "$(wc -c <"$archive" | tr -d ' ')" = "$got_size" ] || {
+        echo "the download of s3://$1/$2 is incomplete" >&2
+        return 1
+    }
+}
+
+# use_manifest BUCKET KEY: fetches what the good manifest names; returns 1 when the
+# dump does not match it (not a good backup).
+use_manifest() {
+    if [ -n "$need_dump" ]; then
+        download "$1" "$dump_key" || return 1
+        if [ "$got_size" != "$dump_size" ] || [ "$got_sha256" != "$dump_sha256" ]; then
+            echo "s3://$1/$dump_key does not match its manifest s3://$1/$2 (size $got_size, sha256 '$got_sha256')" >&2
+            rm -f "$archive"
+            return 1
+        fi
+        echo "$dump_sha256" >"$dir/expected-sha256"
+        echo "$dump_size" >"$dir/expected-size"
+    fi
+    resolved="s3://$1/$2"
+    fetch_data "$1"
+}
+
+# fetch_data BUCKET: what data-restore.sh needs: the snapshot and the repository's password.
+fetch_data() {
+    [ -n "$need_data" ] || return 0
+    if [ -z "$snapshot" ]; then
+        echo "the backup has no data snapshot: the data volume is left as it is"
+        echo "none" >"$dir/data-source"
+        return 0
+    fi
+    # Kept next to the repository: <key>/data-password for <key>/data.
+    password_key="$(dirname "$repository")/data-password"
+    (umask 077 && aws s3api get-object --bucket "$1" --key "$password_key" "${SECRET_DIR:-$dir}/data-password" >/dev/null) ||
+        fail "cannot read the data repository's password s3://$1/$password_key"
+    printf 'bucket %s\nrepository %s\nsnapshot %s\n' "$1" "$repository" "$snapshot" >"$dir/data-source"
+    echo "data snapshot $snapshot of s3://$1/$repository will be restored"
+}
+
+fetch() {
+    need_dump=yes
+    need_data=""
+    from=$source
+    if [ -f "$restored" ]; then
+        need_dump=""
+        # Resume what the database already holds (even if "latest" would be another backup now).
+        from=$(cat "$restored")
+    fi
+    ! data_pending || need_data=yes
+    if [ -z "$need_dump" ] && [ -z "$need_data" ]; then
+        echo "database already holds this restore ($from): nothing to download"
+        return 0
+    fi
+    s3_cli_setup "$work"
+    rm -f "$archive" "$dir/source" "$dir/expected-sha256" "$dir/expected-size" "$dir/data-source"
+    snapshot=""
+    repository=""
+    resolved=""
+    if [ "$from" = latest ]; then
+        fetch_latest
+    else
+        parse_source "$from"
+        case "$key" in
+            *.json)
+                read_manifest "$bucket" "$key" "$work/manifest.json" || fail "s3://$bucket/$key is not a good backup"
+                use_manifest "$bucket" "$key" || fail "s3://$bucket/$key is not a good backup"
+                ;;
+            *)
+                [ -z "$need_data" ] || echo "$key is a database dump alone: the data volume is left as it is"
+                need_data=""
+                [ -z "$need_dump" ] || fetch_dump "$bucket" "$key"
+                resolved="s3://$bucket/$key"
+                ;;
+        esac
+    fi
+    echo "$resolved" >"$dir/source"
+    [ -z "$need_data" ] || [ -f "$dir/data-source" ] || echo "none" >"$dir/data-source"
+}
+
+# fetch_dump BUCKET KEY: a dump alone; its SHA-256 metadata, when it has one, is checked at restore.
+fetch_dump() {
+    download "$1" "$2" || fail "cannot restore s3://$1/$2"
+    if [ -n "$got_sha256" ]; then
+        echo "$got_sha256" >"$dir/expected-sha256"
+    else
+        echo "s3://$1/$2 has no sha256 metadata (an older backup): it is accepted if pg_restore can read it"
+    fi
+    echo "$got_size" >"$dir/expected-size"
+}
+
+# fetch_latest: the newest good manifest; without any manifest, the newest dump.
+fetch_latest() {
+    bucket=${BACKUP_BUCKET:?BACKUP_BUCKET is not set}
+    prefix=${BACKUP_PREFIX:?BACKUP_PREFIX is not set}
+    case "$prefix" in
+        */database/) root=${prefix%database/} ;;
+        *) fail "BACKUP_PREFIX must end with /database/ (got '$prefix')" ;;
+    esac
+    list_keys "$bucket" "${root}backups/" "$work/manifests.keys"
+    while read -r k _; do
+        n=${k#"${root}backups/"}
+        [ "$n" != "${n%.json}" ] && is_stamp "${n%.json}" && echo "$k"
+    done <"$work/manifests.keys" | sort -r >"$work/manifests"
+    if [ -s "$work/manifests" ]; then
+        while read -r k; do
+            if read_manifest "$bucket" "$k" "$work/manifest.json" && use_manifest "$bucket" "$k"; then
+                echo "latest good backup: s3://$bucket/$k"
+                return 0
+            fi
+            echo "skipping s3://$bucket/$k: not a good backup" >&2
+        done <"$work/manifests"
+        fail "no good backup under s3://$bucket/${root}backups/"
+    fi
+    backup_list "$bucket" "$prefix" "$work/backups"
+    name=$(awk '$2 > 0 { n = $1 } END { print n }' "$work/backups")
+    [ -n "$name" ] || fail "no backup found under s3://$bucket/$prefix"
+    echo "no manifest under s3://$bucket/${root}backups/: using the newest dump, $name"
+    need_data=""
+    resolved="s3://$bucket/$prefix$name"
+    [ -z "$need_dump" ] || fetch_dump "$bucket" "$prefix$name"
 }
 
 wait_for_database() {
@@ -93,11 +285,35 @@ wait_for_database() {
     done
 }
 
+# reopen_database: allows connections to PGDATABASE again after a restore closed it: the
+# restore that stopped (this one, or one that was killed) is ended first if its session
+# still runs on the server, then the database is opened. Through the maintenance
+# database, since a closed one refuses every connection.
+reopen_database() {
+    reopened=$(maintenance -v db="$PGDATABASE" -v app="$APPLICATION%" <<'EOF'
+SELECT coalesce((SELECT NOT datallowconn FROM pg_database WHERE datname = :'db'), false) AS closed \gset
+\if :closed
+SELECT count(pg_terminate_backend(pid, 30000)) AS ended FROM pg_stat_activity
+WHERE datname = :'db' AND application_name LIKE :'app' AND pid <> pg_backend_pid() \gset
+ALTER DATABASE :"db" ALLOW_CONNECTIONS true;
+\echo reopened
+\endif
+EOF
+    ) || {
+        echo "warning: cannot check whether database $PGDATABASE accepts connections" >&2
+        return 1
+    }
+    case "$reopened" in
+        *reopened*) echo "database $PGDATABASE accepts connections again (a restore had closed it)" ;;
+    esac
+}
+
 # check: returns 0 and sets $already (the marker's source) when the database already
 # holds this request's restore; exits 3 when it holds tables and RESTORE_FORCE is
 # not "true"; otherwise returns 0 with $tables set (and $already empty).
 check() {
     wait_for_database
+    reopen_database || true
     current=$(sql -c "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = current_database()") ||
         fail "cannot connect to database $PGDATABASE"
     already=""
@@ -133,29 +349,100 @@ restore() {
     check
     [ -z "$already" ] || return 0
     [ -s "$archive" ] || fail "no backup to restore in $dir (was the fetch step skipped or did it fail?)"
-    pg_restore --list "$archive" >/dev/null || fail "$archive is not a readable pg_dump archive"
-
+    expected_size=$(cat "$dir/expected-size" 2>/dev/null || true)
+    [ -z "$expected_size" ] || [ "$(wc -c <"$archive" | tr -d ' ')" = "$expected_size" ] ||
+        fail "$archive does not have the size of the backup; the database was left as it was"
+    pg_restore --list "$archive" >/dev/null || fail "$archive is not a readable pg_dump archive; the database was left as it was"
+    expected_sha256=$(cat "$dir/expected-sha256" 2>/dev/null || true)
     resolved=$(cat "$dir/source" 2>/dev/null || echo "$source")
     clean=""
     if [ "$tables" -gt 0 ]; then
         echo "database $PGDATABASE holds $tables tables: replacing them (RESTORE_FORCE=true)"
         clean="--clean --if-exists"
     fi
+    # Locks held by others are waited for this long at most (the sessions are ended first).
+    PGOPTIONS="${PGOPTIONS:-} -c lock_timeout=${RESTORE_LOCK_TIMEOUT:-60s}"
+    export PGOPTIONS
 
-    # One transaction holds the restore and the marker: either both are in, or
-    # nothing changed. If pg_restore fails, the stream ends in an error
-    # instead of the marker, and psql rolls everything back.
-    # shellcheck disable=SC2086
+    # psql reads the restore from a FIFO whose write end this script holds open (fd 3):
+    # psql never sees the end of its input before the script decides. Only when
+    # pg_restore read the whole archive and the SHA-256 matched does the script write
+    # the marker and COMMIT; otherwise psql is killed inside the transaction (even in
+    # the middle of a COPY), and the server rolls it back.
+    mkfifo "$work/sql"
+    session="$APPLICATION $$"
+    PGAPPNAME=$session psql --no-psqlrc --no-password --quiet --tuples-only --no-align -v ON_ERROR_STOP=1 \
+        -v database="$PGDATABASE" -v marker_text="$marker $resolved" <"$work/sql" >"$work/psql.out" 2>"$work/psql.err" &
+    psql_pid=$!
+    exec 3>"$work/sql"
+    # Once this session is connected, the database is closed to new connections and the
+    # others are ended (a database cannot close itself: through the maintenance database).
+    waited=0
+    until [ "$(echo "SELECT count(*) FROM pg_stat_activity WHERE datname = :'db' AND application_name = :'app';" |
+        maintenance -v db="$PGDATABASE" -v app="$session")" = 1 ]; do
+        kill -0 "$psql_pid" 2>/dev/null || fail "cannot connect to database $PGDATABASE: $(tail -n 3 "$work/psql.err")"
+        [ "$waited" -lt 600 ] || fail "the restore session did not connect to database $PGDATABASE"
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    closed=yes
+    ended=$(maintenance -v db="$PGDATABASE" -v app="$session" <<'EOF'
+ALTER DATABASE :"db" ALLOW_CONNECTIONS false;
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE datname = :'db' AND application_name IS DISTINCT FROM :'app' AND pid <> pg_backend_pid();
+EOF
+    ) || fail "cannot close database $PGDATABASE to other connections"
+    echo "database $PGDATABASE closed to new connections; $ended other session(s) ended"
     {
-        if pg_restore --no-owner --no-privileges --role="$PGUSER" $clean --file=- "$archive"; then
-            printf 'COMMENT ON DATABASE :"database" IS :%s;\n' "'marker_text'"
-        else
-            printf '\\echo pg_restore could not read the whole archive\nSELECT 1 / 0;\n'
+        echo 'BEGIN;'
+        if [ -z "$clean" ]; then
+            # Nothing may have appeared since the check.
+            echo "DO \$\$ BEGIN IF EXISTS (SELECT 1 FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')) THEN RAISE EXCEPTION 'tables appeared in the database since the check: refusing'; END IF; END \$\$;"
         fi
-    } | sql --single-transaction -v database="$PGDATABASE" -v marker_text="$marker $resolved" >/dev/null ||
-        fail "the restore failed; the database was left as it was"
+    } >&3 || true
+    (sha256_of "$archive" >"$work/sha256") &
+    hashing=$!
+    restored_ok=yes
+    # shellcheck disable=SC2086
+    pg_restore --no-owner --no-privileges --role="$PGUSER" $clean --file=- "$archive" >&3 2>"$work/pg_restore.err" ||
+        restored_ok=""
+    wait "$hashing" || restored_ok=""
+    why=""
+    if ! kill -0 "$psql_pid" 2>/dev/null; then
+        why="psql stopped: $(tail -n 3 "$work/psql.err")"
+    elif [ -z "$restored_ok" ]; then
+        why="pg_restore could not read the whole archive: $(tail -n 3 "$work/pg_restore.err")"
+    elif [ -n "$expected_sha256" ] && [ "$(cat "$work/sha256")" != "$expected_sha256" ]; then
+        why="the archive's SHA-256 is not the backup's ($expected_sha256): it is damaged"
+    fi
+    if [ -n "$why" ]; then
+        # Killed before it reads an end of input: nothing is committed.
+        kill -KILL "$psql_pid" 2>/dev/null || true
+        wait "$psql_pid" 2>/dev/null || true
+        psql_pid=""
+        exec 3>&-
+        fail "$why; the restore failed and the database was left as it was"
+    fi
+    {
+        echo 'COMMENT ON DATABASE :"database" IS :'"'"'marker_text'"'"';'
+        echo 'COMMIT;'
+    } >&3 || true
+    exec 3>&-
+    status=0
+    wait "$psql_pid" || status=$?
+    psql_pid=""
+    [ "$status" -eq 0 ] || fail "the restore failed and the database was left as it was: $(tail -n 3 "$work/psql.err")"
+    reopen_database || fail "the restore is in, but database $PGDATABASE could not be opened to connections again"
+    closed=""
+    [ "$(sql -c "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = current_database()")" = "$marker $resolved" ] ||
+        fail "the restore did not commit"
     sql -c "ANALYZE" >/dev/null || true
     echo "restored database $PGDATABASE from $resolved"
+}
+
+data_step() {
+    [ -n "$state" ] || return 0
+    RESTORE_DIR=$dir DATA_STEP=$1 sh "$(dirname "$0")/data-restore.sh"
 }
 
 case "$step" in
@@ -165,7 +452,9 @@ case "$step" in
     all)
         check_step
         fetch
+        data_step stage
         restore
+        data_step swap
         ;;
     *) fail "RESTORE_STEP must be check, fetch, restore or all (got '$step')" ;;
 esac
