@@ -403,9 +403,21 @@ EOF
     (sha256_of "$archive" >"$work/sha256") &
     hashing=$!
     restored_ok=yes
+    # pg_restore's script starts by turning lock_timeout off: that line is left out, so that
+    # RESTORE_LOCK_TIMEOUT holds for the whole restore (the rest of the stream is passed as is).
     # shellcheck disable=SC2086
-    pg_restore --no-owner --no-privileges --role="$PGUSER" $clean --file=- "$archive" >&3 2>"$work/pg_restore.err" ||
-        restored_ok=""
+    {
+        pg_restore --no-owner --no-privileges --role="$PGUSER" $clean --file=- "$archive" 2>"$work/pg_restore.err"
+        echo $? >"$work/pg_restore.status"
+    } | {
+        lines=0
+        while [ "$lines" -lt 50 ] && IFS= read -r line; do
+            [ "$line" = "SET lock_timeout = 0;" ] || printf '%s\n' "$line"
+            lines=$((lines + 1))
+        done
+        exec cat
+    } >&3 || restored_ok=""
+    [ "$(cat "$work/pg_restore.status" 2>/dev/null)" = 0 ] || restored_ok=""
     wait "$hashing" || restored_ok=""
     why=""
     if ! kill -0 "$psql_pid" 2>/dev/null; then
