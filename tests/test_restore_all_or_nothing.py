@@ -201,10 +201,12 @@ def test_a_killed_restore_changes_nothing_and_the_next_run_opens_the_database_ag
                      RESTORE_FROM="latest", RESTORE_REQUEST="r1", RESTORE_FORCE="true")
     process = subprocess.Popen(["/bin/sh", str(ASSETS / "restore.sh")], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-    for line in process.stdout:
-        if "closed to new connections" in line:
-            break
-    time.sleep(0.5)  # inside the transaction, in the middle of the data
+    # Killed inside the transaction, in the middle of the keyless table's data.
+    deadline = time.monotonic() + 60
+    while postgres.admin("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'labeling-restore%' "
+                         "AND query LIKE 'COPY public.events%'") != "1":
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.02)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
     # Left closed by the killed run...
