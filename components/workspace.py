@@ -18,12 +18,23 @@ from components.credentials import AdminCredentials
 from components.cvat import Cvat
 from components.label_schema import projects_json
 from components.datasets import DatasetBuckets
-from components.database import Database
+from components.cvat import DATA_CLAIM
+from components.database import (
+    DATABASE_NAME,
+    DATABASE_USER,
+    PASSWORD_KEY as DATABASE_PASSWORD_KEY,
+    PORT as DATABASE_PORT,
+    SECRET_NAME as DATABASE_SECRET,
+    SERVICE_NAME as DATABASE_SERVICE,
+    Database,
+)
 from components.endpoint import S3Endpoint
 from components.minio import InClusterMinio
 from components.sizes import PRESETS
 from components.storage import ObjectStorage
 
+# On the server's and workers' pod templates: a new restore request rolls them after the restore.
+RESTORE_ANNOTATION = "labeling.dev/restore-request"
 # Size of the in-cluster MinIO's volume (development stacks only).
 IN_CLUSTER_MINIO_STORAGE = "20Gi"
 
@@ -132,26 +143,6 @@ class Workspace(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, providers=storage_providers),
         )
-        database = Database(
-            f"{name}-database",
-            {
-                "namespace": namespace_name,
-                "workspace": workspace,
-                "storage_size": config.database_storage_size,
-                "storage_class_name": config.storage_class_name,
-                "endpoint": endpoint,
-                "s3_credentials_secret_name": storage.credentials_secret_name,
-                "backup_bucket": storage.backup_bucket,
-                "storage_ready": storage.ready,
-                "backup_prefix": f"{config.workspace_key}/database/",
-                "backup_schedule": config.backup_schedule,
-                "retention_days": config.backup_retention_days,
-                "restore_from": config.restore_from,
-                "restore_force": config.restore_force,
-                "resources": size.of("postgres"),
-            },
-            opts=in_kubernetes,
-        )
         credentials = AdminCredentials(
             f"{name}-admin",
             {
@@ -178,46 +169,86 @@ class Workspace(pulumi.ComponentResource):
             },
             opts=in_kubernetes,
         )
-        cvat = Cvat(
-            f"{name}-cvat",
-            {
-                "namespace": namespace_name,
-                "workspace": workspace,
-                "version": config.cvat_version,
-                "size": size,
-                "optional_queues": config.workers,
-                "hostname": config.hostname,
-                "ingress_class_name": config.ingress_class_name,
-                "tls_secret_name": config.tls_secret_name,
-                "cert_manager_issuer": config.cert_manager_issuer,
-                "data_size": config.cvat_data_size,
-                "data_access_mode": config.cvat_data_access_mode,
-                "storage_class_name": config.storage_class_name,
-                "database_host": database.host,
-                "database_port": database.port,
-                "database_name": database.name,
-                "database_user": database.user,
-                "database_password_secret": database.password_secret_name,
-                "database_password_key": database.password_secret_key,
-                "database_ready": database.ready,
-                "admin_credentials_secret": credentials.secret_name,
-                "admin_username": credentials.username,
-                "admin_email": credentials.email,
-                "admin_password": credentials.password,
-                # The in-cluster MinIO is private too: CVAT's SSRF guard must let it through.
-                "egress_allow": [*config.egress_allow, *([minio.cluster_ip] if minio else [])],
-                "share_claims": datasets.share_claims,
-                "ingress_namespaces": config.ingress_namespaces,
-                "ingress_allow_cidrs": config.ingress_allow_cidrs,
-                "paused": config.paused,
-                "backend_annotations": {},
-                # The share's volumes mount with the S3 keys: new keys remount them by rolling the pods.
-                "rollout_secrets": (
-                    {"s3-access-key": endpoint.access_key, "s3-secret-key": endpoint.secret_key} if datasets.share_claims else {}
-                ),
-            },
-            opts=in_kubernetes,
-        )
+        def build_database(pause_after: list[pulumi.Resource]) -> Database:
+            return Database(
+                f"{name}-database",
+                {
+                    "namespace": namespace_name,
+                    "workspace": workspace,
+                    "storage_size": config.database_storage_size,
+                    "storage_class_name": config.storage_class_name,
+                    "endpoint": endpoint,
+                    "s3_credentials_secret_name": storage.credentials_secret_name,
+                    "backup_bucket": storage.backup_bucket,
+                    "storage_ready": storage.ready,
+                    "backup_prefix": f"{config.workspace_key}/database/",
+                    "backup_schedule": config.backup_schedule,
+                    "retention_days": config.backup_retention_days,
+                    "restore_from": config.restore_from,
+                    "restore_force": config.restore_force,
+                    "resources": size.of("postgres"),
+                    "cvat_version": config.cvat_version,
+                    # CVAT's data volume is backed up and restored with the database.
+                    "data_claim": DATA_CLAIM,
+                    "paused": config.paused,
+                    "pause_after": pause_after,
+                },
+                opts=in_kubernetes,
+            )
+
+        def build_cvat(database_ready: list[pulumi.Resource], backend_annotations: dict[str, Any]) -> Cvat:
+            return Cvat(
+                f"{name}-cvat",
+                {
+                    "namespace": namespace_name,
+                    "workspace": workspace,
+                    "version": config.cvat_version,
+                    "size": size,
+                    "optional_queues": config.workers,
+                    "hostname": config.hostname,
+                    "ingress_class_name": config.ingress_class_name,
+                    "tls_secret_name": config.tls_secret_name,
+                    "cert_manager_issuer": config.cert_manager_issuer,
+                    "data_size": config.cvat_data_size,
+                    "data_access_mode": config.cvat_data_access_mode,
+                    "storage_class_name": config.storage_class_name,
+                    # The database's names are fixed: CVAT may be built before it (a pause).
+                    "database_host": DATABASE_SERVICE,
+                    "database_port": DATABASE_PORT,
+                    "database_name": DATABASE_NAME,
+                    "database_user": DATABASE_USER,
+                    "database_password_secret": DATABASE_SECRET,
+                    "database_password_key": DATABASE_PASSWORD_KEY,
+                    "database_ready": database_ready,
+                    "admin_credentials_secret": credentials.secret_name,
+                    "admin_username": credentials.username,
+                    "admin_email": credentials.email,
+                    "admin_password": credentials.password,
+                    # The in-cluster MinIO is private too: CVAT's SSRF guard must let it through.
+                    "egress_allow": [*config.egress_allow, *([minio.cluster_ip] if minio else [])],
+                    "share_claims": datasets.share_claims,
+                    "ingress_namespaces": config.ingress_namespaces,
+                    "ingress_allow_cidrs": config.ingress_allow_cidrs,
+                    "paused": config.paused,
+                    "backend_annotations": backend_annotations,
+                    # The share's volumes mount with the S3 keys: new keys remount them by rolling the pods.
+                    "rollout_secrets": (
+                        {"s3-access-key": endpoint.access_key, "s3-secret-key": endpoint.secret_key} if datasets.share_claims else {}
+                    ),
+                },
+                opts=in_kubernetes,
+            )
+        if config.paused:
+            # CVAT first: its pods scale to zero, then the final backup, then PostgreSQL.
+            cvat = build_cvat([], {})
+            database = build_database(cvat.running)
+        else:
+            database = build_database([])
+            # Migrations wait for the database, a restore, and the backup taken before a new release;
+            # the server and workers roll once a restore succeeded.
+            restored = {RESTORE_ANNOTATION: database.restore_request} if config.restore_from else {}
+            cvat = build_cvat([*database.ready, database.pre_upgrade_backup], restored)
+
         # The bootstrap Job: registers the buckets as cloud storages and creates the label schemas.
         registered = list(config.dataset_buckets) if config.dataset_access in ("cloudStorage", "both") else []
         if registered or config.projects:

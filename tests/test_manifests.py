@@ -38,7 +38,8 @@ STACKS = {
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 LONG_RUNNING = {"Deployment", "StatefulSet", "DaemonSet"}
 CLUSTER_SCOPED = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
-SECRET_ENV_NAME = re.compile(r"PASSWORD|SECRET|ACCESS_KEY|TOKEN", re.IGNORECASE)
+# Names of variables that hold secrets (a *_DIR or *_FILE holds where they are, not what).
+SECRET_ENV_NAME = re.compile(r"(PASSWORD|SECRET|ACCESS_KEY|TOKEN)(?!.*_(DIR|FILE)$)", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module", params=sorted(STACKS))
