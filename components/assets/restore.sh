@@ -143,21 +143,22 @@ read_manifest() {
 }
 
 # download BUCKET KEY: the dump into $archive; sets got_size and got_sha256 (its metadata).
-# Returns 1 (saying why) when it cannot.
+# Returns 2 when there is no such object; fails on any other error (the network, a full
+# disk: not a reason to take an older backup).
 download() {
     echo "downloading s3://$1/$2 ..."
     rm -f "$archive"
     aws s3api get-object --bucket "$1" --key "$2" "$archive" --query '[ContentLength, Metadata.sha256]' --output text \
         >"$work/got" 2>"$work/err" || {
-        echo "cannot download s3://$1/$2: $(cat "$work/err")" >&2
-        return 1
+        if grep -q 'NoSuchKey\|Not Found\|404' "$work/err"; then
+            echo "s3://$1/$2 does not exist" >&2
+            return 2
+        fi
+        fail "cannot download s3://$1/$2: $(cat "$work/err")"
     }
     read -r got_size got_sha256 <"$work/got"
     [ "$got_sha256" != None ] || got_sha256=""
-    [ "$(wc -c <"$archive" | tr -d ' ')" = "$got_size" ] || {
-        echo "the download of s3://$1/$2 is incomplete" >&2
-        return 1
-    }
+    [ "$(wc -c <"$archive" | tr -d ' ')" = "$got_size" ] || fail "the download of s3://$1/$2 is incomplete"
 }
 
 # use_manifest BUCKET KEY: fetches what the good manifest names; returns 1 when the
@@ -165,6 +166,8 @@ download() {
 use_manifest() {
     if [ -n "$need_dump" ]; then
         download "$1" "$dump_key" || return 1
+        # A dump that does not match its manifest (a fault in the past, a later overwrite)
+        # makes the backup not good; "latest" then takes the one before.
         if [ "$got_size" != "$dump_size" ] || [ "$got_sha256" != "$dump_sha256" ]; then
             echo "s3://$1/$dump_key does not match its manifest s3://$1/$2 (size $got_size, sha256 '$got_sha256')" >&2
             rm -f "$archive"
