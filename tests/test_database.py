@@ -522,3 +522,13 @@ def test_cli_uses_parts_large_enough_for_the_scaleway_part_cap(tmp_path):
     result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["64MB", "64MB", "path"]
+
+
+def test_every_pod_of_the_component_is_pinned_sized_and_hardened(whole, paused):
+    """The program-wide rules of test_manifests, on the objects the Workspace does not render
+    yet (data volume, pause): pinned images, requests and limits, non-root, no secret in text."""
+    import test_manifests
+
+    for rendering in (whole, paused):
+        test_manifests.test_every_container_is_pinned_sized_and_hardened((rendering, set()))
+        test_manifests.test_no_secret_in_plain_text((rendering, {"secret-key", "access-key"}))

@@ -118,7 +118,7 @@ stage() {
 
     rm -f "$state/staged"
     rm -rf "$state/staging" "$state/target"
-    # The snapshot holds the path it was taken at; restored below target/, then renamed.
+    # Restored below target/, then renamed to staging/.
     restic "$@" snapshots --json "$snapshot" >"$work/snapshot" 2>"$work/err" ||
         fail "snapshot $snapshot is not in $RESTIC_REPOSITORY: $(tail -n 3 "$work/err")"
     path=$(sed -nE 's/.*"paths":\["([^"]*)"\].*/\1/p' "$work/snapshot")
@@ -126,12 +126,14 @@ stage() {
     echo "restoring snapshot $snapshot of $path into $state/staging ..."
     restic "$@" restore "$snapshot" --target "$state/target" >"$work/out" 2>&1 ||
         fail "restic restore failed; the data volume was left as it was: $(tail -n 5 "$work/out")"
+    # data-backup.sh backs up "." (the volume's content sits at the snapshot's root); a
+    # snapshot taken by its absolute path has that path below the target.
     if [ -d "$state/target$path" ]; then
         mv "$state/target$path" "$state/staging"
+        rm -rf "$state/target"
     else
-        mkdir "$state/staging"
+        mv "$state/target" "$state/staging"
     fi
-    rm -rf "$state/target"
     write_state staged "$request"
     echo "staged: $(find "$state/staging" -type f | wc -l | tr -d ' ') files"
 }
