@@ -16,6 +16,16 @@ if ! ls /usr/lib/postgresql/15/bin/initdb >/dev/null 2>&1; then
     fi
 fi
 
+# The backups of CVAT's data volume use restic; its tests fail without it.
+if ! command -v restic >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing restic with apt-get ..."
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null
+    else
+        echo "warning: restic is not installed; the data volume's backup tests will fail" >&2
+    fi
+fi
+
 if [ ! -x venv/bin/python ]; then
     python3 -m venv venv
 fi
