@@ -185,8 +185,15 @@ upload() {
         snapshot=$(sed -n 's/^snapshot //p' "$dir/data-snapshot")
         files=$(sed -n 's/^files //p' "$dir/data-snapshot")
         bytes=$(sed -n 's/^bytes //p' "$dir/data-snapshot")
-        is_hex64 "$snapshot" || fail "bad snapshot id '$snapshot' in $dir/data-snapshot"
+        case "$snapshot" in '' | *[!0-9a-f]*) fail "bad snapshot id '$snapshot' in $dir/data-snapshot" ;; esac
         case "$files$bytes" in '' | *[!0-9]*) fail "bad counts in $dir/data-snapshot" ;; esac
+        if ! is_hex64 "$snapshot"; then
+            # A short id (restic before 0.15): the snapshot's file in the repository has the full one.
+            list_keys "$bucket" "${root}data/snapshots/$snapshot" "$work/snapshot-keys"
+            [ "$(wc -l <"$work/snapshot-keys")" -eq 1 ] || fail "snapshot $snapshot is not (or not once) in s3://$bucket/${root}data"
+            snapshot=$(sed 's|.*/||; s/[[:space:]].*//' "$work/snapshot-keys")
+            is_hex64 "$snapshot" || fail "bad snapshot file in s3://$bucket/${root}data/snapshots/"
+        fi
         data_json="{\"repository\": \"${root}data\", \"snapshot\": \"$snapshot\", \"files\": $files, \"bytes\": $bytes}"
     fi
 

@@ -84,13 +84,10 @@ backup() {
     added=$(field data_added)
     new=$(field files_new)
     changed=$(field files_changed)
-    if ! is_hex64 "$snapshot"; then
-        # restic before 0.15 prints the short id: the full one is in the snapshot list.
-        run_restic snapshots --json "$snapshot" >"$work/snapshots" 2>"$work/err" ||
-            fail "cannot find snapshot $snapshot: $(cat "$work/err")"
-        snapshot=$(sed -nE 's/.*"id":"([0-9a-f]{64})".*/\1/p' "$work/snapshots")
-    fi
-    is_hex64 "$snapshot" || fail "restic gave no snapshot id"
+    # restic before 0.15 prints the short id: backup.sh upload finds the full one in the bucket.
+    case "$snapshot" in
+        '' | *[!0-9a-f]*) fail "restic gave no snapshot id: $(tail -n 3 "$work/out")" ;;
+    esac
     printf 'snapshot %s\nfiles %s\nbytes %s\n' "$snapshot" "$files" "$bytes" >"$dir/data-snapshot"
     echo "data snapshot $snapshot: $files files, $bytes bytes ($new new, $changed changed, $added bytes added)"
 }
@@ -108,6 +105,8 @@ prune() {
     while read -r s; do
         ! is_stamp "$s" || set -- "$@" --keep-tag "stamp:$s"
     done <"$dir/keep-stamps"
+    # Locks left by a killed run (stale: their process is gone or they are old) would stop the prune.
+    run_restic unlock >/dev/null 2>&1 || true
     # A snapshot stays while a manifest names its stamp; also the newest ones, and those
     # of the last day (a backup in progress has no manifest yet).
     run_restic forget --tag labeling --group-by '' --keep-last "$KEEP_NEWEST" --keep-within 1d "$@" --prune \

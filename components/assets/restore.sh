@@ -384,8 +384,8 @@ restore() {
     until [ "$(echo "SELECT count(*) FROM pg_stat_activity WHERE datname = :'db' AND application_name = :'app';" |
         maintenance -v db="$PGDATABASE" -v app="$session")" = 1 ]; do
         kill -0 "$psql_pid" 2>/dev/null || fail "cannot connect to database $PGDATABASE: $(tail -n 3 "$work/psql.err")"
-        [ "$waited" -lt 600 ] || fail "the restore session did not connect to database $PGDATABASE"
-        sleep 0.1
+        [ "$waited" -lt 1200 ] || fail "the restore session did not connect to database $PGDATABASE"
+        sleep 0.05
         waited=$((waited + 1))
     done
     closed=yes
@@ -451,7 +451,7 @@ EOF
     closed=""
     [ "$(sql -c "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = current_database()")" = "$marker $resolved" ] ||
         fail "the restore did not commit"
-    sql -c "ANALYZE" >/dev/null || true
+    # Statistics: autovacuum analyzes the new tables soon (they changed completely).
     echo "restored database $PGDATABASE from $resolved"
 }
 
