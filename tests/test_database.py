@@ -308,11 +308,11 @@ def test_backup_pods_run_next_to_cvat_s_pods(whole):
         assert template["metadata"]["labels"]["app.kubernetes.io/name"] in ("database-backup", "database-restore")
 
 
-def test_without_a_data_claim_the_database_alone_is_backed_up(acme):
+def test_the_program_always_backs_up_cvat_s_data_with_the_database(acme):
     pod = acme.kubernetes_object("CronJob", "database-backup")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert [c["name"] for c in pod["initContainers"]] == ["dump"] and [c["name"] for c in pod["containers"]] == ["upload"]
-    assert env_of(pod["containers"][0])["BACKUP_DATA"] == "false"
-    assert "affinity" not in pod
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "cvat-data"
+    assert "dump" in [c["name"] for c in pod["initContainers"]]
 
 
 def test_objects_are_valid_kubernetes_objects(whole, paused):
@@ -412,8 +412,10 @@ def test_restore_job():
     pod = job_.inputs["spec"]["template"]["spec"]
     containers = containers_by_name(pod)
     check, fetch, restore = containers["check"], containers["fetch"], containers["restore"]
-    # The database is checked before anything is downloaded, and again before the restore.
-    assert pod["initContainers"] == [check, fetch] and pod["containers"] == [restore]
+    # The database is checked before anything is downloaded, and again before the restore;
+    # CVAT's data volume is staged before and swapped in after it.
+    order = [c["name"] for c in pod["initContainers"] + pod["containers"]]
+    assert order == ["check", "fetch", "stage", "restore", "swap"]
     assert [env_of(c)["RESTORE_STEP"] for c in (check, fetch, restore)] == ["check", "fetch", "restore"]
     assert check["image"] == restore["image"] == POSTGRES_IMAGE and fetch["image"] == AWS_CLI_IMAGE
     assert check["command"] == fetch["command"] == restore["command"] == ["/bin/sh", "/scripts/restore.sh"]

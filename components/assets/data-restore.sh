@@ -149,6 +149,8 @@ swap() {
         if [ "$(read_state staged)" != "$request" ]; then
             [ "$(cat "$dir/data-source" 2>/dev/null)" = none ] || fail "nothing staged for this restore (did data-restore.sh stage run?)"
             echo "no data snapshot to restore: the data volume is left as it is"
+            # Done all the same: a retried request must not download the backup again.
+            write_state done "$request"
             return 0
         fi
         write_state phase "evacuate $request"
