@@ -89,7 +89,7 @@ _DNS_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _DJANGO_USERNAME_RE = re.compile(r"[A-Za-z0-9_.@+-]{1,150}")
 _QUANTITY_RE = re.compile(r"([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
 # No quotes, backslashes or spaces: the restore script refuses them.
-_BACKUP_KEY_RE = re.compile(r"[A-Za-z0-9!_.*()=/-]+\.dump")
+_BACKUP_KEY_RE = re.compile(r"[A-Za-z0-9!_.*()=/-]+\.(dump|json)")
 _INTEGER_RE = re.compile(r"-?[0-9]{1,18}")
 # Namespaces Kubernetes keeps for itself.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
@@ -445,8 +445,9 @@ def restore_source_problem(source: str) -> Optional[str]:
             return f"{source!r}: bucket {reason}"
     if not key or key.startswith("/") or "//" in key or not _BACKUP_KEY_RE.fullmatch(key):
         return (
-            f"{source!r} is not a backup: give 'latest', a backup key such as "
-            "'acme/database/20261130T030000Z.dump', or 's3://<bucket>/<key>'"
+            f"{source!r} is not a backup: give 'latest', a manifest key such as "
+            "'acme/backups/20261130T030000Z.json' (or, for an older backup, a dump key such as "
+            "'acme/database/20261130T030000Z.dump'), or 's3://<bucket>/<key>'"
         )
     return None
 

@@ -346,3 +346,13 @@ def test_plain_http_needs_an_explicit_yes_outside_localhost():
     for changes in ({"certManagerIssuer": "letsencrypt"}, {"tlsSecretName": "acme-tls"}, {"hostname": "cvat.localhost"},
                     {"hostname": "localhost"}):
         render(with_(allowInsecureHttp=None, **changes), stack="acme", secrets=SECRETS)
+
+
+def test_restore_from_takes_manifests_and_older_dumps():
+    for source in ("latest", "acme/backups/20261130T030000Z.json", "acme/database/20261130T030000Z.dump",
+                   "s3://kept-backups/acme/backups/20261130T030000Z.json"):
+        rendering = render(with_(restoreFrom=source), stack="acme", secrets=SECRETS)
+        job = rendering.one("kubernetes:batch/v1:Job", "database-restore")
+        env = {e["name"]: e.get("value") for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["RESTORE_FROM"] == source
+    assert "restoreFrom" in keys_of(with_(restoreFrom="acme/backups/20261130T030000Z.txt"))
