@@ -48,6 +48,9 @@ LASTING = {
     "copy to the final name stored, then 500": ("error-after", {"copy": True}),
     "manifest stored, then 500": ("error-after", {"path_contains": "/backups/"}),
     "manifest cut in half": ("truncate", {"path_contains": "/backups/"}),
+    # Dumps of 512 MiB and more go through `aws s3 cp` (in parts) and a HEAD request.
+    "upload in parts cut in half": ("truncate", {"path_contains": "/.incoming/"}, {"SINGLE_PUT_BYTES": "1"}),
+    "upload in parts damaged": ("corrupt", {"path_contains": "/.incoming/"}, {"SINGLE_PUT_BYTES": "1"}),
 }
 # Faults that pass (the client's retry gets through): the backup completes.
 PASSING = {
@@ -101,10 +104,10 @@ def assert_the_good_backups_are_intact(postgres, moto, backups, good, tmp_path):
 
 @pytest.mark.parametrize("fault", sorted(LASTING))
 def test_a_lasting_fault_leaves_nothing_visible(proxy, postgres, moto, filled, backups, bucket_with_good_backups, fault, tmp_path):
-    action, match = LASTING[fault]
+    action, match, *env = LASTING[fault]
     injected = proxy.inject(action, **match)
     try:
-        result = backup_through(proxy, postgres, moto, filled, backups)
+        result = backup_through(proxy, postgres, moto, filled, backups, **(env[0] if env else {}))
     finally:
         proxy.clear()
     assert injected.hits >= 1, "the fault never applied"

@@ -333,6 +333,15 @@ def test_steps_run_apart_like_in_the_cronjob_and_restore_job(postgres, moto, fil
     assert snapshot(postgres, fresh) == snapshot(postgres, filled)
 
 
+def test_a_dump_sent_in_parts_is_checked_and_named_the_same(postgres, moto, filled, backups):
+    """Dumps of SINGLE_PUT_BYTES and more go through `aws s3 cp` (parts) and a HEAD request."""
+    result = run("backup.sh", env_for(postgres, moto, filled, backups, SINGLE_PUT_BYTES=1))
+    assert result.returncode == 0, result.stderr
+    (manifest_key,) = manifest_keys(moto, backups["BACKUP_BUCKET"])
+    assert backup_is_good(moto, backups["BACKUP_BUCKET"], manifest_key)
+    assert keys(moto, backups["BACKUP_BUCKET"], PREFIX + ".incoming/") == []
+
+
 def test_an_empty_database_is_skipped_when_asked(postgres, moto, database, backups):
     """The backup before an upgrade of a brand-new stack: no tables, nothing uploaded, success."""
     result = run("backup.sh", env_for(postgres, moto, database, backups, BACKUP_SKIP_EMPTY="true", BACKUP_REASON="before-upgrade"))

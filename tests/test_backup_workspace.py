@@ -290,3 +290,22 @@ def test_the_password_is_made_once_and_never_replaced(restic, backup_pod, postgr
     assert failed == "password"
     assert "cannot be regenerated" in results["password"].stderr
     assert "acme/data-password" not in keys(moto, bucket)
+
+
+@pytest.mark.parametrize("source", ["dump key", "legacy latest"])
+def test_a_database_dump_alone_leaves_the_volume_as_it_is(restic, postgres, moto, filled, backups, source, tmp_path):
+    bucket = backups["BACKUP_BUCKET"]
+    body = dump_of(postgres, filled, tmp_path)
+    key = f"{PREFIX}{days_ago(1)}.dump"
+    moto.client().put_object(Bucket=bucket, Key=key, Body=body)  # no manifest, no metadata: an older backup
+    rendering = render_database(data_claim="cvat-data", restore_from=key if source == "dump key" else "latest")
+    pod = rendering.one("kubernetes:batch/v1:Job", "restore").inputs["spec"]["template"]["spec"]
+    target = fresh_database(postgres)
+    volume = make_data(tmp_path / "live", variant="live")
+    before = tree(volume)
+    for attempt in range(2):
+        failed, code, results = run_restore(pod, postgres, moto, target, backups, volume, tmp_path)
+        assert failed is None, {name: r.stderr for name, r in results.items()}
+        assert tree(volume) == before
+    assert "nothing to download" in results["fetch"].stdout  # the retry
+    assert snapshot(postgres, target) == snapshot(postgres, filled)

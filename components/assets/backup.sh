@@ -126,10 +126,19 @@ password() {
                 fail "s3://$bucket/${root}data holds a repository but its password $key is missing; restore it from a copy (it cannot be regenerated)"
             echo "no data repository yet: generating its password at s3://$bucket/$key"
             (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$work/new-password")
-            # Never replace a password that appeared meanwhile (where the server honours If-None-Match).
-            aws s3api put-object --bucket "$bucket" --key "$key" --body "$work/new-password" --if-none-match '*' \
-                >/dev/null 2>"$work/err" || grep -q PreconditionFailed "$work/err" ||
-                fail "cannot store s3://$bucket/$key: $(cat "$work/err")"
+            # Never replace a password that appeared meanwhile (where the server honours If-None-Match;
+            # one that does not implement it gets a plain write).
+            if ! aws s3api put-object --bucket "$bucket" --key "$key" --body "$work/new-password" --if-none-match '*' \
+                >/dev/null 2>"$work/err"; then
+                if grep -q 'PreconditionFailed\|ConditionalRequestConflict' "$work/err"; then
+                    echo "another backup stored the password first: using it"
+                elif grep -q 'NotImplemented\|InvalidArgument\|InvalidRequest\|(501)' "$work/err"; then
+                    aws s3api put-object --bucket "$bucket" --key "$key" --body "$work/new-password" >/dev/null 2>"$work/err" ||
+                        fail "cannot store s3://$bucket/$key: $(cat "$work/err")"
+                else
+                    fail "cannot store s3://$bucket/$key: $(cat "$work/err")"
+                fi
+            fi
             ;;
     esac
     # Always the stored one: if two first backups raced, both use the one that won.

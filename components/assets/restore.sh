@@ -233,7 +233,8 @@ fetch() {
         esac
     fi
     echo "$resolved" >"$dir/source"
-    [ -z "$need_data" ] || [ -f "$dir/data-source" ] || echo "none" >"$dir/data-source"
+    # A dump alone (or a backup without data): the data steps leave the volume as it is.
+    ! data_pending || [ -f "$dir/data-source" ] || echo "none" >"$dir/data-source"
 }
 
 # fetch_dump BUCKET KEY: a dump alone; its SHA-256 metadata, when it has one, is checked at restore.
