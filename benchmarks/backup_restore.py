@@ -16,7 +16,7 @@ times in one run, alternating which of each pair runs first from round to round:
                 (restic: the second reads and uploads no file), each with a fresh cache as
                 in a new pod
 Each pair runs `--rounds` times; the medians are compared. Exits 1 when a ratio is over
-its goal (backup 1.25x, restore 1.15x, restore step 1.15x, data 0.10x), or over `--limit`
+its goal (backup 1.25x, restore 1.15x, restore step 1.25x, data 0.10x), or over `--limit`
 when given (then the one limit for every ratio), printing "OVER <limit>x".
 
     venv/bin/python benchmarks/backup_restore.py [--size-mb 200] [--rounds 3] [--files N] [--limit X]
@@ -45,7 +45,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from servers import MotoServer, PostgresServer  # noqa: E402
 
 ASSETS = ROOT / "components" / "assets"
-GOALS = {"backup": 1.25, "restore": 1.15, "restore step": 1.15, "data": 0.10}
+# The goals of issue 10 (backup, restore, data); the restore step alone is a diagnostic of
+# the restore's own cost, held to the former general limit.
+GOALS = {"backup": 1.25, "restore": 1.15, "restore step": 1.25, "data": 0.10}
 RATIO_NAMES = {
     "backup": "backup.sh / pg_dump | aws s3 cp",
     "restore": "restore.sh / aws s3 cp + pg_restore",

@@ -210,22 +210,21 @@ upload() {
     (list_keys "$bucket" "${root}backups/" "$work/listing.manifests" && list_keys "$bucket" "$prefix" "$work/listing.dumps" &&
         cat "$work/listing.manifests" "$work/listing.dumps" >"$work/listing") 2>"$work/listing.err" &
     listing=$!
-    md5=$(md5_of "$file")
     pending=$incoming
     if [ "$size" -lt "$SINGLE_PUT_BYTES" ]; then
-        # One request, with its MD5 for the server to check; the ETag it answers is the MD5
-        # it computed over the bytes it stored, so an equal one proves the upload.
-        (sha256_of "$file" >"$work/sha256") &
+        # One request; the ETag the server answers is the MD5 it computed over the bytes it
+        # stored, so one equal to the dump's proves the upload. Both checksums are computed
+        # meanwhile, from the page cache.
+        (md5_of "$file" >"$work/md5" && sha256_of "$file" >"$work/sha256") &
         hashing=$!
-        etag=$md5
-        aws s3api put-object --bucket "$bucket" --key "$incoming" --body "$file" \
-            --content-md5 "$(hex_bytes "$md5" | base64)" --query ETag --output text >"$work/put" ||
+        aws s3api put-object --bucket "$bucket" --key "$incoming" --body "$file" --query ETag --output text >"$work/put" ||
             fail "cannot upload to s3://$bucket/$incoming"
         stored_etag=$(tr -d '"' <"$work/put")
-        wait "$hashing" || fail "cannot compute the SHA-256 of $file"
+        wait "$hashing" || fail "cannot compute the checksums of $file"
+        etag=$(cat "$work/md5")
     else
         # In parts; the server's size and ETag (the MD5 of the parts' MD5s) prove the upload.
-        (sha256_of "$file" >"$work/sha256" && expected_etag "$file" "$work" >"$work/etag") &
+        (md5_of "$file" >"$work/md5" && sha256_of "$file" >"$work/sha256" && expected_etag "$file" "$work" >"$work/etag") &
         hashing=$!
         aws s3 cp "$file" "s3://$bucket/$incoming" --only-show-errors --no-progress ||
             fail "cannot upload to s3://$bucket/$incoming"
@@ -239,6 +238,7 @@ upload() {
             fail "s3://$bucket/$incoming holds $stored bytes after the upload, the dump has $size; deleted, nothing is visible"
     fi
     sha256=$(cat "$work/sha256")
+    md5=$(cat "$work/md5")
     is_hex64 "$sha256" || fail "bad SHA-256 of $file"
     if [ "$stored_etag" != "$etag" ]; then
         # A server whose ETags are not MD5s (KMS encryption), or bytes that differ: read them back.
