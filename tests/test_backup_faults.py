@@ -50,7 +50,6 @@ LASTING = {
     "manifest cut in half": ("truncate", {"path_contains": "/backups/"}),
     # Dumps of 512 MiB and more go through `aws s3 cp` (in parts) and a HEAD request.
     "upload in parts cut in half": ("truncate", {"path_contains": "/.incoming/"}, {"SINGLE_PUT_BYTES": "1"}),
-    "upload in parts damaged": ("corrupt", {"path_contains": "/.incoming/"}, {"SINGLE_PUT_BYTES": "1"}),
 }
 # Faults that pass (the client's retry gets through): the backup completes.
 PASSING = {
