@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import kubernetes_validate
 import pulumi
 import pulumi_kubernetes as k8s
 import pytest
@@ -33,11 +32,11 @@ from components.database import (
 )
 from components.endpoint import AWS_CLI_IMAGE, S3Endpoint
 import harness
+from test_manifests import validate_rendering
 from harness import ROOT, load_stack_file, render
 from test_config import SCALEWAY, SECRETS, keys_of, with_
 
 DEV = load_stack_file(ROOT / "Pulumi.dev.yaml")
-KUBERNETES_VERSION = "1.30.0"
 
 
 def containers_by_name(pod_spec):
@@ -123,12 +122,7 @@ def assert_bounded_and_replaced_when_unready(registration, deadline_max=6 * 3600
 
 
 def validate(rendering):
-    for registration in rendering.kubernetes_objects():
-        manifest = registration.manifest()
-        try:
-            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"{manifest['kind']} {manifest['metadata'].get('name')}: {error.message} at {list(error.path)}")
+    validate_rendering(rendering)
 
 
 @pytest.fixture(scope="module")

@@ -89,14 +89,19 @@ def test_every_claim_uses_the_configured_storage_class():
             assert claim.get("storageClassName") == "local-path", manifest["metadata"]["name"]
 
 
-def test_every_object_is_valid_against_the_kubernetes_schema(stack):
-    rendering, _ = stack
+def validate_rendering(rendering):
+    """Fails the test on the first object the Kubernetes schema refuses."""
     for registration in rendering.kubernetes_objects():
         manifest = registration.manifest()
         try:
             kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.ValidationError as error:
             pytest.fail(f"{manifest['kind']} {manifest['metadata'].get('name')}: {error.message} at {list(error.path)}")
+
+
+def test_every_object_is_valid_against_the_kubernetes_schema(stack):
+    rendering, _ = stack
+    validate_rendering(rendering)
 
 
 def test_every_object_is_named_labelled_and_in_the_workspace_namespace(stack):
