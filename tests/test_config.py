@@ -290,6 +290,8 @@ def test_bad_minio_images_are_refused(image, words):
         ({"storageAccessKey": "A" * 41}, "storageAccessKey", "the most CVAT stores"),
         ({"storageSecretKey": "s" * 65}, "storageSecretKey", "the most CVAT stores"),
         ({"storageAccessKey": "key with space"}, "storageAccessKey", "not an S3 access key"),
+        ({"paused": "yes"}, "paused", "not a boolean"),
+        ({"allowInsecureHttp": "maybe"}, "allowInsecureHttp", "not a boolean"),
     ],
 )
 def test_hostile_and_broken_values_are_refused_naming_the_key(changes, key, words):
