@@ -756,6 +756,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     else:
         namespace = default_namespace(stack)
 
+    paused = read.boolean("paused")
     projects, schema_problems = parse_projects(config.get("projects"))
     for problem in schema_problems:
         read.problem("projects", problem)
@@ -802,7 +803,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         ingress_namespaces=tuple(ingress_namespaces),
         ingress_allow_cidrs=tuple(ingress_cidrs),
         minio_image=minio_image,
-        paused=read.boolean("paused"),
+        paused=paused,
         projects=tuple(projects),
         storage_secret_key_plain=(config.get("storageSecretKey") or "") if not minio_in_cluster else "",
     )
