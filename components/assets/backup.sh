@@ -27,6 +27,9 @@
 #   BACKUP_REASON     scheduled (default), before-upgrade, final or manual: goes into the manifest
 #   BACKUP_DATA       "true" when a data snapshot is part of the backup (data-backup.sh ran)
 #   BACKUP_SKIP_EMPTY "true": a database without tables is not backed up (exit 0)
+#   BACKUP_WAIT_IDLE_SECONDS  dump: wait up to this many seconds (0-3600, default 0: no wait)
+#                     until no other client is connected to PGDATABASE, then end those left
+#                     (the final backup of a pause: CVAT's pods may still be stopping)
 #   CVAT_VERSION      the CVAT release whose schema the database holds (into the manifest)
 #   RETENTION_DAYS    backups older than this many days are deleted (1-3650), but never
 #                     the newest 3 good ones nor the one just made
@@ -39,6 +42,9 @@ set -eu
 
 MAX_RETENTION_DAYS=3650
 KEEP_NEWEST=3
+# The longest idle wait: well inside the backup Jobs' deadline (2 h), which must leave
+# time for the dump itself.
+MAX_WAIT_IDLE_SECONDS=3600
 # Dumps below this size are uploaded in one request (its MD5 checked by the server and
 # answered as its ETag); larger ones in parts, then checked with a HEAD request.
 SINGLE_PUT_BYTES=${SINGLE_PUT_BYTES:-536870912}
@@ -61,9 +67,67 @@ trap 'exit 143' INT TERM
 dir=${BACKUP_DIR:-$work}
 bucket=""
 
+# The other client sessions of this database: background processes (autovacuum, walsender)
+# are not clients, and this session is not another one. A session is shown by its pid,
+# application name and address, never by its query (it may hold data).
+OTHER_SESSIONS="FROM pg_stat_activity WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+SESSION="format('pid %s (%s from %s)', pid, coalesce(nullif(application_name, ''), 'no application name'), coalesce(host(client_addr), 'the local socket'))"
+
+# sessions DESCRIPTION: "COUNT DESCRIPTIONS" of the other sessions, one line. Fails when
+# psql does (the database cannot be reached).
+sessions() {
+    psql --no-psqlrc --no-password --quiet --tuples-only --no-align --field-separator=' ' -c \
+        "SELECT count(*), coalesce(string_agg($1, ', ' ORDER BY pid), '') $OTHER_SESSIONS"
+}
+
+# wait_idle SECONDS: waits until no other client is connected to the database, so that a
+# final backup holds the last writes of CVAT (Pulumi reports its Deployments scaled to zero
+# while their pods are still stopping). Sessions left after SECONDS are ended: by then
+# CVAT's pods are gone (their grace period is far shorter), so what remains is stale, and
+# writes it made after the dump would be in no backup.
+wait_idle() {
+    limit=$1
+    [ "$limit" -gt 0 ] || return 0
+    started=$(date +%s)
+    shown=""
+    while :; do
+        found=$(sessions "$SESSION") || fail "cannot connect to database $PGDATABASE to list its sessions; nothing was dumped"
+        count=${found%% *}
+        waited=$(($(date +%s) - started))
+        if [ "$count" -eq 0 ]; then
+            [ -z "$shown" ] || echo "no other session on database $PGDATABASE after ${waited}s"
+            return 0
+        fi
+        [ "$waited" -lt "$limit" ] || break
+        # Logged when the sessions change, not at every poll.
+        if [ "$found" != "$shown" ]; then
+            echo "waiting up to ${limit}s for $count other session(s) on database $PGDATABASE to close: ${found#* }"
+            shown=$found
+        fi
+        sleep 2
+    done
+    # Listed and ended in one statement: a session that closed meanwhile is not named.
+    # pg_terminate_backend waits up to 5 s for each to end (false if it has not).
+    ended=$(sessions "$SESSION || CASE WHEN pg_terminate_backend(pid, 5000) THEN '' ELSE ' (did not end within 5 s)' END") ||
+        fail "cannot end the sessions left on database $PGDATABASE; nothing was dumped"
+    if [ "${ended%% *}" -eq 0 ]; then
+        echo "the last sessions on database $PGDATABASE closed after ${waited}s"
+    else
+        echo "ended ${ended%% *} session(s) still on database $PGDATABASE after ${waited}s: ${ended#* }"
+    fi
+}
+
 dump() {
     [ -n "${PGDATABASE:-}" ] || fail "PGDATABASE is not set"
+    wait_seconds=${BACKUP_WAIT_IDLE_SECONDS:-0}
+    case "$wait_seconds" in
+        '' | *[!0-9]* | 0?*) fail "BACKUP_WAIT_IDLE_SECONDS must be a whole number of seconds from 0 to $MAX_WAIT_IDLE_SECONDS (got '$wait_seconds')" ;;
+    esac
+    [ "${#wait_seconds}" -le 4 ] && [ "$wait_seconds" -le "$MAX_WAIT_IDLE_SECONDS" ] ||
+        fail "BACKUP_WAIT_IDLE_SECONDS must be a whole number of seconds from 0 to $MAX_WAIT_IDLE_SECONDS (got '$wait_seconds')"
     rm -f "$dir/skip"
+    # Before anything is read: whether the database has tables may change until CVAT stops.
+    wait_idle "$wait_seconds"
     if [ "${BACKUP_SKIP_EMPTY:-false}" = true ]; then
         tables=$(psql --no-psqlrc --no-password --quiet --tuples-only --no-align -c \
             "SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')") ||
