@@ -7,10 +7,12 @@ they are not skipped, without it.
 """
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -309,3 +311,208 @@ def test_a_database_dump_alone_leaves_the_volume_as_it_is(restic, postgres, moto
         assert tree(volume) == before
     assert "nothing to download" in results["fetch"].stdout  # the retry
     assert snapshot(postgres, target) == snapshot(postgres, filled)
+
+
+# ----- an empty data volume ------------------------------------------------------------
+# restic refuses a snapshot whose root is empty, 0.14 (the tests') as 0.18.1 (the pods'):
+# "Fatal: unable to save snapshot: snapshot is empty", exit 1 (restic v0.18.1
+# internal/archiver/archiver.go:903-905). data-backup.sh takes an empty volume by its
+# absolute path instead; the restores take such a snapshot from below that path.
+
+
+def restic_ls(moto, bucket, snapshot_id, root="acme/"):
+    env = {**os.environ, **moto.environment(), "RESTIC_PASSWORD": password_of(moto, bucket, root),
+           "RESTIC_REPOSITORY": f"s3:{moto.url}/{bucket}/{root}data", "RESTIC_CACHE_DIR": "/tmp/restic-cache-tests"}
+    result = subprocess.run(["restic", "-o", "s3.bucket-lookup=path", "ls", snapshot_id], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith("/")]
+
+
+def leave_restore_state(volume: Path) -> None:
+    """What an earlier restore leaves on the volume: its state, which no backup holds."""
+    (volume / ".labeling-restore").mkdir(parents=True)
+    (volume / ".labeling-restore" / "done").write_text("an-earlier-request\n")
+
+
+def backups_command(moto, bucket, *args):
+    from components import backups as command
+
+    out, err = io.StringIO(), io.StringIO()
+    code = command.main(["--endpoint", moto.url, "--region", "us-east-1", "--bucket", bucket, "--prefix", "acme/",
+                         "--access-key", moto.access_key, "--secret-key", moto.secret_key, *args], out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("leftover", [False, True], ids=["empty", "only-restore-state"])
+def test_an_empty_volume_backs_up_and_restores_to_an_empty_volume(restic, backup_pod, restore_pod, postgres, moto, filled, backups,
+                                                                  leftover, tmp_path):
+    bucket = backups["BACKUP_BUCKET"]
+    data = tmp_path / "volume"
+    data.mkdir()
+    if leftover:
+        leave_restore_state(data)
+    # The refusal this is about, with the restic of this machine.
+    env = {**os.environ, "RESTIC_PASSWORD": "x", "RESTIC_REPOSITORY": str(tmp_path / "repo"), "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run(["restic", "init"], env=env, check=True, capture_output=True)
+    refused = subprocess.run(["restic", "backup", "--json", "--exclude", str(data / ".labeling-restore"), "."], cwd=data, env=env,
+                             capture_output=True, text=True)
+    assert refused.returncode == 1 and "snapshot is empty" in refused.stderr
+
+    failed, code, results = run_backup(backup_pod, postgres, moto, filled, backups, data, tmp_path)
+    assert failed is None, {name: r.stderr for name, r in results.items()}
+    assert list(results) == ["dump", "password", "data", "upload", "prune"]
+    assert "the data volume is empty" in results["data"].stdout
+    (manifest_key,) = manifest_keys(moto, bucket)
+    data_part = read_manifest(moto, bucket, manifest_key)["data"]
+    assert len(data_part["snapshot"]) == 64 and data_part["files"] == 0 and data_part["bytes"] == 0
+    (snap,) = restic_snapshots(moto, bucket, password_of(moto, bucket))
+    assert snap["id"] == data_part["snapshot"] and snap["paths"] == [str(data)]
+    listed = restic_ls(moto, bucket, snap["id"])
+    assert str(data) in listed  # the path down to the volume, and nothing in it
+    assert all(str(data) == path or str(data).startswith(path + "/") for path in listed), listed
+    assert_nothing_incomplete_is_visible(moto, bucket)
+
+    # Restored onto a volume that holds files: all of them go.
+    target = fresh_database(postgres)
+    volume = make_data(tmp_path / "live", variant="live")
+    failed, code, results = run_restore(restore_pod, postgres, moto, target, backups, volume, tmp_path)
+    assert failed is None, {name: r.stderr for name, r in results.items()}
+    assert list(results) == ["check", "fetch", "stage", "restore", "swap"]
+    assert "will be restored" in results["fetch"].stdout
+    assert tree(volume) == {}
+    assert [p.name for p in volume.iterdir()] == [".labeling-restore"]
+    assert sorted(p.name for p in (volume / ".labeling-restore").iterdir()) == ["done"]
+    assert snapshot(postgres, target) == snapshot(postgres, filled)
+
+    # The operators' command gives an empty folder too.
+    code, out, err = backups_command(moto, bucket, "download", "latest", "-o", str(tmp_path), "--with-data", str(tmp_path / "downloaded"))
+    assert code == 0, err
+    assert list((tmp_path / "downloaded").iterdir()) == []
+
+
+def test_a_volume_emptied_and_filled_again_restores_each_backup_as_it_was(restic, backup_pod, restore_pod, postgres, moto, filled,
+                                                                          backups, tmp_path):
+    bucket = backups["BACKUP_BUCKET"]
+    data = tmp_path / "volume"
+    data.mkdir()
+    states = []
+    for fill in (False, True, False, True):
+        if fill:
+            make_data(data, variant=str(len(states)))
+        else:
+            for entry in data.iterdir():
+                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        before = set(manifest_keys(moto, bucket))
+        failed, code, results = run_backup(backup_pod, postgres, moto, filled, backups, data, tmp_path)
+        assert failed is None, {name: r.stderr for name, r in results.items()}
+        assert ("the data volume is empty" in results["data"].stdout) == (not fill)
+        (key,) = set(manifest_keys(moto, bucket)) - before
+        states.append((key, tree(data)))
+    assert [bool(expected) for _, expected in states] == [False, True, False, True]
+    # The snapshot after the empty one (its parent) holds every file all the same.
+    assert read_manifest(moto, bucket, states[1][0])["data"]["files"] == sum(1 for k in states[1][1].values() if k[0] == "file")
+
+    target = fresh_database(postgres)
+    volume = make_data(tmp_path / "live", variant="live")
+    for key, expected in [states[1], states[2], states[3], states[0]]:
+        failed, code, results = run_restore(restore_pod, postgres, moto, target, {**backups, "RESTORE_FROM": key}, volume, tmp_path,
+                                            request=f"restore-{uuid.uuid4().hex[:6]}")
+        assert failed is None, {name: r.stderr for name, r in results.items()}
+        assert tree(volume) == expected, key
+        assert snapshot(postgres, target) == snapshot(postgres, filled)
+
+
+RESTIC_0_18_1 = '''#!{python}
+"""restic as the pods' 0.18.1 answers `backup --json`, the rest passed to the real one ({real}).
+
+- A root left empty (target "." of a folder holding nothing but what --exclude names) is refused:
+  v0.18.1 internal/archiver/archiver.go:903-905 "snapshot is empty", made fatal by
+  cmd/restic/cmd_backup.go:686, exit code 1 (cmd/restic/main.go:217-218), printed as JSON on
+  stderr under --json (cmd/restic/main.go:128-150).
+- The summary names the snapshot by its full id (internal/ui/backup/json.go:165-191).
+"""
+import json, os, subprocess, sys
+
+args = sys.argv[1:]
+with open({log!r}, "a") as log:
+    log.write(json.dumps(args) + "\\n")
+if "backup" in args:
+    excluded = [args[i + 1] for i, a in enumerate(args) if a == "--exclude"]
+    if args[-1] == ".":
+        names = [n for n in os.listdir(".") if os.path.join(os.getcwd(), n) not in excluded]
+        if not names:
+            sys.stderr.write(json.dumps({{"message_type": "exit_error", "code": 1,
+                                          "message": "Fatal: unable to save snapshot: snapshot is empty"}},
+                                        separators=(",", ":")) + "\\n")
+            sys.exit(1)
+    result = subprocess.run([{real!r}, *args], capture_output=True, text=True)
+    sys.stderr.write(result.stderr)
+    if result.returncode != 0:
+        sys.stdout.write(result.stdout)
+        sys.exit(result.returncode)
+    lines = result.stdout.splitlines()
+    summary = json.loads(lines[-1])
+    options = args[:args.index("backup")]
+    listed = subprocess.run([{real!r}, *options, "snapshots", "--json", summary["snapshot_id"]], capture_output=True, text=True, check=True)
+    (snapshot,) = json.loads(listed.stdout)
+    summary.update(snapshot_id=snapshot["id"], backup_start="2025-07-20T10:00:00.000000001Z",
+                   backup_end="2025-07-20T10:00:01.5Z", data_added_packed=summary["data_added"])
+    print("\\n".join(lines[:-1] + [json.dumps(summary, separators=(",", ":"))]))  # compact, as Go's encoder
+    sys.exit(0)
+os.execv({real!r}, [{real!r}, *args])
+'''
+
+
+def restic_like_0_18_1(tmp_path, restic) -> tuple[Path, Path]:
+    """A `restic` on the PATH that answers as 0.18.1 does, and the log of its calls."""
+    fake = tmp_path / "restic-0.18.1"
+    fake.mkdir()
+    log = tmp_path / "restic-calls"
+    (fake / "restic").write_text(RESTIC_0_18_1.format(python=sys.executable, real=restic, log=str(log)))
+    (fake / "restic").chmod(0o755)
+    return fake, log
+
+
+def with_path(pod, container_name, directory):
+    pod = json.loads(json.dumps(pod))
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        if container["name"] == container_name:
+            container["env"].append({"name": "PATH", "value": f"{directory}:{os.environ['PATH']}"})
+    return pod
+
+
+@pytest.mark.parametrize("volume", ["empty", "only-restore-state", "files"])
+def test_the_data_backup_works_with_restic_0_18_1(restic, backup_pod, restore_pod, postgres, moto, filled, backups, volume, tmp_path):
+    bucket = backups["BACKUP_BUCKET"]
+    fake, log = restic_like_0_18_1(tmp_path, restic)
+    # The stand-in refuses an empty root as 0.18.1 does.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "RESTIC_PASSWORD": "x", "RESTIC_REPOSITORY": str(tmp_path / "repo"), "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([str(fake / "restic"), "init"], env=env, check=True, capture_output=True)
+    refused = subprocess.run([str(fake / "restic"), "backup", "--json", "."], cwd=empty, env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and json.loads(refused.stderr)["message"].endswith("snapshot is empty")
+    log.unlink()
+
+    data = tmp_path / "volume"
+    data.mkdir()
+    if volume == "only-restore-state":
+        leave_restore_state(data)
+    elif volume == "files":
+        make_data(data)
+    expected = tree(data)
+    failed, code, results = run_backup(with_path(backup_pod, "data", fake), postgres, moto, filled, backups, data, tmp_path)
+    assert failed is None, {name: r.stderr for name, r in results.items()}
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [call for call in calls if "backup" in call], "the stand-in was not called"
+    (manifest_key,) = manifest_keys(moto, bucket)
+    data_part = read_manifest(moto, bucket, manifest_key)["data"]
+    (snap,) = restic_snapshots(moto, bucket, password_of(moto, bucket))
+    assert snap["id"] == data_part["snapshot"]
+    assert data_part["files"] == sum(1 for kind in expected.values() if kind[0] == "file")
+
+    target = fresh_database(postgres)
+    live = make_data(tmp_path / "live", variant="live")
+    failed, code, results = run_restore(restore_pod, postgres, moto, target, backups, live, tmp_path)
+    assert failed is None, {name: r.stderr for name, r in results.items()}
+    assert tree(live) == expected

@@ -112,6 +112,31 @@ def test_a_snapshot_taken_by_absolute_path_restores_at_the_top_of_the_folder(mot
 
 
 @needs_restic
+def test_an_empty_volume_lists_verifies_and_downloads_as_an_empty_folder(moto, layout, archive, repository, tmp_path):
+    # restic refuses `restic backup .` in an empty folder ("snapshot is empty", restic v0.18.1
+    # internal/archiver/archiver.go:903-905); data-backup.sh takes an empty volume by its path.
+    empty = tmp_path / "home" / "django" / "data"
+    empty.mkdir(parents=True)
+    refused = subprocess.run([RESTIC, "-r", repository["repo"], "--no-cache", "backup", ".", "--json"], cwd=empty,
+                             env=repository["env"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "snapshot is empty" in refused.stderr
+    result = subprocess.run([RESTIC, "-r", repository["repo"], "--no-cache", "backup", str(empty), "--json"],
+                            env=repository["env"], check=True, capture_output=True, text=True)
+    snapshot = json.loads(result.stdout.strip().splitlines()[-1])["snapshot_id"]
+    stamp = layout.backup(timedelta(hours=1), archive, data={"repository": "acme/data", "snapshot": snapshot, "files": 0, "bytes": 0})
+    code, out, err = command(moto, layout.bucket, "list")
+    assert code == 0, err
+    assert rows(out)[stamp].endswith("ok (latest)") and "data (0 files, 0 B)" in rows(out)[stamp]
+    code, out, err = command(moto, layout.bucket, "verify", stamp)
+    assert code == 0, err
+    assert out.splitlines()[1].startswith(f"data: ok, snapshot {snapshot[:8]} (0 files, 0 B) is listed")
+    code, out, err = command(moto, layout.bucket, "download", stamp, "-o", str(tmp_path), "--with-data", str(tmp_path / "restored"))
+    assert code == 0, err
+    assert (tmp_path / "restored").is_dir() and list((tmp_path / "restored").iterdir()) == []
+    assert not list(tmp_path.glob(".restored.partial-*"))
+
+
+@needs_restic
 def test_verify_checks_the_repository(moto, layout, archive, repository):
     stamp = layout.backup(timedelta(hours=1), archive, data=repository["data"])
     code, out, err = command(moto, layout.bucket, "verify", stamp)

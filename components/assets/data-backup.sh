@@ -7,6 +7,7 @@
 #   backup  (after backup.sh dump and password) a snapshot of DATA_DIR, tagged with
 #           the backup's stamp; its id and counts go to BACKUP_DIR/data-snapshot for
 #           the manifest (backup.sh upload). The repository is created on first use.
+#           An empty volume is taken by its absolute path (restic refuses an empty root).
 #   prune   (after backup.sh upload, which applied the retention to the manifests)
 #           forgets the snapshots whose backup is gone, keeping those named by
 #           BACKUP_DIR/keep-stamps, the newest 3 and the last day's, and prunes.
@@ -52,6 +53,15 @@ run_restic() {
     restic $restic_options "$@"
 }
 
+# holds_nothing DIR: whether DIR holds no entry (dot files count) but the restore's own state.
+holds_nothing() {
+    for entry in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+        [ -e "$entry" ] || [ -L "$entry" ] || continue
+        [ "$entry" = "$1/.labeling-restore" ] || return 1
+    done
+    return 0
+}
+
 backup() {
     if [ -f "$dir/skip" ]; then
         echo "the database held no tables: no data backup either"
@@ -71,9 +81,29 @@ backup() {
     # Snapshots are found again by host and path (the parent of an incremental backup),
     # and by the stamp tag (retention). The restore's own state is never backed up.
     cd "$data"
+    # The volume's content sits at the snapshot's root ("."), but restic refuses a snapshot
+    # whose root is empty, in the Debian test machines' 0.14 as in the image's 0.18.1 (exit 1,
+    # "Fatal: unable to save snapshot: snapshot is empty"). In restic v0.18.1,
+    # internal/archiver/archiver.go:769-800 (resolveRelativeTargets) replaces "." by the
+    # directory's entries, none for an empty volume (and .labeling-restore alone is
+    # excluded), and archiver.go:903-905 fails with `nodeCount == 0`: "snapshot is empty";
+    # cmd/restic/cmd_backup.go:686 makes it fatal, cmd/restic/main.go:217-218 exit code 1
+    # (v0.14.0: archiver.go:832, `len(tree.Nodes) == 0`; restic's master keeps the check).
+    # An empty volume is therefore backed up by its absolute path: the root then holds the
+    # directories down to the (empty) volume, the snapshot's path is the same, and both
+    # restores (data-restore.sh stage; restore_data in components/backups.py, behind
+    # `download --with-data`) take a snapshot "taken by its absolute path" from below that
+    # path: an empty volume comes back empty.
+    # The manifest is as for any backup (a snapshot id, 0 files, 0 bytes). The next backup
+    # of a filled volume has it as parent and reads every file once (nothing is uploaded twice).
+    target=.
+    if holds_nothing "$data"; then
+        target=$(pwd)
+        echo "the data volume is empty: snapshot of $target taken by its absolute path"
+    fi
     status=0
     run_restic backup --json --quiet --host "$host" --tag labeling --tag "stamp:$stamp" \
-        --exclude "$data/.labeling-restore" . >"$work/out" 2>"$work/err" || status=$?
+        --exclude "$data/.labeling-restore" "$target" >"$work/out" 2>"$work/err" || status=$?
     # 3: some files could not be read. The snapshot is then incomplete: not a backup.
     [ "$status" -eq 0 ] || fail "restic backup failed (exit $status): $(tail -n 5 "$work/err")"
     summary=$(grep '"message_type":"summary"' "$work/out" | tail -n 1)
