@@ -7,7 +7,9 @@ each dataset bucket in it as a cloud storage, so annotators find them under
 label schemas (``components/label_schema.py``). The Job runs when there are
 buckets, projects or both; it runs again when the buckets, the endpoint, the
 keys or the schemas change; its name comes from a random id renewed with them,
-so nothing derived from the keys shows.
+so nothing derived from the keys shows. The storages carry a revision of their
+own (renewed with the buckets, endpoint and keys only): a change of the schemas
+alone re-sends no keys.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import kube
+from components import jobs, kube
 from components.endpoint import S3Endpoint
 
 SCRIPT = "cloud_storages.py"
@@ -31,9 +33,6 @@ NAME_LENGTH = 64
 # stuck Job reports is the Job's own DeadlineExceeded, not Pulumi's timeout.
 JOB_DEADLINE_SECONDS = kube.AWAIT_TIMEOUT_SECONDS
 JOB_AWAIT_SECONDS = JOB_DEADLINE_SECONDS + 120
-# pulumi-kubernetes: a Job that did not complete (failed, or still running) is replaced
-# on the next `pulumi up` instead of being awaited again (provider.go, Diff: ReplaceUnready).
-REPLACE_UNREADY = {"pulumi.com/replaceUnready": "true"}
 
 
 def organization_slug(workspace: str) -> str:
@@ -64,6 +63,8 @@ class CloudStoragesArgs(TypedDict):
     cvat_ready: Sequence[pulumi.Resource]
     # label_schema.projects_json(projects): the projects the Job creates or extends ("[]" or absent: none).
     projects_json: NotRequired[str]
+    # The workspace is paused: the Job is held until it resumes (components/jobs.py).
+    paused: NotRequired[bool]
 
 
 class CloudStorages(pulumi.ComponentResource):
@@ -84,24 +85,35 @@ class CloudStorages(pulumi.ComponentResource):
         )
         buckets = list(args["buckets"])
         projects = args.get("projects_json") or "[]"
-        keepers: dict = {"script": kube.content_hash(kube.asset(SCRIPT))}
+        paused = bool(args.get("paused", False))
+        storage_keepers: dict = {}
         if buckets:
-            keepers.update({
+            storage_keepers = {
                 "buckets": " ".join(buckets),
                 "endpoint": endpoint.url,
                 "region": endpoint.region,
                 "access_key": pulumi.Output.secret(endpoint.access_key),
                 "secret_key": pulumi.Output.secret(endpoint.secret_key),
-            })
+            }
+        keepers: dict = {"script": kube.content_hash(kube.asset(SCRIPT)), **storage_keepers}
         if projects != "[]":
             # The schemas themselves: any change (a label, an attribute, a value, a color) re-runs the Job.
             keepers["projects"] = projects
+        # Names the Job: renewed with anything it does (a new run).
         revision = random.RandomId(
             f"{name}-revision",
             byte_length=4,
             keepers=keepers,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        # The storages' own revision, which the script compares with the one each registered
+        # storage records: a change of the schemas alone re-sends no keys.
+        storages_revision = random.RandomId(
+            f"{name}-storages-revision",
+            byte_length=4,
+            keepers=storage_keepers,
+            opts=pulumi.ResourceOptions(parent=self),
+        ) if buckets else None
 
         env = [
             {"name": "CVAT_URL", "value": args["backend_url"]},
@@ -113,7 +125,7 @@ class CloudStorages(pulumi.ComponentResource):
                 {"name": "BUCKETS", "value": " ".join(buckets)},
                 {"name": "S3_ENDPOINT_URL", "value": endpoint.url},
                 {"name": "S3_REGION", "value": endpoint.region},
-                {"name": "CREDENTIALS_REVISION", "value": revision.hex},
+                {"name": "CREDENTIALS_REVISION", "value": storages_revision.hex},
             ]
         # Not secret: label names and values; plain JSON the script reads.
         env.append({"name": "PROJECTS", "value": projects})
@@ -141,9 +153,9 @@ class CloudStorages(pulumi.ComponentResource):
                 "name": revision.hex.apply(lambda hex_: f"cvat-cloud-storages-{hex_}"),
                 "namespace": args["namespace"],
                 "labels": labels,
-                "annotations": {**REPLACE_UNREADY, "pulumi.com/timeoutSeconds": str(JOB_AWAIT_SECONDS)},
+                "annotations": jobs.annotations(paused, JOB_AWAIT_SECONDS),
             },
-            spec={
+            spec=jobs.spec({
                 "backoffLimit": 3,
                 "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
                 "template": {
@@ -156,12 +168,14 @@ class CloudStorages(pulumi.ComponentResource):
                         "volumes": [{"name": "scripts", "configMap": {"name": scripts.metadata["name"]}}],
                     },
                 },
-            },
+            }, paused),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=list(args["cvat_ready"]),
                 # Wins over the annotation (pulumi-kubernetes metadata.TimeoutDuration); kept equal to it.
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{JOB_AWAIT_SECONDS}s", update=f"{JOB_AWAIT_SECONDS}s"),
+                # Runs once per revision (its name); held while the workspace is paused.
+                ignore_changes=jobs.ignored(paused),
             ),
         )
         self.organization = slug

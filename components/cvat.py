@@ -22,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import kube
+from components import jobs, kube
 from components.cvat_release import RELEASES, CvatRelease
 from components.endpoint import CHECKSUM_ENV
 from components.sizes import Size
@@ -74,6 +74,16 @@ WAIT = pulumi.CustomTimeouts(create="30m", update="30m")
 # so that the awaiter sees DeadlineExceeded; a failed one is replaced on the next up.
 MIGRATION_DEADLINE_SECONDS = 3600
 SUPERUSER_DEADLINE_SECONDS = 900
+# The migrations run again for a new image or command (a CVAT release), not for a new size,
+# host name or egress list (the environment of `init`): those are ignored, the name with them.
+MIGRATION_HOW_IT_RUNS = (
+    "metadata.name",
+    "spec.template.metadata",
+    "spec.template.spec.securityContext",
+    "spec.template.spec.containers[0].env",
+    "spec.template.spec.containers[0].resources",
+    "spec.template.spec.containers[0].securityContext",
+)
 
 
 def worker_layout(optional_queues: Sequence[str]) -> dict[str, list[str]]:
@@ -224,24 +234,40 @@ class Cvat(pulumi.ComponentResource):
         self.data_claim = self._data_claim()
         self.backend_revision = self._backend_revision()
 
-        stores = [self._redis(), self._kvrocks()]
-        migration = self._migration_job(stores)
-        superuser = self._superuser_job(migration)
-        server = self._server(migration)
-        workers = self._workers(migration)
-        ui = self._ui()
-        opa = self._opa(server)
+        if args["paused"]:
+            # Pausing: CVAT's pods scale down first, then the stores they write to (a store
+            # waits for the pods); the database's final backup waits for both (`running`).
+            # The Jobs are held (components/jobs.py): nothing runs against what stops.
+            migration = self._migration_job([])
+            superuser = self._superuser_job(migration)
+            server, workers, ui, opa = self._pods(migration)
+            stores = [self._redis([server, *workers, ui, opa]), self._kvrocks([server, *workers, ui, opa])]
+        else:
+            # Running (or resuming): the stores and the database, the migrations, then the pods.
+            stores = [self._redis(), self._kvrocks()]
+            migration = self._migration_job(stores)
+            superuser = self._superuser_job(migration)
+            server, workers, ui, opa = self._pods(migration)
         # Not before the admin exists: registration is open, and the first to register its name would own it.
         self._ingress([server, ui, superuser])
         self._network_policies()
 
         self.ready = [migration, superuser, server, ui, opa, *workers]
-        # What runs against the database and data volume: scaled down first when the workspace pauses.
+        # What runs against the database and data volume: all scaled down before a pause's final backup.
         self.running = [server, *workers, ui, opa, *stores]
         self.backend_url = f"http://{BACKEND_SERVICE}:{BACKEND_PORT}"
         self.url = f"{'https' if (args['tls_secret_name'] or args['cert_manager_issuer']) else 'http'}://{args['hostname']}"
         self.backend_service = pulumi.Output.from_input(BACKEND_SERVICE)
         self.register_outputs({"url": self.url, "backend_service": self.backend_service, "version": args["version"]})
+
+    def _pods(self, migration: k8s.batch.v1.Job) -> tuple[k8s.apps.v1.Deployment, list[k8s.apps.v1.Deployment],
+                                                         k8s.apps.v1.Deployment, k8s.apps.v1.Deployment]:
+        """The server, the workers, the UI and OPA: all after the migrations."""
+        server = self._server(migration)
+        workers = self._workers(migration)
+        ui = self._ui(migration)
+        opa = self._opa(server)
+        return server, workers, ui, opa
 
     # ----- shared pieces -------------------------------------------------
 
@@ -415,7 +441,8 @@ class Cvat(pulumi.ComponentResource):
     # ----- Redis and Kvrocks ---------------------------------------------
 
     def _store(self, key: str, component: str, image: str, port: int, uid: int, gid: int, command: list[str],
-               data_path: str, storage: str, extra_mounts: list[dict], extra_volumes: list[dict]) -> k8s.apps.v1.StatefulSet:
+               data_path: str, storage: str, extra_mounts: list[dict], extra_volumes: list[dict],
+               after: Sequence[pulumi.Resource] = ()) -> k8s.apps.v1.StatefulSet:
         """A Redis-protocol store (Redis, Kvrocks): one replica, its password in a config file from a Secret, data on a claim."""
         password_secret = self.secrets[key]
         config_mount = {"name": "config", "mountPath": f"/etc/{key}", "readOnly": True}
@@ -472,19 +499,19 @@ class Cvat(pulumi.ComponentResource):
                 "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": kube.labels(self.workspace, component)}, "spec": claim}],
             },
             # Claim templates are immutable: the volume keeps the size it was made with.
-            opts=self._child(custom_timeouts=WAIT, ignore_changes=["spec.volumeClaimTemplates"]),
+            opts=self._child(custom_timeouts=WAIT, ignore_changes=["spec.volumeClaimTemplates"], depends_on=list(after)),
         )
 
-    def _redis(self) -> k8s.apps.v1.StatefulSet:
-        """Redis for RQ queues and cache: password, append-only persistence."""
+    def _redis(self, after: Sequence[pulumi.Resource] = ()) -> k8s.apps.v1.StatefulSet:
+        """Redis for RQ queues and cache: password, append-only persistence. `after`: what stops first (a pause)."""
         return self._store(
             "redis", "cvat-redis", REDIS_IMAGE, REDIS_PORT, REDIS_UID, REDIS_GID,
             ["redis-server", f"/etc/redis/{STORE_CONFIG_FILES['redis']}", "--appendonly", "yes", "--dir", "/data"],
-            "/data", "1Gi", [], [],
+            "/data", "1Gi", [], [], after,
         )
 
-    def _kvrocks(self) -> k8s.apps.v1.StatefulSet:
-        """Kvrocks, CVAT's on-disk media cache: password, data on a volume."""
+    def _kvrocks(self, after: Sequence[pulumi.Resource] = ()) -> k8s.apps.v1.StatefulSet:
+        """Kvrocks, CVAT's on-disk media cache: password, data on a volume. `after`: what stops first (a pause)."""
         # The image's entrypoint with our config file (kvrocks takes the settings it lacks from its
         # defaults); data below /var/lib/kvrocks, where the claim has always been mounted.
         return self._store(
@@ -493,7 +520,7 @@ class Cvat(pulumi.ComponentResource):
              "--pidfile", "/var/run/kvrocks/kvrocks.pid", "--bind", "0.0.0.0"],
             "/var/lib/kvrocks/data", self.size.kvrocks_storage,
             [{"name": "run", "mountPath": "/var/run/kvrocks"}],
-            [{"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}],
+            [{"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}], after,
         )
 
     # ----- Jobs ----------------------------------------------------------
@@ -511,22 +538,29 @@ class Cvat(pulumi.ComponentResource):
         }
 
     def _one_shot_job(self, key: str, job_name: pulumi.Input[str], component: str, container: dict, volumes: list[dict],
-                      deadline_seconds: int, depends_on: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
-        """A Job that runs once per name, ends by its own deadline, and is replaced when it failed.
+                      deadline_seconds: int, depends_on: Sequence[pulumi.Resource],
+                      how_it_runs: Sequence[str] = jobs.HOW_IT_RUNS) -> k8s.batch.v1.Job:
+        """A Job that runs once per name, ends by its own deadline, and is replaced when it failed
+        (components/jobs.py: changes of `how_it_runs` do not run it again; held while paused).
 
         `pulumi.com/replaceUnready`: a Job that failed stays in the state; without it every
         later `pulumi up` would await it again, see it failed, and block what depends on it.
         """
-        wait = f"{deadline_seconds // 60 + 5}m"
+        wait_seconds = deadline_seconds + 5 * 60
+        paused = self.args["paused"]
         return k8s.batch.v1.Job(
             f"{self.name}-{key}",
-            metadata=self._metadata(job_name, component, annotations={"pulumi.com/replaceUnready": "true"}),
-            spec={
+            metadata=self._metadata(job_name, component, annotations=jobs.annotations(paused)),
+            spec=jobs.spec({
                 "backoffLimit": 4,
                 "activeDeadlineSeconds": deadline_seconds,
                 "template": self._job_pod(component, container, volumes),
-            },
-            opts=self._child(depends_on=list(depends_on), custom_timeouts=pulumi.CustomTimeouts(create=wait, update=wait)),
+            }, paused),
+            opts=self._child(
+                depends_on=list(depends_on),
+                custom_timeouts=pulumi.CustomTimeouts(create=f"{wait_seconds // 60}m", update=f"{wait_seconds // 60}m"),
+                ignore_changes=jobs.ignored(paused, how_it_runs),
+            ),
         )
 
     def _migration_job(self, stores: list[pulumi.Resource]) -> k8s.batch.v1.Job:
@@ -540,12 +574,13 @@ class Cvat(pulumi.ComponentResource):
             "securityContext": kube.container_security_context(read_only_root=False),
         }
         version = self.args["version"].replace(".", "-")
-        # Jobs are immutable: a new name makes it run again when what it runs with changes.
+        # The name of a new Job: its release and a hash of how it ran until the migrations were
+        # defined by the image alone (names made so far are kept: MIGRATION_HOW_IT_RUNS).
         plain_egress = [entry for entry in self.args["egress_allow"] if isinstance(entry, str)]
         revision = kube.content_hash(self.backend_image, container["args"], self.size.name, self.args["hostname"], plain_egress)
         return self._one_shot_job(
             "migrate", f"cvat-migrate-{version}-{revision}", "cvat-migrate", container, [],
-            MIGRATION_DEADLINE_SECONDS, [*self.args["database_ready"], *stores],
+            MIGRATION_DEADLINE_SECONDS, [*self.args["database_ready"], *stores], MIGRATION_HOW_IT_RUNS,
         )
 
     def _superuser_job(self, migration: k8s.batch.v1.Job) -> k8s.batch.v1.Job:
@@ -673,8 +708,8 @@ class Cvat(pulumi.ComponentResource):
         self.workers = deployments
         return deployments
 
-    def _ui(self) -> k8s.apps.v1.Deployment:
-        """The single-page app (unprivileged nginx on port 8000)."""
+    def _ui(self, migration: k8s.batch.v1.Job) -> k8s.apps.v1.Deployment:
+        """The single-page app (unprivileged nginx on port 8000); starts with the server, after the migrations."""
         tcp = {"tcpSocket": {"port": UI_PORT}}
         container = {
             "name": "ui",
@@ -692,7 +727,7 @@ class Cvat(pulumi.ComponentResource):
             "securityContext": kube.pod_security_context(UI_UID),
             "containers": [container],
         }
-        deployment = self._deployment("ui", "cvat-ui", self.size.ui_replicas, pod)
+        deployment = self._deployment("ui", "cvat-ui", self.size.ui_replicas, pod, depends_on=[migration])
         self._service("ui", UI_SERVICE, "cvat-ui", UI_PORT)
         return deployment
 

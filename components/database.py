@@ -33,7 +33,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import kube
+from components import jobs, kube
 from components.cvat import DATA_LABEL
 from components.endpoint import AWS_CLI_IMAGE, S3Endpoint
 
@@ -64,6 +64,9 @@ RESTORE_AWAIT_SECONDS = RESTORE_DEADLINE_SECONDS + 10 * 60
 # The same for the one-shot backups (before an upgrade, before a pause).
 BACKUP_DEADLINE_SECONDS = 2 * 3600
 BACKUP_AWAIT_SECONDS = BACKUP_DEADLINE_SECONDS + 10 * 60
+# A pause's final backup waits this long for CVAT's last database sessions to close (its
+# pods' grace period is 30 s), then ends what is left (backup.sh, BACKUP_WAIT_IDLE_SECONDS).
+FINAL_BACKUP_IDLE_WAIT_SECONDS = 300
 # Scheduled backups: the CronJob's Jobs.
 SCHEDULED_DEADLINE_SECONDS = 6 * 3600
 JOB_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
@@ -164,22 +167,22 @@ class Database(pulumi.ComponentResource):
         )
         self.storage_ready = list(args["storage_ready"])
 
-        # Backups before an upgrade (or the final one of a pause), then the server.
-        self.final_backup: Optional[k8s.batch.v1.Job] = None
-        if self.paused:
-            self.final_backup = self._final_backup()
+        # Paused: the final backup (once CVAT is down), then the server scales to zero. The
+        # backup before an upgrade is always declared (held while paused, components/jobs.py):
+        # were it not, a resume would take it again.
+        self.final_backup: Optional[k8s.batch.v1.Job] = self._final_backup() if self.paused else None
         self.statefulset = self._statefulset()
-        if self.paused:
-            self.pre_upgrade_backup: pulumi.Resource = self.final_backup  # type: ignore[assignment]
-        else:
-            self.pre_upgrade_backup = self._pre_upgrade_backup()
+        self.pre_upgrade_backup: pulumi.Resource = self._pre_upgrade_backup()
         # The release whose schema the database holds, as the next backups record it:
-        # changed only once the backup before an upgrade ran (it records the former one).
+        # changed only once the backup before an upgrade ran (it records the former one);
+        # held while paused, as that backup is.
         k8s.core.v1.ConfigMap(
             f"{name}-cvat-version",
             metadata={"name": VERSION_CONFIGMAP, "namespace": self.namespace, "labels": kube.labels(self.workspace, "database-backup")},
             data={"version": self.cvat_version or "unknown"},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.pre_upgrade_backup]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.pre_upgrade_backup], ignore_changes=["data"] if self.paused else None
+            ),
         )
         self._cronjob()
 
@@ -386,16 +389,18 @@ class Database(pulumi.ComponentResource):
 
     # ----- backups -----------------------------------------------------------
 
-    def _backup_pod(self, reason: str, skip_empty: bool, same_node: bool) -> dict:
+    def _backup_pod(self, reason: str, skip_empty: bool, same_node: bool, wait_idle_seconds: int = 0) -> dict:
         """dump (postgres) -> password, data (restic) -> upload (aws) -> prune (restic); without
-        a data volume: dump -> upload."""
+        a data volume: dump -> upload. `wait_idle_seconds`: the dump first waits for the other
+        sessions to leave (a pause: CVAT's pods may still be terminating)."""
         data = self.data_claim
         shared = [{"name": "BACKUP_DIR", "value": WORK_DIR}]
         version = {"name": "CVAT_VERSION", "valueFrom": {"configMapKeyRef": {"name": VERSION_CONFIGMAP, "key": "version", "optional": True}}}
+        idle = [{"name": "BACKUP_WAIT_IDLE_SECONDS", "value": str(wait_idle_seconds)}] if wait_idle_seconds else []
         dump = self._container(
             "dump", POSTGRES_IMAGE, "backup.sh",
             [{"name": "BACKUP_STEP", "value": "dump"}, *shared,
-             {"name": "BACKUP_SKIP_EMPTY", "value": "true" if skip_empty else "false"}] + self._database_env(),
+             {"name": "BACKUP_SKIP_EMPTY", "value": "true" if skip_empty else "false"}, *idle] + self._database_env(),
             POSTGRES_UID,
         )
         upload_env = [
@@ -431,10 +436,11 @@ class Database(pulumi.ComponentResource):
         )
         return self._pod(kube.labels(self.workspace, "database-backup"), [dump, password, snapshot, upload], prune, data, same_node)
 
-    def _backup_job(self, key: str, job_name: pulumi.Input[str], reason: str, same_node: bool,
+    def _backup_job(self, key: str, job_name: pulumi.Input[str], template: dict, held: bool,
                     depends_on: Sequence[pulumi.Resource]) -> k8s.batch.v1.Job:
         """A one-shot backup (before an upgrade, before a pause): bounded in time, replaced by the
-        next `pulumi up` if it failed; nothing uploaded while the database has no tables."""
+        next `pulumi up` if it failed, run once per name (components/jobs.py); nothing uploaded
+        while the database has no tables. `held`: declared while paused, run on resume."""
         labels = kube.labels(self.workspace, "database-backup")
         return k8s.batch.v1.Job(
             f"{self.name_}-{key}",
@@ -442,19 +448,17 @@ class Database(pulumi.ComponentResource):
                 "name": job_name,
                 "namespace": self.namespace,
                 "labels": labels,
-                "annotations": {"pulumi.com/timeoutSeconds": str(BACKUP_AWAIT_SECONDS), "pulumi.com/replaceUnready": "true"},
+                "annotations": jobs.annotations(held, BACKUP_AWAIT_SECONDS),
             },
-            spec={
-                "backoffLimit": 2,
-                "activeDeadlineSeconds": BACKUP_DEADLINE_SECONDS,
-                "template": self._backup_pod(reason, skip_empty=True, same_node=same_node),
-            },
+            spec=jobs.spec({"backoffLimit": 2, "activeDeadlineSeconds": BACKUP_DEADLINE_SECONDS, "template": template}, held),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[*depends_on, *self.storage_ready, self.scripts],
                 custom_timeouts=pulumi.CustomTimeouts(
                     create=f"{BACKUP_AWAIT_SECONDS // 60}m", update=f"{BACKUP_AWAIT_SECONDS // 60}m"
                 ),
+                # A new retention, endpoint or image does not take the backup again.
+                ignore_changes=jobs.ignored(held),
             ),
         )
 
@@ -462,8 +466,9 @@ class Database(pulumi.ComponentResource):
         """A backup before CVAT's migrations of a release run: one Job per release (Jobs are
         immutable and run once), while the former release still runs."""
         return self._backup_job(
-            "backup-before-upgrade", f"backup-before-{version_slug(self.cvat_version or 'unknown')}", "before-upgrade",
-            same_node=True, depends_on=[self.statefulset],
+            "backup-before-upgrade", f"backup-before-{version_slug(self.cvat_version or 'unknown')}",
+            self._backup_pod("before-upgrade", skip_empty=True, same_node=True), held=self.paused,
+            depends_on=[self.statefulset],
         )
 
     def _final_backup(self) -> k8s.batch.v1.Job:
@@ -473,9 +478,10 @@ class Database(pulumi.ComponentResource):
             f"{self.name_}-pause-request", byte_length=4, keepers={"paused": "true"}, opts=pulumi.ResourceOptions(parent=self)
         )
         return self._backup_job(
-            "backup-final", pause.hex.apply(lambda hex_: f"backup-final-{hex_}"), "final",
-            # CVAT is scaled down: no pod holds the volume.
-            same_node=False, depends_on=list(self.args.get("pause_after", [])),
+            "backup-final", pause.hex.apply(lambda hex_: f"backup-final-{hex_}"),
+            # CVAT is scaled down: no pod holds the volume; its last sessions may still be closing.
+            self._backup_pod("final", skip_empty=True, same_node=False, wait_idle_seconds=FINAL_BACKUP_IDLE_WAIT_SECONDS),
+            held=False, depends_on=list(self.args.get("pause_after", [])),
         )
 
     def _cronjob(self) -> k8s.batch.v1.CronJob:
@@ -568,20 +574,17 @@ class Database(pulumi.ComponentResource):
                 "name": request.hex.apply(lambda hex_: f"database-restore-{hex_}"),
                 "namespace": self.namespace,
                 "labels": labels,
-                "annotations": {
-                    "pulumi.com/timeoutSeconds": str(RESTORE_AWAIT_SECONDS),
-                    # A Job that failed (or never finished) is replaced on the next `pulumi up`
-                    # instead of being awaited again; one that succeeded is left alone.
-                    "pulumi.com/replaceUnready": "true",
-                },
+                # A Job that failed (or never finished) is replaced on the next `pulumi up`
+                # instead of being awaited again; one that succeeded is left alone.
+                "annotations": jobs.annotations(self.paused, RESTORE_AWAIT_SECONDS),
             },
-            spec={
+            spec=jobs.spec({
                 # A refusal fails the check container of every attempt within seconds: the Job
                 # then fails with BackoffLimitExceeded, which the awaiter reports at once.
                 "backoffLimit": 2,
                 "activeDeadlineSeconds": RESTORE_DEADLINE_SECONDS,
                 "template": self._pod(labels, init, main, data, same_node=True),
-            },
+            }, self.paused),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # After the backup of a new release: a restore replaces what that backup keeps.
@@ -589,5 +592,7 @@ class Database(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(
                     create=f"{RESTORE_AWAIT_SECONDS // 60}m", update=f"{RESTORE_AWAIT_SECONDS // 60}m"
                 ),
+                # One run per request (its name): a new endpoint or image does not restore again.
+                ignore_changes=jobs.ignored(self.paused),
             ),
         )

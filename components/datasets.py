@@ -212,7 +212,8 @@ class DatasetBuckets(pulumi.ComponentResource):
         secret_ref = {"name": secret.metadata["name"], "namespace": args["namespace"]}
         claims = {}
         for bucket in buckets:
-            claim_name = share_claim_name(bucket)
+            attributes = {"capacity": SHARE_CAPACITY, "mounter": "geesefs", "options": SHARE_MOUNT_OPTIONS}
+            claim_name = share_claim_name(bucket, share_revision(args["csi_driver"], bucket, SHARE_SECRET, attributes))
             # Volumes are cluster-wide: the namespace keeps two workspaces' volumes apart.
             volume_name = f"{args['namespace_name']}-{claim_name}"
             volume = k8s.core.v1.PersistentVolume(
@@ -232,7 +233,7 @@ class DatasetBuckets(pulumi.ComponentResource):
                         "controllerPublishSecretRef": secret_ref,
                         "nodePublishSecretRef": secret_ref,
                         "nodeStageSecretRef": secret_ref,
-                        "volumeAttributes": {"capacity": SHARE_CAPACITY, "mounter": "geesefs", "options": SHARE_MOUNT_OPTIONS},
+                        "volumeAttributes": attributes,
                     },
                 },
                 opts=pulumi.ResourceOptions(parent=self),
@@ -252,6 +253,17 @@ class DatasetBuckets(pulumi.ComponentResource):
         return claims
 
 
-def share_claim_name(bucket: str) -> str:
+def share_revision(driver: str, bucket: str, secret: str, attributes: dict[str, str]) -> str:
+    """A hash of what a share volume mounts with (its `spec.csi`, which Kubernetes never changes).
+
+    A new value is a new volume and claim under new names, made before the old pair
+    is deleted (pulumi-kubernetes replaces a volume whose `spec.csi` changes,
+    provider/diff.go; under the same name it would delete first, and a volume bound
+    to a claim in use never finishes deleting).
+    """
+    return kube.content_hash(driver, bucket, secret, attributes)
+
+
+def share_claim_name(bucket: str, revision: str) -> str:
     """The claim of a bucket's share volume (a DNS-1123 name)."""
-    return f"share-{bucket}"  # bucket names are valid DNS subdomains already
+    return f"share-{bucket}-{revision}"  # bucket names are valid DNS subdomains already

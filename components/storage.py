@@ -31,7 +31,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import kube
+from components import jobs, kube
 from components.endpoint import AWS_CLI_IMAGE, S3Endpoint
 from components.lifecycle import BucketLifecycleRules
 
@@ -51,9 +51,6 @@ SECRET_KEY_KEY = "secretAccessKey"
 # what a stuck Job reports is the Job's own DeadlineExceeded, not Pulumi's timeout.
 JOB_DEADLINE_SECONDS = kube.AWAIT_TIMEOUT_SECONDS
 JOB_AWAIT_SECONDS = JOB_DEADLINE_SECONDS + 120
-# pulumi-kubernetes: a Job that did not complete (failed, or still running) is replaced
-# on the next `pulumi up` instead of being awaited again (provider.go, Diff: ReplaceUnready).
-REPLACE_UNREADY = {"pulumi.com/replaceUnready": "true"}
 
 
 class ObjectStorageArgs(TypedDict):
@@ -76,6 +73,8 @@ class ObjectStorageArgs(TypedDict):
     """An existing Secret with the S3 keys (in-cluster MinIO), or None to create one."""
     server: Optional[pulumi.Resource]
     """The in-cluster server to wait for, if any."""
+    paused: NotRequired[bool]
+    """The workspace is paused: the in-cluster bucket Job is held until it resumes (components/jobs.py)."""
     adopt_backup_bucket: NotRequired[bool]
     """The configured backup bucket exists and is usable: import it instead of creating it
     (the answer of datasets.check_backup_bucket). Default False."""
@@ -175,6 +174,7 @@ class ObjectStorage(pulumi.ComponentResource):
     ) -> k8s.batch.v1.Job:
         """A Job inside the cluster creates the buckets and sets the backup bucket's rule."""
         endpoint = args["endpoint"]
+        paused = bool(args.get("paused", False))
         labels = kube.labels(args["workspace"], "ensure-buckets")
         script = kube.asset(BUCKETS_SCRIPT)
         scripts = k8s.core.v1.ConfigMap(
@@ -209,9 +209,9 @@ class ObjectStorage(pulumi.ComponentResource):
                 "name": f"ensure-buckets-{revision}",
                 "namespace": args["namespace"],
                 "labels": labels,
-                "annotations": {**REPLACE_UNREADY, "pulumi.com/timeoutSeconds": str(JOB_AWAIT_SECONDS)},
+                "annotations": jobs.annotations(paused, JOB_AWAIT_SECONDS),
             },
-            spec={
+            spec=jobs.spec({
                 "backoffLimit": 3,
                 "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
                 "template": {
@@ -247,12 +247,15 @@ class ObjectStorage(pulumi.ComponentResource):
                         ],
                     },
                 },
-            },
+            }, paused),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[args["server"]] if args["server"] is not None else [],
                 # Wins over the annotation (pulumi-kubernetes metadata.TimeoutDuration); kept equal to it.
                 custom_timeouts=pulumi.CustomTimeouts(create=f"{JOB_AWAIT_SECONDS}s", update=f"{JOB_AWAIT_SECONDS}s"),
+                # Runs once per name (a hash of what it does); the in-cluster MinIO's region or
+                # image does not run it again; held while the workspace is paused (components/jobs.py).
+                ignore_changes=jobs.ignored(paused),
             ),
         )
 

@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 from components import kube
 from components.config import WorkspaceConfig, default_backup_bucket_prefix
 from components.cloud_storages import CloudStorages
+from components.cluster import ClusterBinding
 from components.credentials import AdminCredentials
 from components.cvat import Cvat
 from components.label_schema import projects_json
@@ -35,6 +36,14 @@ from components.storage import ObjectStorage
 
 # On the server's and workers' pod templates: a new restore request rolls them after the restore.
 RESTORE_ANNOTATION = "labeling.dev/restore-request"
+# Shown by every preview and update of a paused workspace (components/jobs.py holds the Jobs).
+PAUSED_WARNING = (
+    "The workspace is paused: its one-shot Jobs (migrations, admin account, bootstrap, backup before an "
+    "upgrade, restore) are held. Changes of cvatVersion, size, hostname, egressAllow, projects, datasetBuckets, "
+    "datasetAccess, storageEndpoint, storageRegion, storageAccessKey, storageSecretKey, adminUsername, adminEmail, "
+    "adminPassword, restoreFrom or restoreForce made while paused apply when it resumes "
+    "(pulumi config set paused false && pulumi up)."
+)
 # Size of the in-cluster MinIO's volume (development stacks only).
 IN_CLUSTER_MINIO_STORAGE = "20Gi"
 
@@ -61,16 +70,26 @@ class Workspace(pulumi.ComponentResource):
         workspace = config.workspace_name
         size = PRESETS[config.size]
 
+        # The cluster and namespace the workspace was made in: a changed kubeContext or namespace
+        # stops the update before the provider or the volumes would be replaced (components/cluster.py).
+        binding = ClusterBinding(
+            f"{name}-cluster", config.kube_context, config.namespace, opts=pulumi.ResourceOptions(parent=self)
+        )
         kubernetes = k8s.Provider(
             f"{name}-kubernetes",
             context=config.kube_context or None,
+            # The cluster's identity: the same value never replaces the provider, whatever the
+            # kubeconfig file says (pulumi-kubernetes provider.go DiffConfig).
+            cluster_identifier=config.kube_context or None,
             enable_server_side_apply=True,
             # Update Secrets and ConfigMaps in place instead of delete-then-create (their names are
             # fixed); the pods that read them roll through their templates' revision annotations.
             enable_config_map_mutable=True,
             enable_secret_mutable=True,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[binding]),
         )
+        if config.paused:
+            pulumi.log.warn(PAUSED_WARNING)
         namespace_metadata: dict[str, Any] = {
             "name": config.namespace,
             "labels": {
@@ -140,6 +159,7 @@ class Workspace(pulumi.ComponentResource):
                 "dataset_buckets": config.dataset_buckets,
                 "credentials_secret_name": minio.credentials_secret_name if minio else None,
                 "server": minio.deployment if minio else None,
+                "paused": config.paused,
             },
             opts=pulumi.ResourceOptions(parent=self, providers=storage_providers),
         )
@@ -268,6 +288,7 @@ class Workspace(pulumi.ComponentResource):
                     "resources": size.of("job"),
                     # The buckets must exist (in-cluster MinIO) and CVAT must be fully up.
                     "cvat_ready": [*cvat.ready, *storage.ready],
+                    "paused": config.paused,
                 },
                 opts=in_kubernetes,
             )

@@ -7,6 +7,7 @@ inputs, which inputs are secret) and the stack outputs with their secretness.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import runpy
@@ -38,6 +39,10 @@ class Mocks(pulumi.runtime.Mocks):
     """Resource outputs the way the real providers would compute them."""
 
     lifecycle_supported = True
+    # False: every RandomId is RANDOM_HEX. True: a hash of its name and inputs, so that
+    # a replaced RandomId (new keepers) gets a new value, as the real provider gives
+    # (the transition tests, tests/data/renderings/make.py).
+    ids_from_inputs = False
     # Resource name -> fields of its state as the cluster or cloud would report them
     # (merged one level deep), e.g. a claim made earlier with another class.
     state_overrides: dict[str, dict] = {}
@@ -61,6 +66,9 @@ class Mocks(pulumi.runtime.Mocks):
             self.generated_secrets.add(state["result"])
         elif args.typ == "random:index/randomId:RandomId":
             state["hex"] = RANDOM_HEX
+            if self.ids_from_inputs:
+                identity = json.dumps([args.name, args.inputs], sort_keys=True, default=str)
+                state["hex"] = hashlib.sha256(identity.encode()).hexdigest()[:8]
         elif args.typ == "kubernetes:core/v1:Service":
             state = {**state, "spec": {**state.get("spec", {}), "clusterIP": MINIO_CLUSTER_IP if "minio" in args.name else "10.96.0.20"}}
         elif args.typ == "pulumi-python:dynamic/labeling:BucketLifecycleRules":
@@ -96,6 +104,10 @@ class Registration:
     additional_secret_outputs: list[str]
     ignore_changes: list[str] = field(default_factory=list)
     import_id: str = ""
+    delete_before_replace: Optional[bool] = None
+    """The resource option, when the program set it (None: the provider decides)."""
+    replace_on_changes: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
 
     @property
     def is_provider(self) -> bool:
@@ -137,6 +149,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     ignore_changes=list(request.ignoreChanges),
                     import_id=request.importId,
+                    delete_before_replace=request.deleteBeforeReplace if request.deleteBeforeReplaceDefined else None,
+                    replace_on_changes=list(request.replaceOnChanges),
+                    aliases=[json_format.MessageToJson(alias) for alias in request.aliases] + list(request.aliasURNs),
                 )
             )
         return response
@@ -188,13 +203,16 @@ def encode_config(config: dict[str, Any]) -> dict[str, str]:
     return encoded
 
 
-def render(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = (), preflight: bool = False) -> Rendering:
+def render(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = (), preflight: bool = False,
+           main: Path = MAIN) -> Rendering:
     """Runs __main__.py under mocks with this stack config (keys without namespace).
 
     The dataset bucket preflight talks to the real endpoint: it is skipped
     unless `preflight` is set (for stacks pointing at the test server).
+    `main` may be another checkout's program (tests/data/renderings/make.py renders
+    earlier releases with it; that checkout must come first on sys.path).
     """
-    monitor, exported, warnings, error = _run(config, stack, secrets, preflight)
+    monitor, exported, warnings, error = _run(config, stack, secrets, preflight, main)
     if error is not None:
         raise error
     outputs, secret = {}, set()
@@ -215,11 +233,12 @@ def render_failure(
     return error, monitor.registrations
 
 
-def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: bool = False):
+def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: bool = False, main: Path = MAIN):
     import components.datasets
 
-    real_check = components.datasets.check_dataset_buckets
-    real_backup_check = components.datasets.check_backup_bucket
+    # Earlier releases lack some of the checks: patch those that exist.
+    real_check = getattr(components.datasets, "check_dataset_buckets", None)
+    real_backup_check = getattr(components.datasets, "check_backup_bucket", None)
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)
     settings.ROOT.set(None)
@@ -231,19 +250,23 @@ def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: 
     exported: dict[str, Any] = {}
 
     def program():
-        runpy.run_path(str(MAIN), run_name="__main__")
+        runpy.run_path(str(main), run_name="__main__")
         exported.update(settings.get_root_resource().outputs)
 
     if not preflight:
-        components.datasets.check_dataset_buckets = lambda config: None
-        components.datasets.check_backup_bucket = lambda config: False
+        if real_check is not None:
+            components.datasets.check_dataset_buckets = lambda config: None
+        if real_backup_check is not None:
+            components.datasets.check_backup_bucket = lambda config: False
     try:
         _sync_await(run_pulumi_func(program))
     except Exception as error:  # the program's own error, handed to the caller
         return monitor, exported, warnings, error
     finally:
-        components.datasets.check_dataset_buckets = real_check
-        components.datasets.check_backup_bucket = real_backup_check
+        if real_check is not None:
+            components.datasets.check_dataset_buckets = real_check
+        if real_backup_check is not None:
+            components.datasets.check_backup_bucket = real_backup_check
     return monitor, exported, warnings, None
 
 

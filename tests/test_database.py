@@ -376,9 +376,19 @@ def test_paused_takes_a_final_backup_then_scales_postgres_to_zero(paused):
     assert paused.one("kubernetes:batch/v1:CronJob").inputs["spec"]["suspend"] is True
     assert statefulset.inputs["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
     assert paused.of_type("kubernetes:core/v1:PersistentVolumeClaim") == []
-    # What CVAT's migration waits for is the final backup then (nothing else can run).
-    assert paused.outputs["pre_upgrade_backup"] == final.urn
-    assert [r for r in paused.of_type("kubernetes:batch/v1:Job") if "before-upgrade" in r.name] == []
+    # The final backup waits for CVAT's last sessions to close before it dumps.
+    assert env_of(containers_by_name(pod)["dump"])["BACKUP_WAIT_IDLE_SECONDS"] == "300"
+    # The backup before an upgrade stays declared while paused (were it deleted, a resume would
+    # take it again), held: suspended, not awaited, its name and spec ignored.
+    before = job(paused, "backup-before-upgrade")
+    assert paused.outputs["pre_upgrade_backup"] == before.urn
+    assert before.inputs["spec"]["suspend"] is True
+    assert before.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    assert before.ignore_changes == ["metadata.name", "spec"]
+    # The final backup runs (not suspended) and a later change of how it runs does not repeat it.
+    assert "suspend" not in final.inputs["spec"] and final.ignore_changes == ["spec.template"]
+    # The release the database holds is not changed while the backup before an upgrade is held.
+    assert paused.one("kubernetes:core/v1:ConfigMap", "cvat-version").ignore_changes == ["data"]
 
 
 def test_not_paused_runs_postgres_and_the_schedule(whole):

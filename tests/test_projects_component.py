@@ -39,7 +39,7 @@ def build(buckets=("acme-images",), projects=None, secret_key="secret-key"):
         args["projects_json"] = projects
     run = run_component(lambda: CloudStorages("cloud-storages", args))
     job = run.one("kubernetes:batch/v1:Job")
-    revision = run.one("random:index/randomId:RandomId")
+    revision = run.one("random:index/randomId:RandomId", "cloud-storages-revision")
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
     return run, job, revision, env
 
@@ -66,6 +66,21 @@ def test_buckets_and_projects_together():
     assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3-credentials", "key": "secretAccessKey"}}
     assert {"buckets", "endpoint", "region", "access_key", "secret_key", "script", "projects"} == set(revision.inputs["keepers"])
     assert {"keepers.access_key", "keepers.secret_key"} <= revision.secret_paths
+
+
+def test_the_storages_revision_ignores_the_schemas():
+    # The script re-sends a storage's keys when CREDENTIALS_REVISION differs from the one it
+    # recorded: that value comes from a revision of the storages alone.
+    runs = [run for run, *_ in (build(projects=schema(STREET)), build(projects=schema({**STREET, "labels": ["car"]})))]
+    storages = [run.one("random:index/randomId:RandomId", "storages-storages-revision") for run in runs]
+    assert storages[0].inputs["keepers"] == storages[1].inputs["keepers"]
+    assert set(storages[0].inputs["keepers"]) == {"buckets", "endpoint", "region", "access_key", "secret_key"}
+    assert {"keepers.access_key", "keepers.secret_key"} <= storages[0].secret_paths
+    rotated = build(projects=schema(STREET), secret_key="rotated")[0].one("random:index/randomId:RandomId", "storages-storages-revision")
+    assert rotated.inputs["keepers"]["secret_key"] != storages[0].inputs["keepers"]["secret_key"]
+    # Projects alone: no storages revision, no keys.
+    alone = build(buckets=(), projects=schema(STREET))[0]
+    assert [r.name for r in alone.registrations if r.type == "random:index/randomId:RandomId"] == ["cloud-storages-revision"]
 
 
 def test_buckets_alone_keep_the_keepers_they_had():
