@@ -1,4 +1,4 @@
-"""DatasetInventory: what the dataset buckets hold, counted at every `pulumi up`.
+"""DatasetInventory: what the dataset buckets hold, counted by a dynamic resource.
 
 For each dataset bucket: the number and total size of image files, video
 files and other files (which CVAT skips), classified by extension the way CVAT
@@ -7,8 +7,16 @@ and keeps only counters, so memory stays constant whatever the bucket size;
 at most `limit` objects are counted per bucket, and the result says when a
 count stopped there.
 
-The counts live in a dynamic resource: it recounts on every `pulumi up` (its
-diff always reports a change) and on `pulumi refresh` (its read recounts).
+The counts live in a dynamic resource. It counts when it is created, counts
+again on `pulumi refresh` and `pulumi up --refresh` (its read recounts), and
+whenever its inputs change: the buckets, the limit, the endpoint (URL,
+region) or the keys (its diff then reports an update, never a replacement; so
+does a change of the serialized provider, ``__provider``). A `pulumi up` or
+`pulumi preview` whose inputs are unchanged reports no change and keeps the
+last counts, so an unchanged stack passes `pulumi preview --expect-no-changes`:
+files added to or removed from the buckets since show in `datasets` after a
+refresh.
+
 A bucket that was deleted or became forbidden since does not fail either: its
 entry becomes ``{"error": "<reason>"}`` and the other buckets are still
 counted. Keys that the server no longer accepts do fail, with a message that
@@ -143,15 +151,27 @@ def count_buckets(props: dict) -> dict[str, dict]:
     return inventory
 
 
+# The outputs that are not inputs: what diff leaves out of the comparison.
+_OUTPUT_KEYS = ("datasets",)
+
+
 class DatasetInventoryProvider(ResourceProvider):
-    """Dynamic provider: counts on create, update (every up) and read (refresh)."""
+    """Dynamic provider: counts on create, update (inputs changed) and read (refresh)."""
 
     def create(self, props: dict) -> CreateResult:
         return CreateResult(id_="dataset-inventory", outs={**props, "datasets": count_buckets(props)})
 
     def diff(self, id_: str, olds: dict, news: dict) -> DiffResult:
-        # Bucket contents change outside Pulumi: count again at every update.
-        return DiffResult(changes=True, replaces=[], stables=[], delete_before_replace=False)
+        """An update when an input changed (buckets, limit, endpoint, keys, the provider itself); else none.
+
+        ``olds`` are the old outputs: the inputs of the last create, update or
+        refresh plus ``datasets``, which the inputs hold as None; it is left out.
+        ``__provider`` (the pickled provider) is compared like the inputs: when
+        it changes, the update stores the new one in the state. Nothing is
+        ever replaced: there is nothing to re-create, only counts to redo.
+        """
+        changed = [key for key in news if key not in _OUTPUT_KEYS and olds.get(key) != news[key]]
+        return DiffResult(changes=bool(changed), replaces=[], stables=[], delete_before_replace=False)
 
     def update(self, id_: str, olds: dict, news: dict) -> UpdateResult:
         return UpdateResult(outs={**news, "datasets": count_buckets(news)})

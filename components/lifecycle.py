@@ -16,7 +16,11 @@ other rule on the bucket alone.
 On delete it removes its rule, only while the rule on the server still has the
 prefix this resource put there: a rule of the same ID that another workspace
 has written since (look-alike stacks shared rule IDs before IDs came from the
-workspace key) is left alone.
+workspace key) is left alone. A delete that cannot reach the endpoint, or whose
+keys the endpoint refuses, does not stop `pulumi destroy`: the rule only ever
+expires temporary uploads, so it is left on the bucket with a warning that
+names the bucket, the rule and why (see remove_rules_or_leave).
+A delete gives up after DELETE_DEADLINE_SECONDS.
 
 The provider is pickled by reference: the dynamic provider host imports
 ``components.lifecycle`` from the project directory. The module path and class
@@ -25,6 +29,8 @@ name are therefore part of every stack's state; keep them.
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Any, Optional
 
 import pulumi
@@ -44,6 +50,17 @@ _REPLACE_KEYS = ("bucket", "rule_id_prefix")
 _UPDATE_KEYS = ("endpoint_url", "region", "access_key", "secret_key", "prefix", "expiration_days", "abort_multipart_days")
 # The end of every prefix whose objects the rule may expire: uploads in progress or abandoned.
 TEMPORARY_PREFIX_END = "/.incoming/"
+# The longest a delete waits for the endpoint before it leaves the rule behind. The
+# client of client_from_inputs has a 10 s connect and a 60 s read timeout and makes 4
+# attempts (endpoint.client_config passes retries={"max_attempts": 3}, which botocore
+# reads as 3 retries: total_max_attempts 4), with a backoff well under a second: a
+# refused connection or a DNS failure fails at once, a blackholed endpoint after about
+# 40 s (4 connect timeouts), but a stalled one (connects, never answers) would hold
+# the destroy 4 x 60 s.
+DELETE_DEADLINE_SECONDS = 45.0
+# Answers that mean the keys kept in the stack's state are not (or no longer) good for
+# this bucket's lifecycle rules: rotated, revoked, expired, or without the permission.
+_KEYS_REFUSED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AccessDenied", "403"}
 
 
 class LifecycleRuleError(ValueError):
@@ -163,6 +180,116 @@ def remove_rules(props: dict) -> None:
         client.delete_bucket_lifecycle(Bucket=props["bucket"])
 
 
+def warn(message: str) -> None:
+    """Shows a warning to the user running `pulumi up/destroy`, from inside the dynamic provider host.
+
+    ``pulumi.log.warn`` has no engine to talk to in the provider host: the host
+    (pulumi/dynamic/__main__.py L46-55 of the installed SDK 3.272) configures
+    ``Settings(project, stack, organization)`` without an engine address before
+    every call, and never reads the engine address the CLI passes it as an
+    argument (pulumi/pulumi pkg/resource/plugin/provider_plugin.go L289;
+    sdk/python/dist/pulumi-resource-pulumi-python L33, L49: ``-m pulumi.dynamic $@``;
+    main() at __main__.py L267 ignores sys.argv). With no engine, ``pulumi.log.warn``
+    only prints ``"warning: " + msg`` to stderr (pulumi/log.py L94-98). The engine
+    does show a dynamic provider's stderr: it hides the stderr of other resource
+    plugins, but not of ``pulumi-resource-pulumi-python`` (sdk/go/common/resource/
+    plugin/plugin.go L324, L793-796) and relays each line as an info#err
+    diagnostic (plugin.go L349-357), not a warning; a diagnostic without a URN
+    is listed under the stack's row (pkg/backend/display/progress.go L1323-1327).
+    So stderr is what reaches the user: this writes the line pulumi.log.warn would,
+    directly, so that its route does not hang on ambient settings (under unit-test
+    mocks pulumi.log.warn goes to the mock engine instead); on one line, since
+    each stderr line is its own diagnostic; flushed (the host runs `python -u`,
+    tests may not). (pulumi/pulumi source cited at commit 1b5949891b3c, as in
+    reference/pulumi-replacements.md.)
+    """
+    print("warning: " + " ".join(message.split()), file=sys.stderr, flush=True)
+
+
+def _unreachable_reason(error: BaseException) -> Optional[str]:
+    """Why the endpoint could not be reached, when that is what ``error`` says; None otherwise.
+
+    botocore's ConnectionError covers connection refused and DNS failures
+    (EndpointConnectionError), connect timeouts, proxy and TLS failures;
+    HTTPClientError covers read timeouts and connections closed without an answer.
+    """
+    from botocore.exceptions import ConnectionError as BotocoreConnectionError
+    from botocore.exceptions import HTTPClientError
+
+    if isinstance(error, (BotocoreConnectionError, HTTPClientError)):
+        return f"the endpoint cannot be reached ({type(error).__name__}: {error})"
+    return None
+
+
+def _keys_refused_reason(error: BaseException) -> Optional[str]:
+    """Why the endpoint refused the request, when the cause is the keys; None otherwise."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(error, ClientError):
+        return None
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = _error_code(error) or ("403" if status == 403 else "")
+    if code in _KEYS_REFUSED_CODES:
+        # The code only: a server's message may quote the request it refused.
+        return f"the endpoint refused the S3 keys kept in the stack's state ({code})"
+    return None
+
+
+def remove_rules_or_leave(props: dict) -> bool:
+    """remove_rules, within DELETE_DEADLINE_SECONDS; True when done.
+
+    When the endpoint cannot be reached, does not answer in time, or refuses
+    the keys, the rule is left on the bucket with a warning, and False is
+    returned: `pulumi destroy` goes on. Leaving it is harmless: it only expires
+    temporary uploads (check_prefix) and aborts unfinished multipart uploads,
+    and the bucket outlives the workspace anyway. Refused keys are included on
+    purpose: a workspace's keys are often rotated or revoked at the end of its
+    life, and the only other way out of a half-destroyed stack would be
+    `pulumi state delete`, which leaves the rule behind just the same, with
+    more work and no warning.
+
+    Every other error still fails the delete: the server answered (a 5xx after
+    the client's retries, a request it refused as malformed), so the cause is
+    transient or a bug to fix, and running `pulumi destroy` again removes the
+    rule; the resource stays in the state meanwhile, so nothing is orphaned
+    without notice.
+
+    The removal runs in a daemon thread so that a stalled endpoint cannot hold
+    the destroy longer than the deadline: past it, the thread is abandoned (its
+    client gives up by itself within its timeouts, or the host exits first) and
+    the rule may or may not have been removed.
+    """
+    deadline = DELETE_DEADLINE_SECONDS
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            remove_rules(props)
+        except BaseException as error:  # noqa: BLE001  (handed to the caller below)
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name=f"remove-lifecycle-rule-{props.get('bucket')}", daemon=True)
+    worker.start()
+    worker.join(deadline)
+    if worker.is_alive():
+        reason = f"the endpoint did not answer within {deadline:g} s"
+    elif "error" not in outcome:
+        return True
+    else:
+        error = outcome["error"]
+        reason = _unreachable_reason(error) or _keys_refused_reason(error)
+        if reason is None:
+            raise error
+    warn(
+        f"labeling:BucketLifecycleRules: lifecycle rule {rule_id(props['rule_id_prefix'])!r} was not removed "
+        f"from bucket {props['bucket']!r} at {props['endpoint_url']}: {reason}. The destroy goes on and leaves "
+        f"the rule on the bucket: it only expires temporary uploads under {props['prefix']!r}. Remove it by hand "
+        "when the endpoint can be reached with valid keys (aws s3api get-bucket-lifecycle-configuration, then "
+        "put-bucket-lifecycle-configuration without it, or delete-bucket-lifecycle if it is the only rule)."
+    )
+    return False
+
+
 def read_rules(props: dict) -> Optional[dict]:
     """The resource's state as found on the server (for `pulumi refresh`); None when the bucket is gone."""
     from botocore.exceptions import ClientError
@@ -213,7 +340,8 @@ class BucketLifecycleRulesProvider(ResourceProvider):
         return UpdateResult(outs={**news, "supported": supported})
 
     def delete(self, id_: str, props: dict) -> None:
-        remove_rules(props)
+        """Removes the rule; an endpoint that cannot be reached or refuses the keys leaves it, with a warning."""
+        remove_rules_or_leave(props)
 
 
 class BucketLifecycleRules(Resource, module="labeling", name="BucketLifecycleRules"):

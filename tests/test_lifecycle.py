@@ -2,12 +2,23 @@
 
 import base64
 import hashlib
+import socket
+import time
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 
+import components.lifecycle as lifecycle
 from components.lifecycle import BucketLifecycleRulesProvider, LifecycleRuleError, check_prefix, rule_id
+from fault_proxy import FaultProxy
 from s3_stub import StubS3Server
+from servers import free_port
 
 USER_RULE = {"ID": "user-archive", "Filter": {"Prefix": "archive/"}, "Status": "Enabled", "Expiration": {"Days": 365}}
 # What the rule looked like before issue 10: the workspace's whole prefix expired
@@ -283,3 +294,210 @@ def test_provider_unpickles_in_a_fresh_process_from_the_project_directory():
     pickled = base64.b64decode(blob)
     assert b"components.lifecycle" in pickled and b"BucketLifecycleRulesProvider" in pickled
     assert b"put_bucket_lifecycle_configuration" not in pickled  # no code of the provider travels in the state
+
+
+# ----- delete when the endpoint cannot be used ------------------------------------
+# The rule only expires temporary uploads: a destroy that cannot remove it leaves it
+# behind with a warning (on stderr: what the dynamic provider host shows the user)
+# instead of stopping half-way. Other answers of the server still fail the delete.
+
+SECRET = "never-shown-secret-key"
+
+
+def left_behind_warning(stderr, bucket, reason):
+    """The one warning line of a rule left on `bucket`, after checking what it says."""
+    (line,) = [line for line in stderr.splitlines() if line.startswith("warning: ")]
+    assert "lifecycle rule 'labeling-acme-backups' was not removed" in line
+    assert f"from bucket {bucket!r}" in line
+    assert reason in line, line
+    assert "acme/database/.incoming/" in line and "The destroy goes on" in line
+    assert SECRET not in line
+    return line
+
+
+def timed_delete(values):
+    started = time.monotonic()
+    result = BucketLifecycleRulesProvider().delete(f"{values['bucket']}/labeling-acme", values)
+    return result, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "url",
+    [pytest.param("closed-port", id="connection-refused"), pytest.param("http://labeling-test.invalid:9000", id="dns-failure")],
+)
+def test_delete_with_an_unreachable_endpoint_warns_and_returns(capsys, url):
+    url = f"http://127.0.0.1:{free_port()}" if url == "closed-port" else url
+    settings = {"endpoint_url": url, "region": "fr-par", "access_key": "a", "secret_key": SECRET}
+    result, elapsed = timed_delete(props(settings, "backups"))
+    assert result is None
+    assert elapsed < 15  # refused at once, even with the client's retries
+    line = left_behind_warning(capsys.readouterr().err, "backups", "the endpoint cannot be reached (EndpointConnectionError")
+    assert url in line
+
+
+def test_delete_with_a_stalled_endpoint_gives_up_at_the_deadline(capsys, monkeypatch, moto, s3, s3_settings, bucket):
+    # The server accepts the connection and never answers: without a deadline, the
+    # client's read timeout and retries would hold the destroy 4 x 60 s.
+    BucketLifecycleRulesProvider().create(props(s3_settings, bucket))
+    monkeypatch.setattr(lifecycle, "DELETE_DEADLINE_SECONDS", 2.0)
+    with FaultProxy(moto.url) as proxy:
+        stall = proxy.inject("stall", method="GET", query_contains="lifecycle", stall_seconds=120)
+        result, elapsed = timed_delete(props({**s3_settings, "endpoint_url": proxy.url}, bucket, secret_key=SECRET))
+        assert stall.stalled.is_set()  # the request did reach the proxy, and hung there
+    assert result is None
+    assert 2.0 <= elapsed < 6
+    left_behind_warning(capsys.readouterr().err, bucket, "the endpoint did not answer within 2 s")
+    assert set(rules_of(s3, bucket)) == {"labeling-acme-backups"}  # left behind, as said
+
+
+def test_delete_with_a_blackholed_endpoint_gives_up_at_the_deadline(capsys, monkeypatch):
+    # A listening socket whose backlog is full drops new connections' SYNs: connects hang.
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        queued.connect(listener.getsockname())
+        monkeypatch.setattr(lifecycle, "DELETE_DEADLINE_SECONDS", 2.0)
+        settings = {"endpoint_url": f"http://127.0.0.1:{listener.getsockname()[1]}", "region": "fr-par",
+                    "access_key": "a", "secret_key": SECRET}
+        result, elapsed = timed_delete(props(settings, "backups"))
+    assert result is None and 2.0 <= elapsed < 6
+    left_behind_warning(capsys.readouterr().err, "backups", "the endpoint did not answer within 2 s")
+
+
+def test_delete_reports_a_connect_timeout_as_unreachable(capsys, monkeypatch):
+    # The same blackhole with s3_client(attempts=1) (connect timeout 5 s, botocore makes
+    # 2 attempts): the client's own ConnectTimeoutError, within the (default) deadline,
+    # is reported as such.
+    from components.endpoint import s3_client
+
+    monkeypatch.setattr(lifecycle, "client_from_inputs", lambda p: s3_client(
+        p["endpoint_url"], p["region"], p["access_key"], p["secret_key"], attempts=1))
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        queued.connect(listener.getsockname())
+        settings = {"endpoint_url": f"http://127.0.0.1:{listener.getsockname()[1]}", "region": "fr-par",
+                    "access_key": "a", "secret_key": SECRET}
+        result, elapsed = timed_delete(props(settings, "backups"))
+    assert result is None and elapsed < lifecycle.DELETE_DEADLINE_SECONDS
+    left_behind_warning(capsys.readouterr().err, "backups", "the endpoint cannot be reached (ConnectTimeoutError")
+
+
+def test_delete_with_connections_closed_without_answer_warns(capsys, moto, s3, s3_settings, bucket):
+    BucketLifecycleRulesProvider().create(props(s3_settings, bucket))
+    with FaultProxy(moto.url) as proxy:
+        proxy.inject("drop", method="GET", query_contains="lifecycle")
+        result, _ = timed_delete(props({**s3_settings, "endpoint_url": proxy.url}, bucket))
+        faults = [seen.fault for seen in proxy.requests]
+        assert len(faults) >= 3 and set(faults) == {"drop"}  # the client retried: every attempt was dropped
+    assert result is None
+    left_behind_warning(capsys.readouterr().err, bucket, "the endpoint cannot be reached (ConnectionClosedError")
+    assert set(rules_of(s3, bucket)) == {"labeling-acme-backups"}
+
+
+def test_delete_with_refused_keys_warns_and_returns(capsys, moto_with_auth):
+    # The stack's keys were rotated or revoked: the destroy is not held by a rule that
+    # only cleans temporary uploads.
+    s3 = moto_with_auth.client()
+    bucket = f"test-{time.monotonic_ns()}"
+    s3.create_bucket(Bucket=bucket)
+    BucketLifecycleRulesProvider().create(props(moto_with_auth.settings(), bucket))
+    result, _ = timed_delete(props(moto_with_auth.settings(), bucket, secret_key=SECRET))
+    assert result is None
+    left_behind_warning(capsys.readouterr().err, bucket, "refused the S3 keys kept in the stack's state (SignatureDoesNotMatch)")
+    assert set(rules_of(s3, bucket)) == {"labeling-acme-backups"}
+    # With the right keys, the same delete removes it, without a warning.
+    BucketLifecycleRulesProvider().delete(f"{bucket}/labeling-acme", props(moto_with_auth.settings(), bucket))
+    assert rules_of(s3, bucket) == {} and capsys.readouterr().err == ""
+
+
+def test_delete_still_fails_when_the_server_answers_with_an_error(capsys, moto, s3, s3_settings, bucket):
+    # A 5xx after the client's retries is transient: the destroy stops, and a second one
+    # removes the rule.
+    BucketLifecycleRulesProvider().create(props(s3_settings, bucket))
+    with FaultProxy(moto.url) as proxy:
+        values = props({**s3_settings, "endpoint_url": proxy.url}, bucket)
+        proxy.inject("error", method="GET", query_contains="lifecycle")
+        with pytest.raises(ClientError, match="InternalError"):
+            BucketLifecycleRulesProvider().delete(f"{bucket}/labeling-acme", values)
+        assert set(rules_of(s3, bucket)) == {"labeling-acme-backups"}
+        proxy.clear()
+        BucketLifecycleRulesProvider().delete(f"{bucket}/labeling-acme", values)
+    assert rules_of(s3, bucket) == {}
+    assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        EndpointConnectionError(endpoint_url="https://s3.example.net/backups?lifecycle"),
+        ConnectTimeoutError(endpoint_url="https://s3.example.net/backups?lifecycle"),
+        ReadTimeoutError(endpoint_url="https://s3.example.net/backups?lifecycle"),
+        ConnectionClosedError(endpoint_url="https://s3.example.net/backups?lifecycle"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_each_way_of_being_unreachable_is_left_with_a_warning(capsys, monkeypatch, s3_settings, error):
+    def unreachable(_):
+        raise error
+
+    monkeypatch.setattr(lifecycle, "remove_rules", unreachable)
+    assert BucketLifecycleRulesProvider().delete("backups/labeling-acme", props(s3_settings, "backups")) is None
+    left_behind_warning(capsys.readouterr().err, "backups", f"the endpoint cannot be reached ({type(error).__name__}")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClientError({"Error": {"Code": "InternalError"}, "ResponseMetadata": {"HTTPStatusCode": 500}}, "GetBucketLifecycleConfiguration"),
+        ClientError({"Error": {"Code": "MalformedXML"}, "ResponseMetadata": {"HTTPStatusCode": 400}}, "PutBucketLifecycleConfiguration"),
+        KeyError("bucket"),
+    ],
+    ids=["InternalError", "MalformedXML", "KeyError"],
+)
+def test_other_errors_still_fail_the_delete(capsys, monkeypatch, s3_settings, error):
+    def failing(_):
+        raise error
+
+    monkeypatch.setattr(lifecycle, "remove_rules", failing)
+    with pytest.raises(type(error)) as raised:
+        BucketLifecycleRulesProvider().delete("backups/labeling-acme", props(s3_settings, "backups"))
+    assert raised.value is error
+    assert capsys.readouterr().err == ""
+
+
+def test_the_warning_reaches_the_stderr_of_the_dynamic_provider_host():
+    # The real host (`python -m pulumi.dynamic`, as pulumi-resource-pulumi-python runs it)
+    # has no engine connection: pulumi.log.warn would print to its stderr, which the
+    # engine relays to the user. The Delete call over gRPC succeeds, and stderr has the line.
+    import asyncio
+    import subprocess
+    import sys
+
+    import grpc
+    from pulumi.dynamic.dynamic import serialize_provider
+    from pulumi.runtime import proto, rpc
+    from pulumi.runtime.proto import provider_pb2_grpc
+
+    from harness import ROOT
+
+    settings = {"endpoint_url": f"http://127.0.0.1:{free_port()}", "region": "fr-par", "access_key": "a", "secret_key": SECRET}
+    values = {**props(settings, "backups"), "supported": True, "__provider": serialize_provider(BucketLifecycleRulesProvider())}
+    host = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.dynamic", "127.0.0.1:1"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={"PATH": "/usr/bin:/bin"})
+    try:
+        port = host.stdout.readline().strip()
+        assert port.isdigit(), host.stderr.read() if host.poll() is not None else port
+        loop = asyncio.new_event_loop()
+        try:
+            properties = loop.run_until_complete(rpc.serialize_properties(values, {}))
+        finally:
+            loop.close()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = provider_pb2_grpc.ResourceProviderStub(channel)
+            stub.Delete(proto.DeleteRequest(id="backups/labeling-acme", urn="urn:pulumi:acme::labeling::x::y",
+                                            properties=properties), timeout=60)
+    finally:
+        host.kill()
+        _, stderr = host.communicate(timeout=10)
+    left_behind_warning(stderr, "backups", "the endpoint cannot be reached (EndpointConnectionError")
