@@ -399,20 +399,59 @@ def egress_entry(entry: str) -> tuple[str, Optional[str]]:
         return "", reason
 
 
-# The ranges smokescreen (CVAT's SSRF guard) refuses as private (Go's net.IP.IsPrivate).
+# What smokescreen (CVAT's SSRF guard, stripe/smokescreen eb1ac09 classifyAddr) refuses unless
+# allowed: its private ranges (PrivateRuleRanges), and every address that is not global unicast
+# (`!IsGlobalUnicast() || IsLoopback()`), loopback and link-local included.
 _SMOKESCREEN_PRIVATE = tuple(
     ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 )
+_LINK_LOCAL = tuple(ipaddress.ip_network(net) for net in ("169.254.0.0/16", "fe80::/10"))
+# The cloud metadata service (instance credentials on AWS, GCP, Azure, Scaleway, OpenStack...).
+CLOUD_METADATA_ADDRESS = ipaddress.ip_address("169.254.169.254")
+_LOCALHOST_NAMES = ("localhost", "localhost.")
 
 
-def private_ip_host(url: str) -> Optional[str]:
-    """The host of `url` when it is a private IP literal (which CVAT's SSRF guard refuses), else None."""
+def _ip_literal(host: str) -> Optional[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """`host` as an IP address when it is one (an IPv4-mapped IPv6 as its IPv4, as Go sees it; no zone), else None."""
     try:
-        host = urlsplit(url).hostname or ""
         address = ipaddress.ip_address(host)
     except ValueError:
         return None
-    return str(address) if any(address in network for network in _SMOKESCREEN_PRIVATE) else None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            return ipaddress.IPv6Address(str(address).split("%", 1)[0])
+    return address
+
+
+def endpoint_allow_address(url: str) -> Optional[str]:
+    """The host of `url` when it is a private or link-local IP literal, which CVAT's SSRF guard refuses
+    unless allowed (so the program allows it), else None."""
+    try:
+        address = _ip_literal(urlsplit(url).hostname or "")
+    except ValueError:
+        return None
+    if address is None or address == CLOUD_METADATA_ADDRESS:
+        return None
+    guarded = _SMOKESCREEN_PRIVATE + _LINK_LOCAL
+    return str(address) if any(address in network for network in guarded) else None
+
+
+def _endpoint_address_problem(hostname: str) -> Optional[str]:
+    """Why the endpoint's host is no address for CVAT's pods to reach object storage at, or None."""
+    address = _ip_literal(hostname)
+    if hostname.lower() in _LOCALHOST_NAMES or (address is not None and address.is_loopback):
+        what = "is a loopback address"
+    elif address is not None and address.is_unspecified:
+        what = "reaches the local host, like a loopback address"  # Linux connects 0.0.0.0 and :: to itself
+    elif address == CLOUD_METADATA_ADDRESS:
+        return ("169.254.169.254 is the cloud metadata service (it hands out the nodes' credentials), not object "
+                "storage: it is never allowed through CVAT's SSRF guard")
+    else:
+        return None
+    return (f"{hostname!r} {what}: inside CVAT's pods it is the pod itself, not the storage server; give an "
+            "address or name the pods can reach (a Service name, the server's IP)")
 
 
 _IMAGE_RE = re.compile(
@@ -711,10 +750,10 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         elif canonical not in egress_allow:
             egress_allow.append(canonical)
     if not minio_in_cluster and endpoint and not read.has_problem("storageEndpoint"):
-        # Smokescreen refuses private addresses: an endpoint given as a private IP is allowed unasked.
-        private = private_ip_host(endpoint)
-        if private and private not in egress_allow:
-            egress_allow.append(private)
+        # Smokescreen refuses private and link-local addresses: an endpoint given as one is allowed unasked.
+        allowed = endpoint_allow_address(endpoint)
+        if allowed and allowed not in egress_allow:
+            egress_allow.append(allowed)
     minio_image = read.string("minioImage")
     if minio_image:
         if not minio_in_cluster:
@@ -828,7 +867,7 @@ def _endpoint_problem(url: str) -> Optional[str]:
         parts.port
     except ValueError:
         return f"{url!r} has an invalid port"
-    return None
+    return _endpoint_address_problem(hostname)
 
 
 def _namespace_problem(name: str) -> Optional[str]:

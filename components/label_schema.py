@@ -17,9 +17,15 @@ refuse or silently change. Facts checked against CVAT's source (cvat-ai/cvat):
   ``DelimitedStringListField`` of ``CharField(max_length=200)`` joined with
   '\\n' (a value holding a newline would split in two); DRF's CharField trims
   surrounding whitespace and refuses NUL characters.
-- ``cvat/apps/dataset_manager/bindings.py``: ``CVAT_INTERNAL_ATTRIBUTES``
-  (occluded, outside, keyframe, track_id, rotation) are shape properties in
-  CVAT's exports, so an attribute of that name clashes with them.
+- ``cvat/apps/dataset_manager/bindings.py`` at v2.73.0 (upstream commit
+  7972cb4f2 "Prepare release v2.73.0", lines 67-75): ``CVAT_INTERNAL_ATTRIBUTES``
+  = occluded, outside, keyframe, track_id, rotation, source, score. The first
+  five are shape properties in CVAT's exports, so an attribute of that name
+  clashes with them. ``source`` and ``score`` are taken out of an imported
+  annotation's attributes by ``import_dm_annotations`` (line 2472:
+  ``score = ann.attributes.pop("score", None)``; lines 2509-2513: ``source``
+  popped when its value is a source type such as manual or auto), so an
+  attribute of that name would not come back from an export and re-import.
 - cvat-sdk 2.73.0 (``LabelType``, generated from the server's schema): label
   types any, cuboid, ellipse, mask, points, polygon, polyline, rectangle,
   skeleton, interval, tag; ``ProjectWriteRequest.name`` 1..256,
@@ -47,6 +53,12 @@ LABEL_TYPES = ("any", "rectangle", "polygon", "polyline", "points", "ellipse", "
 REFUSED_TYPES = {"skeleton": "a skeleton needs sublabels and a layout; create it in CVAT's label editor"}
 # Shape properties in CVAT's exports (dataset_manager/bindings.py CVAT_INTERNAL_ATTRIBUTES).
 RESERVED_ATTRIBUTES = ("occluded", "outside", "keyframe", "track_id", "rotation")
+# The rest of CVAT 2.73's CVAT_INTERNAL_ATTRIBUTES (cvat-ai/cvat v2.73.0,
+# cvat/apps/dataset_manager/bindings.py line 73 "source", line 74 "score"): import_dm_annotations
+# takes them out of an imported annotation's attributes (line 2472 pops "score"; lines 2509-2513
+# pop "source" when it names a source type), so annotators' values under these names would be
+# lost or misread on import.
+IMPORT_INTERNAL_ATTRIBUTES = ("source", "score")
 PROJECT_KEYS = ("name", "labels", "conditions", "protected")
 LABEL_KEYS = ("name", "color", "type")
 _COLOR_RE = re.compile(r"#[0-9a-fA-F]{6}")
@@ -153,7 +165,8 @@ def _parse_label(raw: Any, where: str, problems: list[str]) -> Optional[Label]:
     return Label(name, color.lower() if color else None, label_type)
 
 
-def _parse_attributes(raw: Any, kind: str, where: str, problems: list[str]) -> list[Attribute]:
+def _parse_attributes(raw: Any, kind: str, where: str, problems: list[str], labels: tuple[str, ...] = ()) -> list[Attribute]:
+    """The attributes of `kind` (conditions or protected); `labels` names the labels they go on, for messages."""
     if raw is None:
         return []
     if not isinstance(raw, dict):
@@ -168,6 +181,14 @@ def _parse_attributes(raw: Any, kind: str, where: str, problems: list[str]) -> l
         here = f"{where}: {kind} attribute {name!r}"
         if name in RESERVED_ATTRIBUTES:
             problems.append(f"{here}: the name is taken by a shape property in CVAT's exports ({', '.join(RESERVED_ATTRIBUTES)})")
+            continue
+        if name in IMPORT_INTERNAL_ATTRIBUTES:
+            on = f" (it would go on label{'s' if len(labels) > 1 else ''} {', '.join(map(repr, labels))})" if labels else ""
+            problems.append(
+                f"{here}{on}: CVAT 2.73 treats {' and '.join(map(repr, IMPORT_INTERNAL_ATTRIBUTES))} as internal "
+                f"attributes when importing annotations (it reads them as the annotation's own source and score), "
+                f"so the values annotators give it would be lost on import; choose another name"
+            )
             continue
         if not isinstance(values, list):
             problems.append(f"{here}: its values must be a list, e.g. [day, night]")
@@ -229,8 +250,9 @@ def _parse_project(raw: Any, index: int, problems: list[str]) -> Optional[Projec
                 label_names.append(named)
         for duplicate in _duplicates(label_names):
             problems.append(f"{where}: label {duplicate!r} is listed twice")
-    conditions = _parse_attributes(raw.get("conditions"), "conditions", where, problems)
-    protected = _parse_attributes(raw.get("protected"), "protected", where, problems)
+    named = tuple(dict.fromkeys(label_names))
+    conditions = _parse_attributes(raw.get("conditions"), "conditions", where, problems, named)
+    protected = _parse_attributes(raw.get("protected"), "protected", where, problems, named)
     for attribute in conditions + protected:
         if attribute.name in label_names:
             problems.append(f"{where}: attribute {attribute.name!r} has the name of a label")

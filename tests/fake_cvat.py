@@ -18,7 +18,12 @@ nothing: a label without id is created, one with id updated (its type kept when
 not sent or when skeleton is involved, its name kept when not sent, its color
 REGENERATED when not sent), `"deleted": true` deletes a label or an attribute,
 an attribute with id is updated with the fields sent (values replaced), one
-without id is created or, when the label has one of that name, updated. Limits:
+without id is created or, when the label has one of that name, updated. Values
+are append-only (LabelSerializer._update_attribute, serializers.py lines
+600-631 at v2.73.0): a radio or select attribute's new list must hold every
+old value, else HTTP 400 'Attribute field "values" can only be appended for
+radio and select attributes'; a number attribute's values cannot change
+(400), and the whole PATCH is rolled back. Limits:
 label and attribute names 64 characters, each value 200 (a joined list over
 4096 is a database error, HTTP 500), default_value 128, color 8 (longer: HTTP
 500), project name 256; DRF trims surrounding whitespace.
@@ -334,10 +339,25 @@ class FakeCvat(LocalHTTPServer):
             if existing is None:
                 label["attributes"].append({"id": self._new_id(), **self._attribute_fields(attribute, partial=False)})
             else:
-                existing.update(self._attribute_fields(attribute, partial=True))
+                fields = self._attribute_fields(attribute, partial=True)
+                self._check_values_appended(existing, fields.get("values", existing["values"]))
+                existing.update(fields)
             names = [a["name"] for a in label["attributes"]]
             if len(names) != len(set(names)):  # unique_together = ('label', 'name')
                 raise Refusal(500, {"detail": "duplicate key value violates unique constraint"})
+
+    @staticmethod
+    def _check_values_appended(existing, new_values):
+        """CVAT 2.73 LabelSerializer._update_attribute: values may only be appended (radio, select), never changed (number)."""
+        if new_values == existing["values"]:
+            return
+        if existing["input_type"] in ("radio", "select"):
+            old = existing["values"].split("\n") if existing["values"] else []
+            new = new_values.split("\n") if new_values else []
+            if not set(old) <= set(new):
+                raise Refusal(400, ['Attribute field "values" can only be appended for radio and select attributes'])
+        elif existing["input_type"] == "number":
+            raise Refusal(400, ['Attribute field "values" cannot be changed for number attributes'])
 
     def _validate(self, storage, creating):
         if storage.get("provider_type") not in PROVIDERS:

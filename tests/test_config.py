@@ -358,3 +358,66 @@ def test_restore_from_takes_manifests_and_older_dumps():
         env = {e["name"]: e.get("value") for e in job.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["RESTORE_FROM"] == source
     assert "restoreFrom" in keys_of(with_(restoreFrom="acme/backups/20261130T030000Z.txt"))
+
+
+# ----- storageEndpoint and CVAT's SSRF guard (smokescreen) -----------------------------------------
+# Smokescreen refuses, unless allowed, the private ranges and every address that is not global
+# unicast, loopback (127/8, ::1) and link-local (169.254/16, fe80::/10) included.
+
+
+def smokescreen_options(rendering):
+    """The SMOKESCREEN_OPTS values of every container that sets it (CVAT's server and workers)."""
+    found = set()
+    for registration in rendering.kubernetes_objects():
+        template = registration.manifest().get("spec", {}).get("template") or {}
+        for container in template.get("spec", {}).get("containers", []):
+            found |= {e.get("value") for e in container.get("env", []) if e["name"] == "SMOKESCREEN_OPTS"}
+    return found
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["http://127.0.0.1:9000", "http://127.8.9.10", "https://[::1]:9000", "http://localhost:9000", "https://LOCALHOST",
+     "http://localhost.:9000", "http://[::ffff:127.0.0.1]:9000", "http://0.0.0.0:9000", "http://[::]:9000"],
+)
+def test_a_loopback_endpoint_is_refused_naming_the_key(endpoint):
+    for egress in ([], ["127.0.0.0/8", "::1"]):  # allowing it would not help: inside a pod it is the pod
+        problems, message = problems_of(with_(storageProvider="minio", storageEndpoint=endpoint, egressAllow=egress))
+        assert [key for key, _ in problems] == ["storageEndpoint"], message
+        (reason,) = [reason for _, reason in problems]
+        assert "inside CVAT's pods it is the pod itself" in reason and "loopback" in reason
+        assert "  - storageEndpoint: " in message
+
+
+@pytest.mark.parametrize("endpoint", ["http://169.254.169.254", "http://169.254.169.254:80", "http://[::ffff:169.254.169.254]"])
+def test_the_cloud_metadata_address_is_refused_as_an_endpoint(endpoint):
+    problems, message = problems_of(with_(storageProvider="minio", storageEndpoint=endpoint))
+    assert [key for key, _ in problems] == ["storageEndpoint"], message
+    assert "cloud metadata" in message and "never allowed through CVAT's SSRF guard" in message
+
+
+@pytest.mark.parametrize(
+    "endpoint, allowed",
+    [
+        ("http://169.254.10.5:9000", "169.254.10.5"),
+        ("http://169.254.169.253", "169.254.169.253"),  # only the metadata address itself is refused
+        ("http://[fe80::5]:9000", "fe80::5"),
+        ("http://[FE80::a:5]", "fe80::a:5"),
+        ("http://10.20.0.5:9000", "10.20.0.5"),
+        ("http://[::ffff:10.20.0.5]:9000", "10.20.0.5"),  # smokescreen sees the IPv4 address
+    ],
+)
+def test_a_link_local_or_private_endpoint_ip_is_allowed_through_the_ssrf_guard(endpoint, allowed):
+    rendering = render(with_(storageProvider="minio", storageEndpoint=endpoint), stack="lab", secrets=SECRETS)
+    assert smokescreen_options(rendering) == {f"--allow-address={allowed}"}
+    # Listed in egressAllow already: not twice; beside a range, it comes after the entries given.
+    for egress, options in (([allowed], f"--allow-address={allowed}"),
+                            (["169.254.0.0/16"], f"--allow-range=169.254.0.0/16 --allow-address={allowed}")):
+        rendering = render(with_(storageProvider="minio", storageEndpoint=endpoint, egressAllow=egress), stack="lab", secrets=SECRETS)
+        assert smokescreen_options(rendering) == {options}
+
+
+def test_names_that_only_look_local_are_not_refused():
+    for endpoint in ("https://localhost-s3.example.com", "https://s3.localhost.example.com", "https://203.0.113.10:9000"):
+        rendering = render(with_(storageProvider="minio", storageEndpoint=endpoint), stack="lab", secrets=SECRETS)
+        assert smokescreen_options(rendering) == {""}

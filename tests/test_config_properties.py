@@ -2,7 +2,10 @@
 
 Two levels:
 - validation only (thousands of examples): `load_config` returns, or raises a
-  ConfigError whose problems name declared keys; never another exception;
+  ConfigError whose problems name declared keys; never another exception; and
+  any IP as `storageEndpoint` is refused (loopback, unspecified, the cloud
+  metadata address), allowed through smokescreen (private, link-local) or left
+  to it, as smokescreen classifies it;
 - whole renders under mocks (about a hundred): a config that fails registers
   nothing first; one that renders puts none of its values in a container's
   command or arguments (the strictly validated egressAllow entries excepted,
@@ -11,6 +14,7 @@ Two levels:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 
 import pulumi
@@ -33,7 +37,9 @@ NEAR_VALID = {
     "storageProvider": st.sampled_from(["scaleway", "minio", "aws", "Scaleway", ""]),
     "storageRegion": st.sampled_from(["fr-par", "nl-ams", "us-east-1", "minio", "FR-PAR", ""]),
     "storageEndpoint": st.sampled_from(["https://s3.example.com", "http://10.1.2.3:9000", "https://[…", "https://u:p@h",
-                                        "ftp://x", "https://s3.example.com/path", "http://[fd00::5]:9000", ""]),
+                                        "ftp://x", "https://s3.example.com/path", "http://[fd00::5]:9000", "",
+                                        "http://127.0.0.1:9000", "http://localhost:9000", "http://[::1]:9000",
+                                        "http://169.254.169.254", "http://169.254.10.5:9000", "http://[fe80::5]:9000"]),
     "backupSchedule": st.sampled_from(["0 3 * * *", "0 3 31 2 *", "³ 3 * * *", "*/5 * * * *", "@daily", "0 3 * *",
                                        "0 3 30 4 mon", "61 * * * *"]),
     "backupRetentionDays": st.one_of(st.integers(-5, 5000), st.sampled_from(["٣", "1_0", "7 "])),
@@ -74,12 +80,12 @@ def configs(draw) -> dict:
     return base
 
 
-def validate(config: dict) -> None:
+def validate(config: dict):
     """load_config on this config, under the same mocks as a render, without registering anything."""
     pulumi.runtime.set_mocks(Mocks(), project="labeling", stack="acme", preview=False)
     secrets = [key for key in SECRETS if key in config]
     pulumi.runtime.set_all_config(encode_config(config), [f"labeling:{key}" for key in secrets])
-    load_config(pulumi.Config("labeling"))
+    return load_config(pulumi.Config("labeling"))
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -95,6 +101,36 @@ def test_validation_returns_or_names_declared_keys(config):
         # Secrets never echoed.
         for secret in ("scaleway-secret-key-value",):
             assert secret not in str(error)
+
+
+# Written out here, not taken from the program: smokescreen's private ranges (PrivateRuleRanges)
+# and Go's link-local unicast (169.254/16, fe80::/10); what no pod can use: loopback (the pod
+# itself), the unspecified address (connects to the pod itself) and the cloud metadata service.
+SMOKESCREEN_PRIVATE = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")]
+GO_LINK_LOCAL = [ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10")]
+METADATA = ipaddress.ip_address("169.254.169.254")
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.ip_addresses(), st.sampled_from([ipaddress.ip_address(a) for a in (
+    "127.0.0.1", "127.255.255.254", "::1", "0.0.0.0", "::", "169.254.169.254", "169.254.0.1", "fe80::1",
+    "febf:ffff::1", "fec0::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "172.31.255.255",
+    "172.32.0.1", "fc00::1", "100.64.0.1")])), st.integers(1, 65535))
+def test_an_endpoint_ip_is_refused_allowed_or_left_to_the_guard_as_smokescreen_sees_it(address, port):
+    host = f"[{address}]" if address.version == 6 else str(address)
+    config = {**SCALEWAY, "storageProvider": "minio", "storageEndpoint": f"http://{host}:{port}"}
+    # Go reads an IPv4-mapped IPv6 address as the IPv4 address.
+    seen = address.ipv4_mapped if address.version == 6 and address.ipv4_mapped else address
+    unusable = seen.is_loopback or seen.is_unspecified or seen == METADATA
+    try:
+        workspace = validate(config)
+    except ConfigError as error:
+        assert unusable, error
+        assert [key for key, _ in error.problems] == ["storageEndpoint"]
+        return
+    assert not unusable, f"{config['storageEndpoint']} was accepted"
+    guarded = any(seen in network for network in SMOKESCREEN_PRIVATE + GO_LINK_LOCAL)
+    assert list(workspace.egress_allow) == ([str(seen)] if guarded else [])
 
 
 def command_lines(rendering) -> list[str]:

@@ -152,6 +152,12 @@ BAD = [
     (project(conditions={"car": ["day", "night"]}), ["project 'street-scenes'", "attribute 'car'", "name of a label"]),
     (project(protected={"pedestrian": ["yes"]}), ["project 'street-scenes'", "attribute 'pedestrian'", "name of a label"]),
     (project(conditions={"occluded": ["yes", "no"]}), ["project 'street-scenes'", "attribute 'occluded'", "shape property"]),
+    # CVAT 2.73's import takes these out of an annotation's attributes (bindings.py CVAT_INTERNAL_ATTRIBUTES).
+    (project(conditions={"source": ["camera", "phone"]}),
+     ["project 'street-scenes'", "conditions attribute 'source'", "labels 'car', 'pedestrian'", "internal", "importing annotations"]),
+    (project(protected={"score": ["low", "high"]}),
+     ["project 'street-scenes'", "protected attribute 'score'", "labels 'car', 'pedestrian'", "internal", "importing annotations"]),
+    (project(labels=["car"], conditions={"source": ["manual", "auto"]}), ["attribute 'source'", "label 'car'", "internal"]),
     (project(protected={"lighting": ["day"]}), ["project 'street-scenes'", "attribute 'lighting'", "both conditions and protected"]),
 ]
 
@@ -192,3 +198,24 @@ def test_limits_are_inclusive():
     every_type = [{"name": t, "type": t} for t in
                   ("any", "rectangle", "polygon", "polyline", "points", "ellipse", "cuboid", "mask", "tag", "interval")]
     assert parse_projects([{"name": "p", "labels": every_type}])[1] == []
+
+
+def test_cvats_internal_import_attributes_are_refused_by_the_config_naming_projects():
+    # Through load_config: one problem under the key `projects`, naming the project, the labels and why.
+    from test_config import problems_of as config_problems, with_ as config_with
+
+    raw = [{**EXAMPLE[0], "conditions": {"lighting": ["day", "night"], "source": ["camera", "phone"]},
+            "protected": {"score": ["low", "high"]}}]
+    problems, message = config_problems(config_with(projects=raw))
+    reasons = [reason for key, reason in problems if key == "projects"]
+    assert [key for key, _ in problems] == ["projects", "projects"], message
+    for name in ("source", "score"):
+        (reason,) = [r for r in reasons if f"attribute {name!r}" in r]
+        assert "project 'street-scenes'" in reason and "'car', 'pedestrian'" in reason
+        assert "CVAT 2.73 treats 'source' and 'score' as internal" in reason
+    assert "  - projects: project 'street-scenes'" in message
+
+
+def test_names_near_the_internal_ones_are_fine():
+    raw = [{**EXAMPLE[0], "conditions": {"sources": ["a"], "Score": ["b"], "score_band": ["c"], "data_source": ["d"]}}]
+    assert parse_projects(raw)[1] == []

@@ -248,6 +248,64 @@ def test_a_removed_value_is_refused_and_named():
         assert "value 'day'" not in message
 
 
+def test_a_removed_value_is_refused_for_what_cvat_really_does():
+    # CVAT 2.73 does not delete annotations when a value goes: it refuses the PATCH (values are append-only).
+    with FakeCvat() as fake:
+        applied(fake, STREET)
+        message = refused(fake, with_(STREET, conditions={"lighting": ["day"]}))
+        assert "CVAT 2.73 refuses to remove a value" in message
+        assert 'Attribute field \"values\" can only be appended for radio and select attributes' in message
+        assert "before any write" in message and "values can only be added" in message
+        assert "annotations that carry it" not in message and "delete the annotations" not in message
+
+
+def test_a_removed_value_and_a_removed_label_are_told_apart():
+    with FakeCvat() as fake:
+        applied(fake, STREET)
+        message = refused(fake, with_(STREET, labels=["pedestrian"], conditions={"lighting": ["day"]}))
+        labels_part, values_part = message.split("The config lacks values")
+        assert "project 'street-scenes': label 'car' (and every annotation of it)" in labels_part
+        assert "delete the annotations" in labels_part and "value 'night'" not in labels_part
+        assert "label 'pedestrian': attribute 'lighting': value 'night'" in values_part
+        assert "can only be appended" in values_part
+
+
+def test_the_stand_in_refuses_a_removed_value_as_cvat_does():
+    # What the script spares itself: CVAT 2.73 answers 400 and applies nothing of the PATCH.
+    with FakeCvat() as fake:
+        applied(fake, STREET)
+        pid = project_id(fake, "street-scenes")
+        car, pedestrian = (labels_of(fake, "street-scenes")[name] for name in ("car", "pedestrian"))
+        before = json.dumps(fake.labels)
+
+        def lighting(label, values):
+            attribute = next(a for a in label["attributes"] if a["name"] == "lighting")
+            return {"id": label["id"], "name": label["name"], "color": label["color"],
+                    "attributes": [{**attribute, "values": values}]}
+
+        status, body = ui(fake, "PATCH", f"/api/projects/{pid}", {"labels": [
+            lighting(pedestrian, ["unlabeled", "day", "night", "dusk"]),  # fine on its own...
+            lighting(car, ["unlabeled", "day"]),  # ...but this drops 'night'
+        ]})
+        assert status == 400 and body == ['Attribute field "values" can only be appended for radio and select attributes']
+        assert json.dumps(fake.labels) == before  # one transaction: the pedestrian's 'dusk' is not kept either
+        # Reordering keeps every value: allowed.
+        status, _ = ui(fake, "PATCH", f"/api/projects/{pid}", {"labels": [lighting(car, ["unlabeled", "night", "day"])]})
+        assert status == 200
+
+
+def test_the_stand_in_keeps_a_number_attributes_values_as_cvat_does():
+    with FakeCvat() as fake:
+        fake.organizations["acme"] = {"id": 1, "slug": "acme", "name": "ACME"}
+        speed = {"name": "speed", "mutable": True, "input_type": "number", "default_value": "0", "values": ["0", "100", "1"]}
+        assert ui(fake, "POST", "/api/projects", {"name": "p", "labels": [{"name": "car", "attributes": [speed]}]})[0] == 201
+        (car,) = labels_of(fake, "p").values()
+        (attribute,) = car["attributes"]
+        status, body = ui(fake, "PATCH", f"/api/projects/{project_id(fake, 'p')}", {"labels": [
+            {"id": car["id"], "name": "car", "color": car["color"], "attributes": [{**attribute, "values": ["0", "200", "1"]}]}]})
+        assert status == 400 and body == ['Attribute field "values" cannot be changed for number attributes']
+
+
 def test_a_removal_blocks_the_additions_of_every_project():
     with FakeCvat() as fake:
         applied(fake, STREET, DASHCAM)

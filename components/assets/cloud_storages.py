@@ -10,11 +10,14 @@ that organization (X-Organization):
 - makes each project of PROJECTS exist with its labels and attributes. A
   missing project is created; labels, attributes and values the config adds
   are added; a project already right gets no write at all. Nothing is ever
-  removed: when the config lacks a label, attribute or value the project holds
-  in CVAT (CVAT deletes the annotations that use it), or when an attribute's
-  settings or a label's type differ from CVAT's, the Job fails naming each of
-  them and writes nothing to any project (the whole plan is made first). A
-  project that left the config is not touched.
+  removed, and the whole plan is made before any write: the Job fails naming
+  each problem and writes nothing to any project (so nothing is half-applied)
+  when the config lacks a label or attribute the project holds in CVAT
+  (deleting one in CVAT deletes the annotations or values that use it), when
+  it lacks a value of an attribute (CVAT 2.73 refuses that request: radio and
+  select values can only be appended), or when an attribute's settings or a
+  label's type differ from CVAT's. A project that left the config is not
+  touched.
 
 Environment:
   CVAT_URL                     the backend, e.g. http://cvat-backend:8080
@@ -47,6 +50,12 @@ LabelViewSet; filters.py SimpleFilter) and cvat-sdk 2.73.0:
   sent); one without id is created (or, if the label has one of that name,
   updated). Labels and attributes not sent are left alone; only
   `"deleted": true` deletes, and this script never sends it.
+- Attribute values are append-only (serializers.py at v2.73.0, upstream commit
+  7972cb4f2, LabelSerializer._update_attribute, lines 600-631): a values list
+  that lacks one of a radio or select attribute's values is refused with HTTP
+  400 'Attribute field "values" can only be appended for radio and select
+  attributes' (a number attribute's values cannot change at all), and the
+  project's PATCH is one transaction, so nothing of it is applied.
 """
 
 import json
@@ -183,15 +192,25 @@ def register(cvat, buckets, endpoint_url, region, key, secret_key, revision, wor
 class SchemaRefused(Exception):
     """The config would remove what CVAT holds, or disagrees with CVAT's settings."""
 
-    def __init__(self, lost, conflicts):
+    def __init__(self, lost, conflicts, values=()):
         self.lost = lost
+        self.values = list(values)
         self.conflicts = conflicts
         lines = ["label schemas not applied: nothing was written to any project."]
         if lost:
-            lines.append("The config lacks what these projects hold in CVAT; removing it would make CVAT delete the annotations that use it:")
+            lines.append("The config lacks labels or attributes these projects hold in CVAT; deleting one in CVAT "
+                         "would delete the annotations and values that use it, so the program never does:")
             lines += [f"  - {item}" for item in lost]
             lines.append("Put them back in the config. To really remove one: export the project's annotations (or back it up), "
                          "delete it in CVAT's label editor (the project's page), remove it from the config, then run pulumi up again.")
+        if self.values:
+            lines.append("The config lacks values these attributes hold in CVAT. CVAT 2.73 refuses to remove a value "
+                         "(HTTP 400: Attribute field \"values\" can only be appended for radio and select attributes), "
+                         "so the program stops here, before any write, rather than leave some projects updated and others not:")
+            lines += [f"  - {item}" for item in self.values]
+            lines.append("Put them back in the config: values can only be added. To drop one anyway, delete the whole attribute "
+                         "in CVAT's label editor (that deletes the values annotators gave it), then run pulumi up again: "
+                         "the attribute is created afresh with the config's values.")
         if conflicts:
             lines.append("CVAT and the config disagree (changed in CVAT's UI?); the program does not overwrite them:")
             lines += [f"  - {item}" for item in conflicts]
@@ -229,8 +248,8 @@ def describe(values):
 
 
 def plan_labels(project, desired, current):
-    """(labels to PATCH, what they add, what would be lost, conflicts) for an existing project."""
-    patch, added, lost, conflicts = [], [], [], []
+    """(labels to PATCH, what they add, labels and attributes missing, values missing, conflicts) for an existing project."""
+    patch, added, lost, dropped, conflicts = [], [], [], [], []
     wanted = {label["name"]: label for label in desired}
     for label in current:
         if label["name"] not in wanted:
@@ -269,7 +288,8 @@ def plan_labels(project, desired, current):
             values = [value for value in attribute.get("values") or [] if value != ""]
             for value in values:
                 if value not in want["values"]:
-                    lost.append(f"{here}: value {value!r} (and the annotations that carry it)")
+                    # CVAT 2.73 would refuse the PATCH (values are append-only): refused here before any write.
+                    dropped.append(f"{here}: value {value!r}")
             new_values = [value for value in want["values"] if value not in values]
             if new_values:
                 # The full list, CVAT replaces the attribute's values with it.
@@ -279,12 +299,12 @@ def plan_labels(project, desired, current):
             added.append(f"color {color} of label {label['name']!r}")
         if change["attributes"] or recolored:
             patch.append(change)
-    return patch, added, lost, conflicts
+    return patch, added, lost, dropped, conflicts
 
 
 def plan_projects(cvat, projects, organization_id, slug):
     """What to write for each project, all read first; raises SchemaRefused before any write."""
-    plans, lost, conflicts = [], [], []
+    plans, lost, dropped, conflicts = [], [], [], []
     for project in projects:
         name = project["name"]
         found = find_projects(cvat, name, organization_id)
@@ -297,12 +317,13 @@ def plan_projects(cvat, projects, organization_id, slug):
             plans.append(("create", name, None, project["labels"], [f"{count} label{'s' if count != 1 else ''}"]))
             continue
         current = list(cvat.pages("/api/labels", {"project_id": found[0]["id"]}))
-        patch, added, project_lost, project_conflicts = plan_labels(name, project["labels"], current)
+        patch, added, project_lost, project_dropped, project_conflicts = plan_labels(name, project["labels"], current)
         lost += project_lost
+        dropped += project_dropped
         conflicts += project_conflicts
         plans.append(("update" if patch else "unchanged", name, found[0]["id"], patch, added))
-    if lost or conflicts:
-        raise SchemaRefused(lost, conflicts)
+    if lost or dropped or conflicts:
+        raise SchemaRefused(lost, conflicts, dropped)
     return plans
 
 
