@@ -15,6 +15,34 @@ from servers import MotoServer, PostgresServer, free_port  # noqa: E402  (after 
 __all__ = ["free_port"]
 
 
+# The program refuses a loopback storageEndpoint (inside a pod it is the pod itself), so the
+# stacks of the preflight tests name the test server by this host instead, which only this
+# process resolves, to loopback (pod_visible_url).
+TEST_S3_HOST = "s3.labeling.test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_s3_host_resolves_to_loopback():
+    """Names under TEST_S3_HOST resolve to 127.0.0.1 in this process (the program's preflight runs here)."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if isinstance(host, str) and (host == TEST_S3_HOST or host.endswith("." + TEST_S3_HOST)):
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo
+    yield
+    socket.getaddrinfo = real
+
+
+def pod_visible_url(url: str) -> str:
+    """A test server's URL as a stack's storageEndpoint: its loopback address replaced by TEST_S3_HOST."""
+    return url.replace("://127.0.0.1:", f"://{TEST_S3_HOST}:")
+
+
 @pytest.fixture(scope="session")
 def moto():
     """A real S3-compatible HTTP server (moto's server mode) on loopback, for the whole run."""

@@ -42,6 +42,9 @@ class MotoServer:
         self.access_key = "test-access-key"
         self.secret_key = "test-secret-key"
         env = dict(os.environ)
+        # Every client uses path-style requests; a host name that is no IP (conftest.TEST_S3_HOST)
+        # must not be read as a bucket name.
+        env["S3_IGNORE_SUBDOMAIN_BUCKETNAME"] = "true"
         if authenticated:
             # The first requests (creating the IAM user and key) are let through; then signatures are checked.
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = "3"

@@ -1,5 +1,6 @@
 """Dataset buckets: preflight and inventory against a real S3 server; share and registration under mocks."""
 
+import re
 import tracemalloc
 import uuid
 
@@ -8,6 +9,7 @@ import pytest
 from components.datasets import SHARE_MOUNT_OPTIONS, BackupBucketError, DatasetError, check_backup_bucket
 from components.inventory import DatasetInventoryProvider, InventoryError, count_bucket
 import harness
+from conftest import pod_visible_url
 from harness import ROOT, load_stack_file, render, render_failure
 from s3_stub import StubS3Server
 from test_config import SCALEWAY, SECRETS, keys_of, with_
@@ -33,7 +35,7 @@ MIXED = {
 def s3_config(moto, buckets, **changes):
     return {
         "storageProvider": "minio",
-        "storageEndpoint": moto.url,
+        "storageEndpoint": pod_visible_url(moto.url),
         "storageRegion": "us-east-1",
         "storageAccessKey": moto.access_key,
         "storageSecretKey": moto.secret_key,
@@ -67,7 +69,7 @@ def test_preflight_names_a_missing_bucket_before_anything_is_created(moto):
     present, missing = new_bucket(moto), f"missing-{uuid.uuid4().hex[:8]}"
     error, registrations = render_failure(s3_config(moto, [present, missing]), stack="acme", secrets=SECRETS, preflight=True)
     assert isinstance(error, DatasetError) and registrations == []
-    assert error.problems == [(missing, f"does not exist on {moto.url}")]
+    assert error.problems == [(missing, f"does not exist on {pod_visible_url(moto.url)}")]
     assert f"- {missing}: does not exist" in str(error)
 
 
@@ -88,7 +90,7 @@ def test_preflight_reports_an_unreachable_endpoint_once():
     config = {**s3_config(type("S", (), {"url": url, "access_key": "a", "secret_key": "b"}), ["one-bucket", "two-bucket"])}
     error, registrations = render_failure(config, stack="acme", secrets=SECRETS, preflight=True)
     assert registrations == []
-    assert error.problems[0][0] == "one-bucket" and f"endpoint {url} is unreachable" in error.problems[0][1]
+    assert error.problems[0][0] == "one-bucket" and f"endpoint {pod_visible_url(url)} is unreachable" in error.problems[0][1]
     assert error.problems[1] == ("two-bucket", "not checked: the endpoint is unreachable")
 
 
@@ -207,19 +209,80 @@ def test_inventory_reads_every_page_of_a_real_listing(moto):
     assert len(listings) == 3
 
 
-def test_inventory_provider_recounts_on_every_update_and_refresh(moto):
+def test_inventory_provider_recounts_on_refresh_and_when_inputs_change(moto):
     bucket = new_bucket(moto, {"a.jpg": 10})
     props = {"endpoint_url": moto.url, "region": "us-east-1", "access_key": moto.access_key,
-             "secret_key": moto.secret_key, "buckets": [bucket], "limit": 1000}
+             "secret_key": moto.secret_key, "buckets": [bucket], "limit": 1000, "datasets": None}
     provider = DatasetInventoryProvider()
     created = provider.create(props).outs
     assert created["datasets"][bucket]["images"] == 1
     moto.client().put_object(Bucket=bucket, Key="b.mp4", Body=b"x")
-    assert provider.diff("id", created, props).changes  # always: bucket contents change outside Pulumi
-    updated = provider.update("id", created, props).outs
-    assert updated["datasets"][bucket]["videos"] == 1
+    # Same inputs: no change (an unchanged stack passes `pulumi preview --expect-no-changes`)...
+    assert provider.diff("dataset-inventory", created, props).changes is False
+    # ...and a refresh (`pulumi refresh`, `pulumi up --refresh`) recounts.
+    refreshed = provider.read("dataset-inventory", created).outs
+    assert refreshed["datasets"][bucket]["videos"] == 1
+    assert provider.diff("dataset-inventory", refreshed, props).changes is False
+    # New inputs: an update, which recounts.
     moto.client().put_object(Bucket=bucket, Key="c.png", Body=b"x")
-    assert provider.read("id", updated).outs["datasets"][bucket]["images"] == 2
+    limited = {**props, "limit": 2}
+    assert provider.diff("dataset-inventory", refreshed, limited).changes
+    updated = provider.update("dataset-inventory", refreshed, limited).outs
+    assert updated["datasets"][bucket]["truncated"] is True
+    assert updated["datasets"][bucket]["images"] + updated["datasets"][bucket]["videos"] == 2
+
+
+def inventory_state(**inputs):
+    """The inputs a DatasetInventory sends (`datasets` None), and the outputs its state keeps for them."""
+    from pulumi.dynamic.dynamic import serialize_provider
+
+    news = {"endpoint_url": "https://s3.fr-par.scw.cloud", "region": "fr-par", "access_key": "SCWACCESS",
+            "secret_key": "secret", "buckets": ["acme-images", "acme.videos"], "limit": 5000, "datasets": None,
+            "__provider": serialize_provider(DatasetInventoryProvider())}
+    counts = {"images": 3, "videos": 1, "ignored": 0, "bytes": 40, "imageBytes": 30, "videoBytes": 10, "truncated": False}
+    olds = {**news, "datasets": {"acme-images": counts, "acme.videos": {"error": "the bucket does not exist (NoSuchBucket)"}}}
+    return olds, {**news, **inputs}
+
+
+def test_inventory_diff_of_unchanged_inputs_is_no_change():
+    olds, news = inventory_state()
+    assert "__provider" in olds and "__provider" in news
+    diff = DatasetInventoryProvider().diff("dataset-inventory", olds, news)
+    assert diff.changes is False  # not None either: None lets the engine compare, and it would see `datasets`
+    assert not diff.replaces
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"buckets": ["acme-images"]},
+        {"buckets": ["acme-images", "acme.videos", "acme-more"]},
+        {"buckets": ["acme.videos", "acme-images"]},
+        {"limit": 100},
+        {"endpoint_url": "https://s3.nl-ams.scw.cloud"},
+        {"region": "nl-ams"},
+        {"access_key": "SCWROTATED"},
+        {"secret_key": "rotated"},
+        {"__provider": "another-serialized-provider"},
+    ],
+    ids=lambda change: "-".join(f"{key}={value}" for key, value in change.items()),
+)
+def test_inventory_diff_of_changed_inputs_is_an_update(change):
+    olds, news = inventory_state(**change)
+    diff = DatasetInventoryProvider().diff("dataset-inventory", olds, news)
+    assert diff.changes is True
+    assert not diff.replaces and not diff.delete_before_replace  # an update, never a replacement
+
+
+def test_inventory_diff_ignores_the_counts_and_sees_unknown_inputs():
+    from pulumi.runtime import rpc
+
+    olds, news = inventory_state()
+    recounted = {**olds, "datasets": {"acme-images": {"error": "access denied (AccessDenied)"}}}
+    assert DatasetInventoryProvider().diff("dataset-inventory", recounted, news).changes is False
+    # In a preview, an input not known yet (e.g. an endpoint from another resource) may differ.
+    _, unknown = inventory_state(endpoint_url=rpc.UNKNOWN)
+    assert DatasetInventoryProvider().diff("dataset-inventory", olds, unknown).changes is True
 
 
 def inventory_props(server, buckets, **keys):
@@ -259,7 +322,7 @@ def test_refresh_records_a_deleted_bucket_and_counts_the_others(moto):
     datasets = refreshed.outs["datasets"]
     assert datasets[kept]["images"] == 1
     assert set(datasets[deleted]) == {"error"} and "does not exist" in datasets[deleted]["error"]
-    # An update (every `pulumi up`) records it the same way instead of failing.
+    # An update (inputs changed) records it the same way instead of failing.
     updated = provider.update("dataset-inventory", created, inventory_props(moto, [kept, deleted])).outs
     assert updated["datasets"] == datasets
 
@@ -477,7 +540,12 @@ def test_dataset_access(access):
             "cvat-worker-annotation/worker": expected,  # serves the annotation queue
         }
         claims = {r.manifest()["metadata"]["name"] for r in rendering.kubernetes_objects() if r.manifest()["kind"] == "PersistentVolumeClaim"}
-        assert {"share-acme-images", "share-acme.videos"} <= claims
+        # Named after what they mount with (a new pair when that changes, components/datasets.share_revision).
+        share = sorted(claim for claim in claims if claim.startswith("share-"))
+        assert [re.fullmatch(r"share-(acme-images|acme\.videos)-[0-9a-f]{8}", claim) is not None for claim in share] == [True, True]
+        for volume in volumes:
+            claim_ref = volume["spec"]["claimRef"]["name"]
+            assert claim_ref in share and volume["metadata"]["name"] == f"cvat-acme-{claim_ref}"
     else:
         assert volumes == [] and mounts == {}
 
