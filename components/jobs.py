@@ -19,8 +19,9 @@ the backups before an upgrade and before a pause, a restore) keeps these rules:
   for the first time is created suspended (``spec.suspend``, no pod) and not
   awaited (``pulumi.com/skipAwait``). On resume the held changes apply as they
   would have from a running workspace, and a suspended Job is resumed and
-  awaited. Failed Jobs are not retried while paused (the annotation that asks
-  for it is off).
+  awaited. A Job that had failed before the pause is replaced by a suspended
+  one (the replacement is made from the program's values), so it too runs on
+  resume, not against the stopped database.
 """
 
 from __future__ import annotations
@@ -30,15 +31,16 @@ from typing import Any, Optional, Sequence
 REPLACE_UNREADY = "pulumi.com/replaceUnready"
 SKIP_AWAIT = "pulumi.com/skipAwait"
 TIMEOUT = "pulumi.com/timeoutSeconds"
-# While paused: neither the name nor anything the Job runs changes.
-HELD = ("metadata.name", "spec")
+# While paused: neither the name, nor the annotations (a held Job is not even updated), nor
+# anything the Job runs changes.
+HELD = ("metadata.name", "metadata.annotations", "spec")
 # Running: only the name says whether a Job runs again.
 HOW_IT_RUNS = ("spec.template",)
 
 
 def annotations(paused: bool, await_seconds: Optional[int] = None) -> dict[str, str]:
     """The Job's annotations: awaited (for `await_seconds`, when given; `custom_timeouts` win
-    over it) and retried when it failed; while paused, neither."""
+    over it) and retried when it failed; made while paused, neither (held Jobs keep theirs)."""
     if paused:
         return {SKIP_AWAIT: "true"}
     return {REPLACE_UNREADY: "true", **({TIMEOUT: str(await_seconds)} if await_seconds else {})}

@@ -384,7 +384,7 @@ def test_paused_takes_a_final_backup_then_scales_postgres_to_zero(paused):
     assert paused.outputs["pre_upgrade_backup"] == before.urn
     assert before.inputs["spec"]["suspend"] is True
     assert before.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
-    assert before.ignore_changes == ["metadata.name", "spec"]
+    assert before.ignore_changes == ["metadata.name", "metadata.annotations", "spec"]
     # The final backup runs (not suspended) and a later change of how it runs does not repeat it.
     assert "suspend" not in final.inputs["spec"] and final.ignore_changes == ["spec.template"]
     # The release the database holds is not changed while the backup before an upgrade is held.

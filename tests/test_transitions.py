@@ -445,10 +445,20 @@ def test_changes_made_while_paused_wait_for_resume(shape, key):
     assert resumed.jobs_run() == T.plan(running, render(shape, **change)).jobs_run() == expected
 
 
-def test_a_paused_workspace_retries_no_failed_job():
+def test_a_paused_workspace_runs_no_failed_job():
+    # A Job that failed before the pause is replaced by a suspended one (the program's values):
+    # nothing runs against the stopped database; on resume it runs.
+    failed = [MIGRATE, SUPERUSER, BOOTSTRAP, BEFORE_UPGRADE]
     running, paused = render("acme"), render("acme", paused=True)
-    plan = T.plan(state_after(running, paused), paused, failed_jobs=[MIGRATE, SUPERUSER, BOOTSTRAP, BEFORE_UPGRADE])
-    assert plan.jobs_run() == set()
+    pause = T.plan(running, paused, failed_jobs=failed)
+    assert pause.jobs_run() == {FINAL}
+    replaced = {step.name for step in pause.with_op(*T.REPLACEMENTS) if step.type == T.JOB}
+    assert replaced == set(failed)
+    state = state_after(running, paused)
+    assert T.plan(state, paused, failed_jobs=failed).jobs_run() == set()
+    # No held Job is even updated by a pause.
+    assert not [step for step in pause.steps.values() if step.type == T.JOB and step.op == T.UPDATE]
+    assert T.plan(state, render("acme")).jobs_run() == set()
 
 
 def _urns(rendering):
