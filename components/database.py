@@ -170,7 +170,8 @@ class Database(pulumi.ComponentResource):
         # Paused: the final backup (once CVAT is down), then the server scales to zero. The
         # backup before an upgrade is always declared (held while paused, components/jobs.py):
         # were it not, a resume would take it again.
-        self.final_backup: Optional[k8s.batch.v1.Job] = self._final_backup() if self.paused else None
+        # The schedule is suspended first: no scheduled backup starts beside the final one.
+        self.final_backup: Optional[k8s.batch.v1.Job] = self._final_backup(self._cronjob([])) if self.paused else None
         self.statefulset = self._statefulset()
         self.pre_upgrade_backup: pulumi.Resource = self._pre_upgrade_backup()
         # The release whose schema the database holds, as the next backups record it:
@@ -184,7 +185,8 @@ class Database(pulumi.ComponentResource):
                 parent=self, depends_on=[self.pre_upgrade_backup], ignore_changes=["data"] if self.paused else None
             ),
         )
-        self._cronjob()
+        if not self.paused:
+            self._cronjob([self.statefulset])
 
         self.ready: list[pulumi.Resource] = [self.statefulset]
         self.restore_job: Optional[k8s.batch.v1.Job] = None
@@ -471,7 +473,7 @@ class Database(pulumi.ComponentResource):
             depends_on=[self.statefulset],
         )
 
-    def _final_backup(self) -> k8s.batch.v1.Job:
+    def _final_backup(self, schedule: pulumi.Resource) -> k8s.batch.v1.Job:
         """The last backup of a pause: once CVAT is scaled down, before PostgreSQL is. One per
         pause request: paused again later, another Job runs."""
         pause = random.RandomId(
@@ -481,12 +483,12 @@ class Database(pulumi.ComponentResource):
             "backup-final", pause.hex.apply(lambda hex_: f"backup-final-{hex_}"),
             # CVAT is scaled down: no pod holds the volume; its last sessions may still be closing.
             self._backup_pod("final", skip_empty=True, same_node=False, wait_idle_seconds=FINAL_BACKUP_IDLE_WAIT_SECONDS),
-            held=False, depends_on=list(self.args.get("pause_after", [])),
+            held=False, depends_on=[*self.args.get("pause_after", []), schedule],
         )
 
-    def _cronjob(self) -> k8s.batch.v1.CronJob:
-        """Scheduled backups; suspended while paused. `kubectl create job --from=cronjob/database-backup`
-        runs one now (its BACKUP_REASON may be set to manual)."""
+    def _cronjob(self, after: Sequence[pulumi.Resource]) -> k8s.batch.v1.CronJob:
+        """Scheduled backups; suspended while paused (before the final backup). `kubectl create job
+        --from=cronjob/database-backup` runs one now (its BACKUP_REASON may be set to manual)."""
         labels = kube.labels(self.workspace, "database-backup")
         return k8s.batch.v1.CronJob(
             f"{self.name_}-backup",
@@ -508,7 +510,7 @@ class Database(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.statefulset, *self.storage_ready]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *self.storage_ready]),
         )
 
     # ----- restore -----------------------------------------------------------

@@ -14,14 +14,17 @@ the backups before an upgrade and before a pause, a restore) keeps these rules:
   (``pulumi.com/replaceUnready``), and a replacement is made from the program's
   current values: a corrected endpoint or image takes effect.
 - While the workspace is paused, every Job but the pause's own final backup is
-  held: its name and spec are ignored, so no change made while paused runs
-  anything against the scaled-down database; a Job the pause's program declares
-  for the first time is created suspended (``spec.suspend``, no pod) and not
-  awaited (``pulumi.com/skipAwait``). On resume the held changes apply as they
-  would have from a running workspace, and a suspended Job is resumed and
-  awaited. A Job that had failed before the pause is replaced by a suspended
-  one (the replacement is made from the program's values), so it too runs on
-  resume, not against the stopped database.
+  held: its name, annotations and spec are ignored, so no change made while
+  paused runs anything against the scaled-down database; a Job the pause's
+  program declares for the first time is created suspended (``spec.suspend``,
+  no pod), not awaited (``pulumi.com/skipAwait``) and deleted in the
+  background. On resume the held changes apply as they would have from a
+  running workspace. A Job still suspended is not complete, so
+  ``replaceUnready`` replaces it then (pulumi-kubernetes provider.go Diff,
+  await/checker/job: no ``startTime``): it runs from the program's current
+  values and is awaited. A Job that had failed before the pause is replaced
+  by a suspended one (a replacement is made from the program's values), so it
+  too runs on resume, not against the stopped database.
 """
 
 from __future__ import annotations
@@ -32,8 +35,18 @@ REPLACE_UNREADY = "pulumi.com/replaceUnready"
 SKIP_AWAIT = "pulumi.com/skipAwait"
 TIMEOUT = "pulumi.com/timeoutSeconds"
 # While paused: neither the name, nor the annotations (a held Job is not even updated), nor
-# anything the Job runs changes.
-HELD = ("metadata.name", "metadata.annotations", "spec")
+# anything the Job runs changes. The spec's fields one by one, not `spec` whole: were a held
+# Job ever updated, server-side apply would copy the live spec, and Pulumi's field manager
+# would own the selector Kubernetes generated, which a later apply would then drop (refused:
+# immutable).
+HELD = ("metadata.name", "metadata.annotations", "spec.template", "spec.suspend", "spec.backoffLimit",
+        "spec.activeDeadlineSeconds")
+# A Job made while paused is deleted without waiting (skipAwait) when it is replaced on resume:
+# deleted in the background, it is gone at once (a suspended Job has no pods), so the
+# replacement of the same name does not meet AlreadyExists (pulumi-kubernetes
+# await/await.go deletes in the foreground by default and leaves the object to the garbage
+# collector; metadata/annotations.go deletionPropagationPolicy).
+DELETION_POLICY = "pulumi.com/deletionPropagationPolicy"
 # Running: only the name says whether a Job runs again.
 HOW_IT_RUNS = ("spec.template",)
 
@@ -42,7 +55,7 @@ def annotations(paused: bool, await_seconds: Optional[int] = None) -> dict[str, 
     """The Job's annotations: awaited (for `await_seconds`, when given; `custom_timeouts` win
     over it) and retried when it failed; made while paused, neither (held Jobs keep theirs)."""
     if paused:
-        return {SKIP_AWAIT: "true"}
+        return {SKIP_AWAIT: "true", DELETION_POLICY: "background"}
     return {REPLACE_UNREADY: "true", **({TIMEOUT: str(await_seconds)} if await_seconds else {})}
 
 

@@ -142,7 +142,8 @@ class Workspace(pulumi.ComponentResource):
                 access_key=config.storage_access_key,
                 secret_key=config.storage_secret_key,
             )
-            s3 = endpoint.aws_provider(f"{name}-s3", pulumi.ResourceOptions(parent=self))
+            # After the binding too: a refused move stops the update before any bucket step.
+            s3 = endpoint.aws_provider(f"{name}-s3", pulumi.ResourceOptions(parent=self, depends_on=[binding]))
             storage_providers = [kubernetes, s3]
 
         storage = ObjectStorage(

@@ -18,6 +18,7 @@ import pytest
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components import jobs
 from components.cvat import DATA_LABEL
 from components.database import (
     BACKUP_DEADLINE_SECONDS,
@@ -383,8 +384,8 @@ def test_paused_takes_a_final_backup_then_scales_postgres_to_zero(paused):
     before = job(paused, "backup-before-upgrade")
     assert paused.outputs["pre_upgrade_backup"] == before.urn
     assert before.inputs["spec"]["suspend"] is True
-    assert before.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
-    assert before.ignore_changes == ["metadata.name", "metadata.annotations", "spec"]
+    assert before.inputs["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true", "pulumi.com/deletionPropagationPolicy": "background"}
+    assert before.ignore_changes == list(jobs.HELD)
     # The final backup runs (not suspended) and a later change of how it runs does not repeat it.
     assert "suspend" not in final.inputs["spec"] and final.ignore_changes == ["spec.template"]
     # The release the database holds is not changed while the backup before an upgrade is held.

@@ -231,13 +231,18 @@ def reset_ignored(old: dict, new: dict, ignored: Iterable[str]) -> dict:
         before, after = _get(old, segments), _get(result, segments)
         if before is _MISSING and after is _MISSING:
             continue
-        if before is _MISSING:
-            parent = _get(result, segments[:-1])
-            del parent[segments[-1]]
+        # Reset gives up, and the engine only logs it, when an element above the last one is
+        # missing on either side (pulumi sdk/go/common/resource/properties_path.go Reset;
+        # step_generator.go "cannot ignore changes in added or removed elements").
+        if _get(old, segments[:-1]) is _MISSING or _get(result, segments[:-1]) is _MISSING:
             continue
         parent = _get(result, segments[:-1])
-        assert parent is not _MISSING and (isinstance(parent, dict) or segments[-1] < len(parent)), (
-            f"cannot ignore changes to {path}: one or more elements of the path are missing")
+        if before is _MISSING:
+            if isinstance(parent, dict):
+                del parent[segments[-1]]
+            continue
+        if isinstance(parent, list) and not segments[-1] < len(parent):
+            continue
         _set(result, segments, json.loads(json.dumps(before)))
     return result
 
@@ -358,7 +363,9 @@ def _kubernetes_step(old: dict, new: dict, provider_inputs: dict, failed_jobs: s
     replacing = [path for path in changes if any(_related(path, item) for item in listed)]
     reason = "replacing fields changed" if replacing else ""
     unready = _get(inputs_new, ("metadata", "annotations", "pulumi.com/replaceUnready")) == "true"
-    if kind == "batch/v1:Job" and unready and new["name"] in failed_jobs:
+    # A live Job is not ready when it failed, or while it is suspended (no startTime:
+    # K await/checker/job/check.go L37-47).
+    if kind == "batch/v1:Job" and unready and (new["name"] in failed_jobs or _suspended(inputs_old)):
         replacing = replacing or [("metadata", "annotations", "pulumi.com/replaceUnready")]
         reason = "replaceUnready: the live Job did not complete"
     if not replacing:
