@@ -282,6 +282,9 @@ def _changes(shape: str) -> dict[str, dict]:
             "datasetAccess": {"datasetAccess": "cloudStorage" if config.get("datasetAccess") == "both" else "both"},
             "datasetCsiDriver": {"datasetCsiDriver": "other.csi.example"},
         })
+        if config.get("storageEndpoint"):
+            # The same server, named as another provider: nothing to redo.
+            changes["storageProvider"] = {"storageProvider": "scaleway" if config.get("storageProvider") == "minio" else "minio"}
         if config.get("certManagerIssuer"):
             changes["certManagerIssuer"] = {"certManagerIssuer": "letsencrypt-staging"}
             changes["tlsSecretName"] = {"tlsSecretName": "workspace-tls", "certManagerIssuer": None}
@@ -302,9 +305,15 @@ def _changes(shape: str) -> dict[str, dict]:
 
 # Changes the config refuses for a shape, before anything is created.
 REFUSED = {
-    ("dev", "datasetAccess"): "share",  # the nodes cannot mount the in-cluster MinIO
-    ("dev", "restoreForce"): True,  # only with restoreFrom
-    ("acme", "restoreForce"): True,
+    ("dev", "datasetAccess"): ("share", "datasetAccess"),  # the nodes cannot mount the in-cluster MinIO
+    ("dev", "restoreForce"): (True, "restoreForce"),  # only with restoreFrom
+    ("acme", "restoreForce"): (True, "restoreForce"),
+    # Another kind of object storage is another workspace: the keys that go with it are missing.
+    ("dev", "storageProvider"): ("scaleway", "minioInCluster"),
+    ("acme", "storageProvider"): ("minio", "storageEndpoint"),
+    ("dev", "minioInCluster"): (False, "storageEndpoint"),
+    ("acme", "minioInCluster"): (True, "minioInCluster"),
+    ("minio-external", "minioInCluster"): (True, "storageEndpoint"),
 }
 
 
@@ -328,7 +337,8 @@ def _expected_runs(shape: str, key: str) -> set[str]:
         return {BOOTSTRAP} if not registers else set()  # newly registered buckets
     if key == "datasetBuckets":
         return ({BOOTSTRAP} if registers else set()) | (set() if shape != "dev" else {ENSURE_BUCKETS})
-    if key in ("storageAccessKey", "storageSecretKey", "storageRegion", "storageEndpoint"):
+    # storageProvider: the default region is the provider's (fr-par, us-east-1): the storages' region changes.
+    if key in ("storageAccessKey", "storageSecretKey", "storageRegion", "storageEndpoint", "storageProvider"):
         return {BOOTSTRAP} if registers else set()
     if key == "backupBucket" and shape == "dev":
         return {ENSURE_BUCKETS}  # the in-cluster MinIO gets the bucket
@@ -341,8 +351,9 @@ CASES = [(shape, key) for shape in T.SHAPES for key in _changes(shape)] + sorted
 @pytest.mark.parametrize("shape,key", CASES, ids=[f"{shape}-{key}" for shape, key in CASES])
 def test_a_config_change_keeps_data_and_runs_only_what_it_asks_for(shape, key):
     if (shape, key) in REFUSED:
-        with pytest.raises(ConfigError, match=key):
-            render(shape, **{key: REFUSED[(shape, key)]})
+        value, named = REFUSED[(shape, key)]
+        with pytest.raises(ConfigError, match=named):
+            render(shape, **{key: value})
         return
     before = render(shape)
     after = render(shape, **_changes(shape)[key])
