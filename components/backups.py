@@ -5,21 +5,29 @@
     python -m components.backups download latest -o . --with-data ./data   # and CVAT's data (restic)
     python -m components.backups verify 20261130T030000Z    # download + pg_restore (+ restic check)
     python -m components.backups now                        # run a backup in the cluster (kubectl)
-    python -m components.backups status                     # exit 2 when the newest good one is too old
+    python -m components.backups status                     # exit 3 when the newest good one is too old
     python -m components.backups --stack acme list
 
 It reads the layout of docs/backups.md: manifests `<key>/backups/<stamp>.json`
 (one whole-workspace backup each), dumps `<key>/database/<stamp>.dump` with
 their `sha256` metadata, uploads in progress under `<key>/database/.incoming/`,
 and the restic repository `<key>/data` with its password `<key>/data-password`.
+A stamp is `YYYYmmddTHHMMSSZ`, or `YYYYmmddTHHMMSSZ-xxxxxxxx` (8 lowercase hex
+digits, random per run) since two backups may start in the same second.
+
+When a backup was made is the server's time: the `LastModified` of its manifest
+(written last, in one PUT; for a dump without a manifest, of the dump). `latest`
+and ages use it, the stamp (the pod's clock) only breaks ties, and a stamp more
+than 10 minutes off that time is flagged: the pod's clock was wrong.
 
 Where the backups are comes from the stack (``pulumi stack output`` and
 ``pulumi config``), or from explicit options: ``--endpoint --region --bucket
 --prefix``, with the keys in ``--access-key``/``--secret-key`` or the
 environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Local tools it uses
 when present: ``pg_restore`` (verify), ``restic`` (data snapshots), ``kubectl``
-(now). Exit codes: 0 ok, 1 error, 2 `status` found the newest good backup too
-old, 130 interrupted.
+(now). Exit codes: 0 ok, 1 error, 2 usage error (a bad option or argument), 3
+`status` found the newest good backup too old (2 before), 130 interrupted.
+Endpoints are printed without their user:password@ part.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -43,6 +52,7 @@ from typing import Any, Callable, Optional, TextIO
 from urllib.parse import urlsplit
 
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
 from components.config import (
     _CRON_FIELDS,
@@ -54,7 +64,9 @@ from components.config import (
 )
 from components.endpoint import endpoint_url, s3_client
 
-STAMP = r"\d{8}T\d{6}Z"
+# The bare form (one backup a second) and the suffixed one (random per run, sorts after the bare stamp).
+STAMP = r"[0-9]{8}T[0-9]{6}Z(?:-[0-9a-f]{8})?"
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"
 BACKUP_NAME = re.compile(rf"^{STAMP}\.dump$")
 MANIFEST_NAME = re.compile(rf"^{STAMP}\.json$")
 STAMP_REFERENCE = re.compile(rf"^({STAMP})(\.dump|\.json)?$")
@@ -65,6 +77,8 @@ REASONS = ("manual", "final", "before-upgrade")
 CHUNK_SIZE = 1024 * 1024
 DOWNLOAD_ATTEMPTS = 5
 MAX_MANIFEST_SIZE = 1024 * 1024
+# A stamp further than this from the server's time of its manifest: the pod's clock was wrong.
+CLOCK_TOLERANCE = timedelta(minutes=10)
 
 
 class BackupsError(Exception):
@@ -79,13 +93,23 @@ class Interrupted(BackupsError):
     code = 130
 
 
-class StaleBackups(BackupsError):
-    """`status`: the newest good backup is older than the schedule allows."""
+class UsageError(BackupsError):
+    """A bad option or argument (the exit code of argparse's own usage errors)."""
 
     code = 2
 
 
+class StaleBackups(BackupsError):
+    """`status`: the newest good backup is older than the schedule allows (2 before usage errors had it)."""
+
+    code = 3
+
+
 # ---------------------------------------------------------------- where the backups are
+
+
+_CLIENTS: dict[tuple[str, str, str, str], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -104,7 +128,12 @@ class Location:
     secret_key: str
 
     def client(self) -> Any:
-        return s3_client(self.endpoint_url, self.region, self.access_key, self.secret_key)
+        """One client per endpoint and keys for the whole run (building one takes a third of a second)."""
+        settings = (self.endpoint_url, self.region, self.access_key, self.secret_key)
+        with _CLIENTS_LOCK:
+            if settings not in _CLIENTS:
+                _CLIENTS[settings] = s3_client(*settings)
+            return _CLIENTS[settings]
 
     @property
     def root(self) -> str:
@@ -134,19 +163,57 @@ def database_prefix(prefix: str) -> str:
     """`acme`, `acme/` or `acme/database` -> `acme/database/` (the stack's backupPrefix)."""
     prefix = prefix.strip().strip("/")
     if not prefix:
-        raise BackupsError("--prefix is empty: give the workspace's key prefix, e.g. acme/database/ (stack output backupPrefix)")
+        raise UsageError(f"--prefix is empty: {PREFIX_HINT}")
     if prefix != "database" and not prefix.endswith("/database"):
         prefix += "/database"
     return prefix + "/"
 
 
-def endpoint_problem(url: str) -> Optional[str]:
-    """Why `url` cannot be an S3 endpoint, or None."""
-    parts = urlsplit(url)
+PREFIX_HINT = "give the workspace's key prefix, e.g. acme/database/ or acme/ (stack output backupPrefix)"
+ENDPOINT_EXAMPLES = "e.g. http://localhost:9000 or https://s3.fr-par.scw.cloud"
+
+
+def redact_url(url: str) -> str:
+    """`url` without its userinfo: `http://user:pw@host:9000` -> `http://***@host:9000`.
+
+    Works on URLs that do not parse, and takes everything up to the last `@` (a password
+    may hold an unescaped `/` or `@`).
+    """
+    if "@" not in url:
+        return url
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        scheme, rest = "", url
+    return f"{scheme}{separator}***@{rest.rsplit('@', 1)[1]}"
+
+
+_USERINFO = re.compile(r"""(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^\s'"`]*@""")
+
+
+def redact_text(text: str) -> str:
+    """Every `scheme://user:password@` in a message, redacted (the last guard before printing)."""
+    return _USERINFO.sub(lambda match: f"{match.group('scheme')}***@", text)
+
+
+def endpoint_problem(url: str, what: str = "--endpoint") -> Optional[str]:
+    """Why `url` cannot be an S3 endpoint, or None; `what` names where it came from. Never prints credentials."""
+    shown = f"{what} {redact_url(url)!r}"
+    if "@" in url:
+        return f"{shown} must not hold credentials (user:password@): pass --access-key/--secret-key"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        return f"{shown} is not a URL ({error}): {ENDPOINT_EXAMPLES}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"the endpoint {url!r} needs a scheme and a host, e.g. http://localhost:9000 or https://s3.fr-par.scw.cloud"
-    if parts.username or parts.password:
-        return f"the endpoint {url!r} must not hold credentials: pass --access-key/--secret-key"
+        return f"{shown} needs a scheme and a host, {ENDPOINT_EXAMPLES}"
+    if port == 0:
+        return f"{shown}: port 0 is not a port, {ENDPOINT_EXAMPLES}"
+    if not (is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url)):
+        return (f"{shown}: {parts.hostname!r} is not a valid host name (letters, digits, hyphens and dots; "
+                f"an IP address; or an IPv6 address in brackets), {ENDPOINT_EXAMPLES}")
+    if parts.query or parts.fragment:
+        return f"{shown} must not have a query or a fragment, {ENDPOINT_EXAMPLES}"
     return None
 
 
@@ -229,11 +296,28 @@ def run_pulumi(command: list[str]) -> str:
     return result.stdout
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """Refuses, before the stack or the server is asked, options whose value can never work (exit 2)."""
+    hints = {
+        "endpoint": ENDPOINT_EXAMPLES,
+        "region": "leave it out to derive it from the endpoint",
+        "bucket": "give the backup bucket (stack output backupBucket)",
+        "prefix": PREFIX_HINT,
+    }
+    for name, hint in hints.items():
+        value = getattr(args, name, None)
+        if value is not None and not value.strip():
+            raise UsageError(f"--{name} is empty: {hint}")
+    if args.endpoint and (problem := endpoint_problem(args.endpoint.strip().rstrip("/"))):
+        raise UsageError(problem)
+    if args.prefix is not None:
+        database_prefix(args.prefix)
+
+
 def resolve_location(args: argparse.Namespace, run: Callable[[list[str]], str] = run_pulumi, stack: Optional[Stack] = None) -> Location:
     """Explicit options win; what they leave out comes from the stack."""
-    endpoint = (args.endpoint or "").rstrip("/")
-    if endpoint and (problem := endpoint_problem(endpoint)):
-        raise BackupsError(problem)
+    check_options(args)
+    endpoint = (args.endpoint or "").strip().rstrip("/")
     explicit = {
         "endpoint_url": endpoint,
         "region": args.region,
@@ -255,6 +339,13 @@ def resolve_location(args: argparse.Namespace, run: Callable[[list[str]], str] =
         settings = {key: explicit[key] or from_stack[key] for key in explicit}
         if endpoint and not args.region:
             settings["region"] = region_for_endpoint(endpoint)
+        if not endpoint:
+            if not settings["endpoint_url"]:
+                raise BackupsError("the stack has no storageEndpoint: pass --endpoint")
+            if problem := endpoint_problem(settings["endpoint_url"], "the stack's storageEndpoint"):
+                raise BackupsError(f"{problem}; or pass --endpoint")
+        if not args.prefix and not str(settings["prefix"] or "").strip().strip("/"):
+            raise BackupsError(f"the stack's backupPrefix output is empty: pass --prefix ({PREFIX_HINT})")
     if not settings["access_key"] or not settings["secret_key"]:
         raise BackupsError("no S3 keys: pass --access-key/--secret-key or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
     return Location(**{**settings, "prefix": database_prefix(settings["prefix"])})
@@ -282,6 +373,8 @@ class Entry:
     stored_sha256: Optional[str] = None  # its sha256 metadata
     expected_size: Optional[int] = None  # what the manifest says
     expected_sha256: Optional[str] = None
+    # The server's time of the object that completes the entry: the manifest of a backup
+    # (written last), the dump of one without a manifest, the upload under .incoming/.
     modified: Optional[datetime] = None
     problems: list[str] = field(default_factory=list)
     data_state: str = ""  # "", "ok" (restic listed it), "not read (why)"
@@ -291,12 +384,38 @@ class Entry:
         return (self.dump_key or self.manifest_key or self.stamp).rsplit("/", 1)[-1]
 
     @property
-    def taken(self) -> datetime:
-        """When the backup was taken, from its stamp (an upload: when it was last written)."""
+    def stamped(self) -> Optional[datetime]:
+        """The time in the stamp: the pod's clock when the backup started (None for an odd upload name)."""
+        if not re.fullmatch(STAMP, self.stamp):
+            return None
         try:
-            return datetime.strptime(self.stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            return datetime.strptime(self.stamp[:16], STAMP_FORMAT).replace(tzinfo=timezone.utc)
         except ValueError:
-            return self.modified or datetime.fromtimestamp(0, timezone.utc)
+            return None
+
+    @property
+    def taken(self) -> datetime:
+        """When the backup was made, by the server's clock (LastModified); the stamp when that is unknown."""
+        return self.modified or self.stamped or datetime.fromtimestamp(0, timezone.utc)
+
+    def order(self) -> tuple:
+        """Sort key, newest last: the server's time, then the stamp (a tie in the same second)."""
+        return (self.taken, self.stamp, self.kind != "incoming")
+
+    @property
+    def skew(self) -> Optional[timedelta]:
+        """How far the stamp is ahead of (positive) or behind the server's time, when both are known."""
+        if self.kind == "incoming" or self.modified is None or self.stamped is None:
+            return None
+        return self.stamped - self.modified
+
+    def clock_problem(self) -> str:
+        """'stamp 365d 0h ahead of the server's time', when the two disagree by more than CLOCK_TOLERANCE."""
+        skew = self.skew
+        if skew is None or abs(skew) <= CLOCK_TOLERANCE:
+            return ""
+        rounded = timedelta(minutes=round(abs(skew).total_seconds() / 60))  # both times are to the second
+        return f"stamp {human_span(rounded)} {'ahead of' if skew > timedelta(0) else 'behind'} the server's time"
 
     @property
     def reason(self) -> str:
@@ -345,6 +464,11 @@ class Entry:
             return f"ok, data {self.data_state}"
         return "ok"
 
+    def flagged_state(self) -> str:
+        """The state, with the clock warning when the stamp disagrees with the server's time."""
+        clock = self.clock_problem()
+        return f"{self.state()}; CLOCK: {clock}" if clock else self.state()
+
     def as_json(self, now: datetime) -> dict:
         return {
             "stamp": self.stamp,
@@ -352,8 +476,11 @@ class Entry:
             "good": self.good,
             "state": self.state(),
             "problems": self.problems,
-            "taken": self.taken.isoformat(),
+            "taken": self.stamped.isoformat() if self.stamped else None,
+            "completed": self.modified.isoformat() if self.modified else None,
             "ageSeconds": int((now - self.taken).total_seconds()),
+            "clockSkewSeconds": int(self.skew.total_seconds()) if self.skew is not None else None,
+            "clock": self.clock_problem() or None,
             "reason": self.reason or None,
             "cvatVersion": (self.manifest or {}).get("cvatVersion"),
             "manifest": self.manifest_key,
@@ -377,8 +504,17 @@ class Inventory:
         return None
 
     def find(self, stamp: str) -> Optional[Entry]:
+        """The backup of a stamp; a bare stamp also names the one suffixed backup of that second."""
         matches = [entry for entry in self.entries if entry.stamp == stamp and entry.kind != "incoming"]
+        if not matches and re.fullmatch(STAMP, stamp) and "-" not in stamp:
+            matches = [entry for entry in self.entries if entry.stamp.startswith(stamp + "-") and entry.kind != "incoming"]
+            if len(matches) > 1:
+                names = ", ".join(sorted(entry.stamp for entry in matches))
+                raise UsageError(f"{stamp} names {len(matches)} backups ({names}): give the whole stamp")
         return matches[0] if matches else None
+
+    def clock_flagged(self) -> list[Entry]:
+        return [entry for entry in self.entries if entry.clock_problem()]
 
 
 def _list_keys(client: Any, bucket: str, prefix: str) -> list[dict]:
@@ -408,16 +544,23 @@ def _code(error: ClientError) -> str:
 
 def _read_manifest(client: Any, bucket: str, key: str) -> tuple[Optional[dict], Optional[str]]:
     """(manifest, None), or (None, why it cannot be used); None, None when it does not exist."""
+    manifest, problem, _ = _get_manifest(client, bucket, key)
+    return manifest, problem
+
+
+def _get_manifest(client: Any, bucket: str, key: str) -> tuple[Optional[dict], Optional[str], Optional[datetime]]:
+    """What `_read_manifest` returns, and the object's LastModified (None when it does not exist)."""
     try:
         response = client.get_object(Bucket=bucket, Key=key)
     except ClientError as error:
         if _code(error) == "NoSuchKey" or _status(error) == 404:
-            return None, None
+            return None, None, None
         raise
     body = response["Body"].read(MAX_MANIFEST_SIZE + 1)
+    modified = response.get("LastModified")
     if len(body) > MAX_MANIFEST_SIZE:
-        return None, "manifest larger than 1 MiB"
-    return parse_manifest(body)
+        return None, "manifest larger than 1 MiB", modified
+    return (*parse_manifest(body), modified)
 
 
 def parse_manifest(body: bytes) -> tuple[Optional[dict], Optional[str]]:
@@ -456,10 +599,11 @@ def inventory(location: Location, check_data: bool = True, restic: str = "restic
     objects = _list_keys(client, location.bucket, location.prefix)
     dumps = {item["Key"]: item for item in objects if BACKUP_NAME.match(item["Key"][len(location.prefix) :])}
     incoming = [item for item in objects if item["Key"].startswith(location.incoming)]
-    manifest_keys = [
-        item["Key"] for item in _list_keys(client, location.bucket, location.manifests)
+    manifest_items = {
+        item["Key"]: item for item in _list_keys(client, location.bucket, location.manifests)
         if MANIFEST_NAME.match(item["Key"][len(location.manifests) :])
-    ]
+    }
+    manifest_keys = list(manifest_items)
     manifests = dict(zip(manifest_keys, _parallel(lambda key: _read_manifest(client, location.bucket, key), manifest_keys)))
     referenced = {m["database"]["key"] for m, _ in manifests.values() if m}
     heads = dict(zip(
@@ -470,7 +614,7 @@ def inventory(location: Location, check_data: bool = True, restic: str = "restic
     entries: list[Entry] = []
     for key, (manifest, problem) in manifests.items():
         stamp = key[len(location.manifests) :][: -len(".json")]
-        entry = Entry(stamp, "backup", manifest_key=key, manifest=manifest)
+        entry = Entry(stamp, "backup", manifest_key=key, manifest=manifest, modified=manifest_items[key].get("LastModified"))
         if problem or manifest is None:
             entry.problems.append(problem or "manifest vanished while listing")
             # Its dump, by the layout's name, belongs to it: not listed apart as a dump without a manifest.
@@ -487,12 +631,13 @@ def inventory(location: Location, check_data: bool = True, restic: str = "restic
         head = heads.get(key) or {}
         sha256 = (head.get("Metadata") or {}).get("sha256")
         stamp = key[len(location.prefix) :][: -len(".dump")]
-        entries.append(Entry(stamp, "orphan" if sha256 else "legacy", dump_key=key, stored_size=item["Size"], stored_sha256=sha256))
+        entries.append(Entry(stamp, "orphan" if sha256 else "legacy", dump_key=key, stored_size=item["Size"], stored_sha256=sha256,
+                             modified=item.get("LastModified")))
     for item in incoming:
         name = item["Key"][len(location.incoming) :]
         match = re.match(STAMP, name)
         entries.append(Entry(match.group(0) if match else name, "incoming", dump_key=item["Key"], stored_size=item["Size"], modified=item["LastModified"]))
-    entries.sort(key=lambda entry: (entry.taken, entry.kind != "incoming"), reverse=True)
+    entries.sort(key=Entry.order, reverse=True)
     result = Inventory(location, entries, [])
     check_snapshots(result, read=check_data, restic=restic)
     return result
@@ -647,7 +792,7 @@ def resolve(location: Location, reference: str, check_data: bool = True, with_da
     if reference.startswith("s3://"):
         bucket, _, key = reference[len("s3://") :].partition("/")
         if not bucket or not key:
-            raise BackupsError(f"{reference!r} is not s3://<bucket>/<key>")
+            raise UsageError(f"{reference!r} is not s3://<bucket>/<key>")
         location = replace(location, bucket=bucket)
         reference = key
     if reference == "latest":
@@ -674,8 +819,8 @@ def resolve(location: Location, reference: str, check_data: bool = True, with_da
         if reference.endswith(".json"):
             return location, _usable(location, _entry_from_manifest_key(location, reference))
         return location, _usable(location, _entry_from_dump_key(location, reference))
-    raise BackupsError(
-        f"{reference!r} is not a backup: give latest, a stamp (20261130T030000Z), a manifest key "
+    raise UsageError(
+        f"{reference!r} is not a backup: give latest, a stamp (20261130T030000Z or 20261130T030000Z-0a1b2c3d), a manifest key "
         f"({location.manifests}<stamp>.json) or a dump key ({location.prefix}<stamp>.dump); see `list`"
     )
 
@@ -686,18 +831,18 @@ def _missing_bucket(location: Location) -> None:
         location.client().head_bucket(Bucket=location.bucket)
     except ClientError as error:
         if _status(error) == 404:
-            raise BackupsError(f"bucket {location.bucket} does not exist at {location.endpoint_url}") from error
+            raise BackupsError(f"bucket {location.bucket} does not exist at {redact_url(location.endpoint_url)}") from error
         raise
 
 
 def _entry_from_manifest_key(location: Location, key: str) -> Entry:
     client = location.client()
-    manifest, problem = _read_manifest(client, location.bucket, key)
+    manifest, problem, modified = _get_manifest(client, location.bucket, key)
     if manifest is None and problem is None:
         _missing_bucket(location)
         raise BackupsError(f"no manifest {location.url(key)} (see `list`)")
     stamp = key.rsplit("/", 1)[-1][: -len(".json")]
-    entry = Entry(stamp, "backup", manifest_key=key, manifest=manifest)
+    entry = Entry(stamp, "backup", manifest_key=key, manifest=manifest, modified=modified)
     if problem or manifest is None:
         entry.problems.append(problem or "unreadable manifest")
         return entry
@@ -716,13 +861,14 @@ def _entry_from_dump_key(location: Location, key: str) -> Entry:
     name = key.rsplit("/", 1)[-1]
     stamp = name[: -len(".dump")]
     sha256 = (head.get("Metadata") or {}).get("sha256")
-    entry = Entry(stamp, "orphan" if sha256 else "legacy", dump_key=key, stored_size=head["ContentLength"], stored_sha256=sha256)
+    entry = Entry(stamp, "orphan" if sha256 else "legacy", dump_key=key, stored_size=head["ContentLength"], stored_sha256=sha256,
+                  modified=head.get("LastModified"))
     # Its manifest, when it has one, is where the layout puts it: `<key>/backups/<stamp>.json`.
     if key.endswith(f"/database/{name}") and STAMP_REFERENCE.match(name):
         manifest_key = f"{key[: -len('database/' + name)]}backups/{stamp}.json"
-        manifest, _ = _read_manifest(client, location.bucket, manifest_key)
+        manifest, _, modified = _get_manifest(client, location.bucket, manifest_key)
         if manifest and manifest["database"]["key"] == key:
-            entry = Entry(stamp, "backup", manifest_key=manifest_key, manifest=manifest)
+            entry = Entry(stamp, "backup", manifest_key=manifest_key, manifest=manifest, modified=modified)
             _check_against_manifest(entry, manifest, head)
     return entry
 
@@ -758,10 +904,30 @@ def output_path(text: Optional[str], name: str) -> Path:
     return output
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def check_target(target: Path, force: bool) -> None:
-    if target.is_dir():
-        raise BackupsError(f"{target} is a folder")
-    if target.exists() and not force:
+    """A download goes to a missing path, or replaces a regular file (with --force); nothing else, ever.
+
+    A device (/dev/full), folder, FIFO, socket or symbolic link is refused, --force or not: the
+    download is renamed over its target at the end, and would replace the node itself.
+    """
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise BackupsError(f"-o {target}: {error.strerror}") from error
+    if not stat.S_ISREG(mode):
+        raise BackupsError(f"-o {target} is {_file_kind(mode)}, not a regular file: a download writes a new file, "
+                           "or replaces a regular one with --force; give another -o")
+    if not force:
         raise BackupsError(f"{target} exists: remove it, choose another -o, or pass --force")
 
 
@@ -800,6 +966,7 @@ def download_to(location: Location, entry: Entry, target: Path, force: bool = Fa
             checked = f"legacy dump without a checksum: pg_restore --list reads its {entries} entries"
         else:
             checked = "legacy dump without a checksum: NOT verified (run `verify`, which needs pg_restore)"
+        check_target(target, force)  # again: something may have appeared there during the download
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -1163,7 +1330,12 @@ def human_size(size: float) -> str:
 
 def human_age(moment: datetime, now: datetime) -> str:
     """How long ago, e.g. '3d 4h', '25m'."""
-    seconds = int((now - moment).total_seconds())
+    return human_span(now - moment)
+
+
+def human_span(delta: timedelta) -> str:
+    """A length of time, e.g. '3d 4h', '1h 5m', '25m' (0m for a negative one)."""
+    seconds = int(delta.total_seconds())
     if seconds < 3600:
         return f"{max(seconds, 0) // 60}m"
     if seconds < 86400:
@@ -1184,13 +1356,18 @@ def print_listing(inv: Inventory, now: datetime, out: TextIO) -> None:
     latest = inv.latest()
     rows = [("STAMP", "AGE", "SIZE", "HOLDS", "REASON", "STATE")]
     for entry in inv.entries:
-        state = entry.state() + (" (latest)" if entry is latest else "")
+        state = entry.flagged_state() + (" (latest)" if entry is latest else "")
         size = human_size(entry.size) if entry.size is not None else "-"
         rows.append((entry.stamp, human_age(entry.taken, now), size, entry.holds(), entry.reason or "-", state))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         out.write("  ".join([row[0].ljust(widths[0]), row[1].rjust(widths[1]), row[2].rjust(widths[2]),
                              row[3].ljust(widths[3]), row[4].ljust(widths[4]), row[5]]).rstrip() + "\n")
+    flagged = inv.clock_flagged()
+    if flagged:
+        out.write(f"CLOCK: {len(flagged)} stamp{'s' if len(flagged) > 1 else ''} more than {human_duration(CLOCK_TOLERANCE)} off "
+                  "the server's time of the backup: the clock of the pod that took it was wrong (or the backup ran that long); "
+                  "ages and latest follow the server's time\n")
     if latest:
         out.write(f"latest good: {latest.stamp} ({location.url(latest.manifest_key or latest.dump_key or '')})\n")
     else:
@@ -1204,13 +1381,13 @@ def command_list(args: argparse.Namespace, location: Location, out: TextIO, err:
     inv = inventory(location, check_data=not args.no_data_check, restic=args.restic)
     now = datetime.now(timezone.utc)
     for warning in inv.warnings:
-        err.write(f"warning: {warning}\n")
+        err.write(f"warning: {redact_text(warning)}\n")
     if args.json:
         latest = inv.latest()
         document = {
             "bucket": location.bucket,
             "root": location.root,
-            "endpoint": location.endpoint_url,
+            "endpoint": redact_url(location.endpoint_url),
             "latest": latest.stamp if latest else None,
             "backups": [entry.as_json(now) for entry in inv.entries],
         }
@@ -1227,7 +1404,10 @@ def command_download(args: argparse.Namespace, location: Location, out: TextIO, 
             raise BackupsError("restic is not installed: it restores the data snapshot (--with-data); install restic (e.g. apt install restic) or leave --with-data out")
         data_directory = _data_directory(args.with_data)
     if args.output is not None:
-        output_path(args.output, "x.dump")  # the folder must exist before anything is downloaded
+        # The folder must exist, and a file named by -o be one that may be written, before anything is downloaded.
+        named = output_path(args.output, "x.dump")
+        if not Path(args.output).expanduser().is_dir():
+            check_target(named, args.force)
     location, entry = resolve(location, args.backup, check_data=not args.no_data_check, with_data=data_directory is not None,
                               restic=args.restic)
     if data_directory is not None and not entry.data:
@@ -1312,22 +1492,31 @@ def command_status(args: argparse.Namespace, location: Location, stack: Stack, o
     if args.max_age is not None:
         limit, why = args.max_age, f"--max-age {human_duration(args.max_age)}"
     else:
-        interval = cron_interval(schedule)
+        interval = schedule_interval(schedule, "--schedule" if args.schedule else "the stack's backupSchedule")
         limit = 2 * interval
         why = f"twice the longest interval of the schedule {schedule!r} ({human_duration(interval)})"
     inv = inventory(location, check_data=not args.no_data_check, restic=args.restic)
     for warning in inv.warnings:
-        err.write(f"warning: {warning}\n")
+        err.write(f"warning: {redact_text(warning)}\n")
     latest = inv.latest()
     if latest is None:
         bad = len(inv.entries)
         raise BackupsError(f"no good backup under {location.url(location.root)} ({bad} incomplete or unverifiable: see `list`)")
     now = datetime.now(timezone.utc)
     age = now - latest.taken
-    newer = sum(1 for entry in inv.entries if entry.taken > latest.taken and not entry.good)
+    newer = sum(1 for entry in inv.entries if entry.order() > latest.order() and not entry.good)
     note = f"; {newer} newer incomplete or bad (see `list`)" if newer else ""
+    # Its age is the server's (LastModified): a stamp from a clock a year ahead does not make it new.
     out.write(f"newest good backup: {latest.stamp} ({latest.reason or latest.kind}), {human_age(latest.taken, now)} old; "
               f"limit {human_duration(limit)}: {why}{note}\n")
+    if clock := latest.clock_problem():
+        err.write(f"warning: CLOCK: the newest good backup {latest.stamp} was stored at {latest.taken:%Y-%m-%d %H:%M:%S} UTC "
+                  f"by the server's clock, its {clock}: the clock of the pod that took it was wrong; "
+                  "its age above is the server's\n")
+    others = [entry for entry in inv.clock_flagged() if entry is not latest]
+    if others:
+        err.write(f"warning: CLOCK: {len(others)} other backup stamp{'s are' if len(others) > 1 else ' is'} more than "
+                  f"{human_duration(CLOCK_TOLERANCE)} off the server's time (see `list`)\n")
     if age > limit:
         raise StaleBackups(
             f"the newest good backup ({latest.stamp}) is {human_age(latest.taken, now)} old, more than {human_duration(limit)} "
@@ -1336,11 +1525,27 @@ def command_status(args: argparse.Namespace, location: Location, stack: Stack, o
     return 0
 
 
+def schedule_interval(schedule: str, what: str) -> timedelta:
+    """The longest interval of a schedule; a bad one named by where it came from (exit 2 for --schedule)."""
+    try:
+        return cron_interval(schedule)
+    except BackupsError as error:
+        raise (UsageError if what.startswith("--") else BackupsError)(f"{what} {schedule!r}: {error}") from error
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors as a UsageError: one `error:` line on the command's stream, exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="python -m components.backups",
         description="List, download, verify, start and watch a workspace's backups (see docs/backups.md).",
-        epilog="Exit codes: 0 ok, 1 error, 2 (status) the newest good backup is too old, 130 interrupted.",
+        epilog="Exit codes: 0 ok, 1 error, 2 usage error (a bad option or argument), 3 (status) the newest good "
+               "backup is too old (2 before), 130 interrupted.",
     )
     top.add_argument("--stack", help="Pulumi stack (default: the selected one)")
     top.add_argument("--endpoint", help="S3 endpoint URL, e.g. https://s3.fr-par.scw.cloud or http://localhost:9000")
@@ -1356,7 +1561,7 @@ def parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="the backups, newest first, with their checks")
     listing.add_argument("--json", action="store_true", help="print JSON")
 
-    reference_help = "latest (the newest good backup), a stamp (20261130T030000Z), a manifest key (acme/backups/<stamp>.json), a dump key (acme/database/<stamp>.dump), or s3://bucket/key"
+    reference_help = "latest (the newest good backup), a stamp (20261130T030000Z or 20261130T030000Z-0a1b2c3d), a manifest key (acme/backups/<stamp>.json), a dump key (acme/database/<stamp>.dump), or s3://bucket/key"
     fetch_ = commands.add_parser("download", help="download a backup's database dump (and restore its data snapshot)")
     fetch_.add_argument("backup", metavar="REF", help=reference_help)
     fetch_.add_argument("-o", "--output", metavar="PATH",
@@ -1379,7 +1584,7 @@ def parser() -> argparse.ArgumentParser:
                      help="give up waiting after this long (default 1h; e.g. 90m, 3600)")
     now.add_argument("--poll", type=float, default=5.0, metavar="SECONDS", help="seconds between checks of the Job (default 5)")
 
-    status = commands.add_parser("status", help="age of the newest good backup; exit 2 when older than twice the schedule's interval")
+    status = commands.add_parser("status", help="age of the newest good backup; exit 3 when older than twice the schedule's interval")
     status.add_argument("--schedule", help="the backup schedule (default: stack output backupSchedule)")
     status.add_argument("--max-age", type=parse_duration, metavar="DURATION", help="alert past this age instead (e.g. 36h)")
     for command in (listing, fetch_, check, status):
@@ -1391,12 +1596,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
          run: Callable[[list[str]], str] = run_pulumi) -> int:
     """Entry point; returns the exit code."""
-    args = parser().parse_args(argv)
-    stack = Stack(args.stack, run)
     location: Optional[Location] = None
     try:
+        args = parser().parse_args(argv)
+        stack = Stack(args.stack, run)
         if args.command == "now":
             return command_now(args, stack, out, err)
+        if args.command == "status" and args.schedule and args.max_age is None:
+            schedule_interval(args.schedule, "--schedule")  # a usage error before the stack or the server is asked
         location = resolve_location(args, run, stack)
         if args.command == "list":
             return command_list(args, location, out, err)
@@ -1411,16 +1618,16 @@ def main(argv: Optional[list[str]] = None, out: TextIO = sys.stdout, err: TextIO
         err.write("\nerror: interrupted\n")
         return 130
     except BackupsError as error:
-        err.write(f"error: {error}\n")
+        err.write(f"error: {redact_text(str(error))}\n")
         return error.code
     except (BotoCoreError, ClientError) as error:
-        err.write(f"error: {describe_s3_error(error, location)}\n")
+        err.write(f"error: {redact_text(describe_s3_error(error, location))}\n")
         return 1
 
 
 def describe_s3_error(error: Exception, location: Optional[Location]) -> str:
     """One line for an S3 failure: unreachable endpoint, refused keys, missing bucket, wrong region."""
-    endpoint = location.endpoint_url if location else "the S3 endpoint"
+    endpoint = redact_url(location.endpoint_url) if location else "the S3 endpoint"
     if isinstance(error, ClientError):
         code, status = _code(error), _status(error)
         message = error.response.get("Error", {}).get("Message") or ""

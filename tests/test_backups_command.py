@@ -3,10 +3,16 @@
 `Layout` writes backups the way docs/backups.md lays them out (manifests,
 dumps with sha256 metadata, legacy dumps, uploads under .incoming/), with the
 faults the command must mark or refuse. The other test_backups_* files use it.
+
+The S3 server here (`moto`, overriding conftest's) is moto with a settable clock
+(tests/clocked_s3.py): a backup "taken 2 hours ago" is stored with LastModified
+2 hours ago, as a real server would have stored it, since the command dates
+backups by the server's time; a pod's wrong clock is a stamp off that time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -27,21 +33,52 @@ import pytest
 
 from components import backups
 from components.backups import BackupsError, Progress, Stack, human_age, human_size, location_from_stack, resolve_location
+from clocked_s3 import ClockedMotoServer, shared_server
 from harness import ROOT
 
 KEY = "acme"
 
 
-def stamp_at(age: timedelta) -> str:
-    """The stamp of a backup taken `age` ago."""
-    return (datetime.now(timezone.utc) - age).strftime("%Y%m%dT%H%M%SZ")
+def stamp_at(age: timedelta, suffix: Optional[str] = None) -> str:
+    """The stamp of a backup taken `age` ago; with `suffix` (8 hex digits), the form of two backups in one second."""
+    stamp = (datetime.now(timezone.utc) - age).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{suffix}" if suffix else stamp
+
+
+def new_suffix() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def moto():
+    """This file's S3 server: moto whose clock Layout sets (see the module's docstring)."""
+    server = shared_server()
+    server.set_clock(timedelta(0))
+    yield server
+    server.set_clock(timedelta(0))
 
 
 class Layout:
-    """Writes a workspace's backups into a bucket as docs/backups.md says (and as it must not)."""
+    """Writes a workspace's backups into a bucket as docs/backups.md says (and as it must not).
 
-    def __init__(self, s3, bucket: str, key: str = KEY):
-        self.s3, self.bucket, self.key = s3, bucket, key
+    `age` is how long ago the server stored a backup (its LastModified, when the server's
+    clock can be set); `skew` how far the pod's clock, and so the stamp, was ahead of the
+    server (negative: behind); `suffix` True or 8 hex digits gives the stamp its suffix;
+    `at` stops the server's clock at that moment instead (several backups in one second).
+    """
+
+    def __init__(self, s3, bucket: str, key: str = KEY, server: Optional[ClockedMotoServer] = None):
+        self.s3, self.bucket, self.key, self.server = s3, bucket, key, server
+
+    def stored(self, age: timedelta, at: Optional[datetime] = None):
+        """The server's clock set `age` back (or stopped `at`) while the block writes (when it can be set)."""
+        if self.server is None:
+            return contextlib.nullcontext()
+        return self.server.frozen(at) if at else self.server.clock(-age)
+
+    @staticmethod
+    def stamp(age: timedelta, skew: timedelta = timedelta(0), suffix=None) -> str:
+        return stamp_at(age - skew, new_suffix() if suffix is True else suffix)
 
     def dump_key(self, stamp: str) -> str:
         return f"{self.key}/database/{stamp}.dump"
@@ -50,12 +87,21 @@ class Layout:
         return f"{self.key}/backups/{stamp}.json"
 
     def backup(self, age: timedelta, body: bytes, reason: str = "scheduled", data: Optional[dict] = None,
-               fault: Optional[str] = None) -> str:
+               fault: Optional[str] = None, skew: timedelta = timedelta(0), suffix=None, stamp: Optional[str] = None,
+               at: Optional[datetime] = None) -> str:
         """A whole backup: dump with sha256 metadata, then its manifest. `fault` breaks one thing:
         "sha-metadata" (metadata differs from the manifest), "no-metadata", "missing-dump",
         "size" (the manifest's size is wrong), "bytes" (stored bytes differ from what manifest and
         metadata say: a corrupt download), "bad-json" (the manifest is not JSON)."""
-        stamp = stamp_at(age)
+        if at is not None:
+            age = datetime.now(timezone.utc) - at
+            suffix = new_suffix() if suffix is True else suffix
+            stamp = stamp or (at + skew).strftime("%Y%m%dT%H%M%SZ") + (f"-{suffix}" if suffix else "")
+        stamp = stamp or self.stamp(age, skew, suffix)
+        with self.stored(age, at):
+            return self._backup(stamp, body, reason, data, fault)
+
+    def _backup(self, stamp: str, body: bytes, reason: str, data: Optional[dict], fault: Optional[str]) -> str:
         digest = hashlib.sha256(body).hexdigest()
         stored = body[: len(body) // 2] + bytes(len(body) - len(body) // 2) if fault == "bytes" else body
         metadata = {} if fault == "no-metadata" else {"sha256": "0" * 64 if fault == "sha-metadata" else digest}
@@ -78,22 +124,25 @@ class Layout:
         """A stand-in of the restic repository's snapshot file (restic itself cannot read it)."""
         self.s3.put_object(Bucket=self.bucket, Key=f"{self.key}/data/snapshots/{snapshot}", Body=b"encrypted")
 
-    def legacy(self, age: timedelta, body: bytes) -> str:
+    def legacy(self, age: timedelta, body: bytes, skew: timedelta = timedelta(0), suffix=None) -> str:
         """A dump from before manifests: no sha256 metadata."""
-        stamp = stamp_at(age)
-        self.s3.put_object(Bucket=self.bucket, Key=self.dump_key(stamp), Body=body)
+        stamp = self.stamp(age, skew, suffix)
+        with self.stored(age):
+            self.s3.put_object(Bucket=self.bucket, Key=self.dump_key(stamp), Body=body)
         return stamp
 
-    def orphan(self, age: timedelta, body: bytes) -> str:
+    def orphan(self, age: timedelta, body: bytes, suffix=None) -> str:
         """A dump of the new layout whose manifest was never written."""
-        stamp = stamp_at(age)
-        self.s3.put_object(Bucket=self.bucket, Key=self.dump_key(stamp), Body=body,
-                           Metadata={"sha256": hashlib.sha256(body).hexdigest()})
+        stamp = self.stamp(age, suffix=suffix)
+        with self.stored(age):
+            self.s3.put_object(Bucket=self.bucket, Key=self.dump_key(stamp), Body=body,
+                               Metadata={"sha256": hashlib.sha256(body).hexdigest()})
         return stamp
 
-    def incoming(self, age: timedelta, body: bytes) -> str:
-        stamp = stamp_at(age)
-        self.s3.put_object(Bucket=self.bucket, Key=f"{self.key}/database/.incoming/{stamp}.dump", Body=body)
+    def incoming(self, age: timedelta, body: bytes, suffix=None) -> str:
+        stamp = self.stamp(age, suffix=suffix)
+        with self.stored(age):
+            self.s3.put_object(Bucket=self.bucket, Key=f"{self.key}/database/.incoming/{stamp}.dump", Body=body)
         return stamp
 
 
@@ -113,7 +162,7 @@ def layout(moto):
     bucket = f"backups-{uuid.uuid4().hex[:10]}"
     s3 = moto.client()
     s3.create_bucket(Bucket=bucket)
-    return Layout(s3, bucket)
+    return Layout(s3, bucket, server=moto if isinstance(moto, ClockedMotoServer) else None)
 
 
 @pytest.fixture(autouse=True)
@@ -313,7 +362,7 @@ def test_download_problems_are_one_error_line(moto, layout, archive, tmp_path, m
         f"s3://missing-{uuid.uuid4().hex[:8]}/acme/database/{stamp}.dump": ("does not exist",),
     }.items():
         code, _, err = command(moto, layout.bucket, "download", reference)
-        assert code == 1, reference
+        assert code == (2 if reference == "yesterday" else 1), reference  # a reference that is none: a usage error
         only_one_line(err, *fragments)
     assert list(tmp_path.iterdir()) == [] and not Path("/missing").exists()
 
@@ -477,7 +526,7 @@ def test_verify_rejects_a_damaged_archive_and_needs_pg_restore(moto, layout, arc
 # ---------------------------------------------------------------- status
 
 
-@pytest.mark.parametrize("age,expected", [(timedelta(hours=30), 0), (timedelta(hours=50), 2)])
+@pytest.mark.parametrize("age,expected", [(timedelta(hours=30), 0), (timedelta(hours=50), 3)])
 def test_status_alerts_past_twice_the_interval(moto, layout, archive, age, expected):
     stamp = layout.backup(age, archive)
     layout.backup(timedelta(hours=1), archive, fault="sha-metadata")  # newer, but not good
@@ -497,13 +546,13 @@ def test_status_without_a_good_backup_and_with_max_age(moto, layout, archive):
     only_one_line(err, "no good backup under")
     layout.backup(timedelta(hours=3), archive)
     code, _, err = command(moto, layout.bucket, "status", "--max-age", "2h")
-    assert code == 2
+    assert code == 3
     only_one_line(err, "more than 2h (--max-age 2h)")
     code, _, _ = command(moto, layout.bucket, "status", "--schedule", "@hourly")
-    assert code == 2
+    assert code == 3
     code, _, err = command(moto, layout.bucket, "status", "--schedule", "0 3 * *")
-    assert code == 1
-    only_one_line(err, "bad schedule", "5 fields")
+    assert code == 2  # a usage error
+    only_one_line(err, "--schedule '0 3 * *'", "bad schedule", "5 fields")
 
 
 def test_status_takes_the_schedule_from_the_stack(moto, layout, archive):
@@ -512,8 +561,13 @@ def test_status_takes_the_schedule_from_the_stack(moto, layout, archive):
     config = {"storageProvider": "minio", "storageEndpoint": moto.url, "storageRegion": "us-east-1",
               "storageAccessKey": moto.access_key, "storageSecretKey": moto.secret_key}
     out, err = io.StringIO(), io.StringIO()
-    assert backups.main(["status"], out, err, run=fake_pulumi(outputs, config)) == 2
+    assert backups.main(["status"], out, err, run=fake_pulumi(outputs, config)) == 3
     only_one_line(err.getvalue(), "more than 2h", "'0 * * * *'")
+    # A bad schedule in the stack is no usage error: exit 1, naming where it came from.
+    outputs["backupSchedule"] = "0 3 * *"
+    err = io.StringIO()
+    assert backups.main(["status"], io.StringIO(), err, run=fake_pulumi(outputs, config)) == 1
+    only_one_line(err.getvalue(), "the stack's backupSchedule '0 3 * *'", "bad schedule")
 
 
 # ---------------------------------------------------------------- where the backups are
@@ -569,15 +623,15 @@ def test_explicit_options_derive_the_region_from_the_endpoint(no_env_keys):
     assert resolve_location(no_options(endpoint="http://localhost:9000", **keys)).region == "minio"
     assert resolve_location(no_options(endpoint="https://s3.nl-ams.scw.cloud", region="fr-par", **keys)).region == "fr-par"
     for endpoint in ("localhost:9000", "s3.fr-par.scw.cloud", "ftp://x", "http://user:pw@host:9000"):
-        with pytest.raises(BackupsError, match="endpoint"):
+        with pytest.raises(BackupsError, match="--endpoint"):
             resolve_location(no_options(endpoint=endpoint, **keys))
 
 
 def test_endpoint_without_a_scheme_is_one_error_line(moto, layout):
     out, err = io.StringIO(), io.StringIO()
     argv = ["--endpoint", "localhost:9000", "--bucket", layout.bucket, "--prefix", "acme/database/", "--access-key", "a", "--secret-key", "b", "list"]
-    assert backups.main(argv, out, err) == 1
-    only_one_line(err.getvalue(), "'localhost:9000' needs a scheme", "http://localhost:9000")
+    assert backups.main(argv, out, err) == 2
+    only_one_line(err.getvalue(), "--endpoint 'localhost:9000' needs a scheme", "http://localhost:9000")
 
 
 def test_in_cluster_minio_stack_explains_how_to_reach_it(no_env_keys):

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from components import backups
-from test_backups_command import archive, layout, one_error, only_one_line, postgres_tools, rows  # noqa: F401  (fixtures)
+# `moto`: the S3 server whose clock `layout` sets, so that a backup "taken 1 hour ago" was stored then.
+from test_backups_command import archive, layout, moto, one_error, only_one_line, postgres_tools, rows  # noqa: F401  (fixtures)
 
 PASSWORD = "correct horse battery staple"
 RESTIC = shutil.which("restic")
