@@ -54,14 +54,8 @@ from urllib.parse import urlsplit
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
 
-from components.config import (
-    _CRON_FIELDS,
-    DEFAULTS,
-    MINIO_DEFAULT_REGION,
-    _cron_part_values,
-    cron_problem,
-    default_region,
-)
+from components import cron
+from components.config import DEFAULTS, MINIO_DEFAULT_REGION, default_region
 from components.endpoint import endpoint_url, s3_client
 
 # The bare form (one backup a second) and the suffixed one (random per run, sorts after the bare stamp).
@@ -1088,91 +1082,14 @@ def _data_directory(path: Path) -> Path:
 
 # ---------------------------------------------------------------- cron schedules
 
-_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
-
-@dataclass(frozen=True)
-class CronSchedule:
-    """A Kubernetes CronJob schedule, expanded (the rules of robfig/cron, which Kubernetes uses)."""
-
-    minutes: frozenset
-    hours: frozenset
-    days: frozenset
-    months: frozenset
-    weekdays: frozenset  # 0 = Sunday
-    any_day: bool  # day of month is `*`: only the weekdays restrict
-    any_weekday: bool  # day of week is `*`: only the days of month restrict
-
-    @staticmethod
-    def parse(schedule: str) -> "CronSchedule":
-        schedule = schedule.strip()
-        problem = cron_problem(schedule)
-        if problem:
-            raise BackupsError(f"bad schedule: {problem}")
-        fields = _MACROS.get(schedule, schedule).split()
-        values, stars = [], []
-        for text, (_, low, high, names) in zip(fields, _CRON_FIELDS):
-            expanded: set[int] = set()
-            star = False
-            for part in text.lower().split(","):
-                # Kubernetes' day of week runs 0-6 (`1/2` ends at 6); a 7 that the config tolerates is Sunday.
-                values_of_part = _cron_part_values(part, low, 6, names) if high == 7 else None
-                expanded |= values_of_part or _cron_part_values(part, low, high, names) or set()
-                base, _, step = part.partition("/")
-                # robfig/cron: `*` (or `*/1`) leaves the field unrestricted; `*/2` restricts it.
-                star = star or (base in ("*", "?") and step in ("", "1"))
-            values.append(frozenset(expanded))
-            stars.append(star)
-        return CronSchedule(
-            values[0], values[1], values[2], values[3], frozenset(v % 7 for v in values[4]), stars[2], stars[4]
-        )
-
-    def fires_on(self, day: date) -> bool:
-        if day.month not in self.months:
-            return False
-        by_day = day.day in self.days
-        by_weekday = (day.weekday() + 1) % 7 in self.weekdays
-        if self.any_day or self.any_weekday:
-            return by_day and by_weekday
-        return by_day or by_weekday
-
-    def firings(self, start: datetime, end: datetime) -> list[datetime]:
-        """Every firing in [start, end) (UTC), for tests and the curious."""
-        times = sorted((h, m) for h in self.hours for m in self.minutes)
-        result = []
-        day = start.date()
-        while day <= end.date():
-            if self.fires_on(day):
-                for h, m in times:
-                    moment = datetime(day.year, day.month, day.day, h, m, tzinfo=timezone.utc)
-                    if start <= moment < end:
-                        result.append(moment)
-            day += timedelta(days=1)
-        return result
-
-    def interval(self, start: date = date(2024, 1, 1), years: int = 8) -> timedelta:
-        """The longest gap between consecutive firings over `years` simulated years (leap years included)."""
-        times = sorted(h * 60 + m for h in self.hours for m in self.minutes)
-        within = max((b - a for a, b in zip(times, times[1:])), default=0)
-        days = (date(start.year + years, start.month, start.day) - start).days
-        firing_days = [n for n in range(days) if self.fires_on(start + timedelta(days=n))]
-        if len(firing_days) < 2 and not (firing_days and len(times) > 1):
-            raise BackupsError("the schedule fires less than twice in eight years")
-        across = max(((b - a) * 1440 + times[0] - times[-1] for a, b in zip(firing_days, firing_days[1:])), default=0)
-        return timedelta(minutes=max(within, across))
-
 
 def cron_interval(schedule: str) -> timedelta:
-    """The longest time between two firings of a 5-field cron schedule or macro."""
-    return CronSchedule.parse(schedule).interval()
+    """The longest time between two firings of a schedule, in every form a CronJob accepts
+    (components/cron.py: the same parser as the config's backupSchedule)."""
+    try:
+        return cron.interval(schedule.strip())
+    except cron.CronError as error:
+        raise BackupsError(f"bad schedule: {error}") from None
 
 
 def parse_duration(text: str) -> timedelta:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -18,8 +17,9 @@ from urllib.parse import urlsplit
 
 import pulumi
 
+from components import cron
 from components.cvat_release import RELEASES
-from components.label_schema import Project, parse_projects
+from components.label_schema import Project, load_json, parse_projects
 from components.sizes import SIZES
 
 STORAGE_PROVIDERS = ("scaleway", "minio")
@@ -67,8 +67,9 @@ DEFAULTS: dict[str, Any] = {
     "namespace": "",
     "kubeContext": "",
     "egressAllow": [],
-    # ingress-nginx's own namespace, and kube-system for Traefik on k3s/k3d.
-    "ingressNamespaces": ["ingress-nginx", "kube-system"],
+    # ingress-nginx's own namespace. Not kube-system: every pod there could reach the backend
+    # directly. Traefik on k3s, k3d and Rancher Desktop runs there: Pulumi.dev.yaml lists both.
+    "ingressNamespaces": ["ingress-nginx"],
     "ingressAllowCidrs": [],
     "minioImage": "",
     "paused": False,
@@ -91,6 +92,20 @@ _QUANTITY_RE = re.compile(r"([0-9]+(\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?"
 # No quotes, backslashes or spaces: the restore script refuses them.
 _BACKUP_KEY_RE = re.compile(r"[A-Za-z0-9!_.*()=/-]+\.(dump|json)")
 _INTEGER_RE = re.compile(r"-?[0-9]{1,18}")
+# RFC 1123 host names, as botocore checks an endpoint (botocore/utils.py is_valid_endpoint_url:
+# labels of letters, digits and hyphens, not starting or ending with one; no underscore).
+_HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# Kubernetes stores a quantity's value in an int64 of bytes (resource.Quantity.Value()).
+MAX_SIZE_BYTES = 2**63 - 1
+# A size has no business with more digits than this; int() refuses more than 4300.
+_MAX_QUANTITY_DIGITS = 40
+# Django's EmailField (CVAT's User.email) and RFC 5321: at most 254 characters.
+MAX_EMAIL_LENGTH = 254
+# ValidateCSIDriverName (pkg/apis/core/validation): at most 63 characters.
+MAX_CSI_DRIVER_LENGTH = 63
+# egressAllow: wider ranges than these would let CVAT reach most of the internet's or the
+# cluster's addresses past its SSRF guard (0.0.0.0/0 turns it off).
+MIN_EGRESS_PREFIX = {4: 8, 6: 7}
 # Namespaces Kubernetes keeps for itself.
 RESERVED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 MAX_RETENTION_DAYS = 3650
@@ -98,16 +113,24 @@ MAX_RETENTION_DAYS = 3650
 CVAT_KEY_LENGTH, CVAT_SECRET_KEY_LENGTH = 40, 64
 # An annotation and an env var carry it; the API server caps all annotations at 256 KiB.
 MAX_DESCRIPTION_LENGTH = 1000
-_CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-# (lowest, highest, names) of the five fields of a cron schedule.
-_CRON_FIELDS = (
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day of month", 1, 31, ()),
-    ("month", 1, 12, ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")),
-    ("day of week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
-)
+# Kept for components/backups.py until it uses components.cron: (name, lowest, highest, names)
+# of the five fields, as Kubernetes reads them (day of week 0-6).
+_CRON_FIELDS = tuple((f.name, f.low, f.high, tuple(name for name, _ in f.names)) for f in cron.FIELDS)
 _EMAIL_LOCAL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+# Keys whose default the program applies itself: Pulumi.yaml declares them without one, so
+# that the program can tell a key left unset from one set to the default.
+DEFAULTED_BY_PROGRAM = ("ingressNamespaces",)
+# Shown by every preview of a stack that leaves ingressNamespaces unset.
+INGRESS_NAMESPACES_WARNING = (
+    "ingressNamespaces is not set, so it is [\"ingress-nginx\"]: kube-system is no longer allowed by default, so an "
+    "ingress controller running there (Traefik on k3s, k3d or Rancher Desktop, RKE2's ingress-nginx) can no longer "
+    "reach CVAT. For Traefik on k3s: pulumi config set --path 'ingressNamespaces[0]' ingress-nginx && "
+    "pulumi config set --path 'ingressNamespaces[1]' kube-system (or only kube-system). With ingress-nginx in its "
+    "own namespace, set it to say so: pulumi config set --path 'ingressNamespaces[0]' ingress-nginx "
+    "(see 'Upgrading this program' in the README)."
+)
 
 
 class ConfigError(pulumi.RunError):
@@ -160,7 +183,7 @@ class WorkspaceConfig:
     cert_manager_issuer: str
     namespace: str
     kube_context: str
-    ingress_namespaces: tuple[str, ...] = ("ingress-nginx", "kube-system")
+    ingress_namespaces: tuple[str, ...] = ("ingress-nginx",)
     ingress_allow_cidrs: tuple[str, ...] = ()
     egress_allow: tuple[str, ...] = ()
     """IP addresses and CIDR ranges CVAT may reach despite its SSRF guard (canonical form)."""
@@ -239,6 +262,9 @@ def bucket_name_problem(name: str) -> Optional[str]:
         )
     if ".." in name:
         return f"{name!r} must not contain '..'"
+    if ".-" in name or "-." in name:
+        # S3 (and MinIO) refuse them: a dot must sit between letters or digits.
+        return f"{name!r} must not contain '.-' or '-.' (a dot goes between letters or digits)"
     try:
         ipaddress.IPv4Address(name)
         return f"{name!r} must not be an IP address"
@@ -283,59 +309,45 @@ def description_problem(text: str) -> Optional[str]:
 
 
 def cron_problem(schedule: str) -> Optional[str]:
-    """Why `schedule` is not a Kubernetes CronJob schedule that fires, or None."""
-    if schedule in _CRON_MACROS:
-        return None
-    if "TZ=" in schedule:
-        return f"{schedule!r}: time zones are not allowed in the schedule (backups run on UTC)"
-    fields = schedule.split()
-    if len(fields) != 5:
-        return f"{schedule!r} is not a cron schedule: it needs 5 fields (minute hour day-of-month month day-of-week)"
-    expanded = []
-    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS):
-        values: set[int] = set()
-        for part in text.split(","):
-            part_values = _cron_part_values(part.lower(), low, high, names)
-            if part_values is None:
-                return f"{schedule!r}: {part!r} is not a valid {name} ({low}-{high})"
-            values |= part_values
-        expanded.append(values)
-    _, _, days, months, weekdays = expanded
-    # With both day fields restricted, cron fires on either; with the weekdays unrestricted,
-    # only the days of the month count, and some months never have them (31 February).
-    weekdays_unrestricted = fields[4] in ("*", "?") or {value % 7 for value in weekdays} == set(range(7))
-    if weekdays_unrestricted and not any(day <= _DAYS_IN_MONTH[month] for day in days for month in months):
-        return f"{schedule!r} never fires (or only in leap years): none of its months has day {min(days)}"
-    return None
+    """Why `schedule` is not a Kubernetes CronJob schedule that fires, or None.
 
-
-# Days of each month; a schedule that only fires on 29 February is refused too (every four years).
-_DAYS_IN_MONTH = {1: 31, 2: 28, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
+    Kubernetes' own rules (components/cron.py: robfig/cron v3 ParseStandard, no TZ), and one
+    of ours: a schedule that never fires, or only on 29 February, is refused too.
+    """
+    try:
+        parsed = cron.parse(schedule)
+    except cron.CronError as error:
+        return str(error)
+    reason = parsed.firing_problem()
+    shown = repr(schedule) if len(schedule) <= 60 else f"{schedule[:60]!r}..."
+    return f"{shown} {reason}" if reason else None
 
 
 def _cron_part_values(part: str, low: int, high: int, names: tuple[str, ...]) -> Optional[set[int]]:
-    """The values one comma-separated part of a cron field matches, or None when it is invalid."""
+    """The values one comma-separated part of a cron field matches, or None when Kubernetes refuses it.
 
-    def value(token: str) -> Optional[int]:
-        if token in names:
-            return names.index(token) + (1 if low == 1 else 0)
-        # ASCII digits only: str.isdigit() also takes '³' and '٣', which int() then refuses or misreads.
-        return int(token) if re.fullmatch(r"[0-9]{1,2}", token) else None
+    Kept for components/backups.py; components.cron is the parser.
+    """
+    field = cron.Field("field", low, high, tuple((name, index + (1 if low == 1 else 0)) for index, name in enumerate(names)))
+    try:
+        values, _ = cron._range(part, field)
+    except cron._Refused:
+        return None
+    return set(values)
 
-    base, slash, step_text = part.partition("/")
-    step = int(step_text) if re.fullmatch(r"[0-9]{1,2}", step_text) else None
-    if slash and (step is None or step < 1):
+
+_SUFFIX_BYTES = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+
+
+def _quantity_bytes(size: str):
+    """The exact number of bytes of a storage size (a Fraction), or None when it is not one."""
+    from fractions import Fraction
+
+    match = _QUANTITY_RE.fullmatch(size)
+    if not match or len(match.group(1)) > _MAX_QUANTITY_DIGITS:
         return None
-    if base in ("*", "?"):
-        first, last = low, high
-    else:
-        start, dash, end = base.partition("-")
-        first = value(start)
-        # "5/15" runs from 5 to the end of the range.
-        last = value(end) if dash else (high if slash else first)
-    if first is None or last is None or not low <= first <= last <= high:
-        return None
-    return set(range(first, last + 1, step or 1))
+    return Fraction(match.group(1)) * _SUFFIX_BYTES[match.group(3) or ""]
 
 
 def storage_size_problem(size: str, minimum_gib: float = 0) -> Optional[str]:
@@ -343,9 +355,12 @@ def storage_size_problem(size: str, minimum_gib: float = 0) -> Optional[str]:
     match = _QUANTITY_RE.fullmatch(size)
     if not match:
         return f"{size!r} is not a storage size (e.g. 10Gi, 500Mi)"
-    units = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
-    units.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60})
-    if float(match.group(1)) * units[match.group(3) or ""] < minimum_gib * 2**30:
+    if len(match.group(1)) > _MAX_QUANTITY_DIGITS:
+        return f"{size[:20]!r}... has {len(match.group(1))} digits: not a storage size (e.g. 10Gi, 500Mi)"
+    count = _quantity_bytes(size)
+    if count > MAX_SIZE_BYTES:
+        return f"{size!r} is 2^63 bytes (8Ei) or more: Kubernetes stores sizes in 64 bits, at most 2^63 - 1 bytes"
+    if count < minimum_gib * 2**30:
         return f"{size!r} is too small: at least {minimum_gib:g}Gi"
     return None
 
@@ -364,7 +379,7 @@ def canonical_quantity(size: str) -> Optional[str]:
     from fractions import Fraction
 
     match = _QUANTITY_RE.fullmatch(size)
-    if not match:
+    if not match or len(match.group(1)) > _MAX_QUANTITY_DIGITS:
         return None
     suffix = match.group(3) or ""
     binary = suffix in _BINARY_SUFFIXES[1:]
@@ -397,6 +412,27 @@ def egress_entry(entry: str) -> tuple[str, Optional[str]]:
         if "has host bits set" in str(error):
             return "", f"{entry!r} has host bits set: did you mean {ipaddress.ip_network(entry, strict=False)}?"
         return "", reason
+
+
+def egress_range_problem(canonical: str) -> Optional[str]:
+    """Why an egressAllow entry (in canonical form) is too wide to allow past CVAT's SSRF guard, or None.
+
+    IPv4 prefixes shorter than /8 and IPv6 prefixes shorter than /7 are refused. An
+    IPv4-mapped IPv6 range (::ffff:0:0/96 and inside it) counts as the IPv4 range it maps:
+    Go's net.IPNet.Contains, which smokescreen uses, matches IPv4 addresses against it so.
+    """
+    network = ipaddress.ip_network(canonical)
+    version, prefix = network.version, network.prefixlen
+    if version == 6 and prefix >= 96 and network.network_address.ipv4_mapped is not None:
+        version, prefix = 4, prefix - 96
+    if prefix < MIN_EGRESS_PREFIX[version]:
+        mapped = " as the IPv4 range it maps" if version != network.version else ""
+        return (
+            f"{canonical!r} is wider than /{MIN_EGRESS_PREFIX[version]} (IPv{version}{mapped}): it would let CVAT reach that "
+            "much of the network past its SSRF guard (0.0.0.0/0 turns the guard off); name the addresses or "
+            "ranges CVAT needs (a MinIO server, a webhook receiver)"
+        )
+    return None
 
 
 # What smokescreen (CVAT's SSRF guard, stripe/smokescreen eb1ac09 classifyAddr) refuses unless
@@ -493,6 +529,9 @@ def restore_source_problem(source: str) -> Optional[str]:
 
 def email_problem(address: str) -> Optional[str]:
     """Why `address` is not a usable e-mail address, or None."""
+    if len(address) > MAX_EMAIL_LENGTH:
+        # CVAT's User.email is Django's EmailField, 254 characters: the superuser Job would fail.
+        return f"{address[:40]!r}... is {len(address)} characters long; at most {MAX_EMAIL_LENGTH}"
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         return f"{address!r} is not an e-mail address"
@@ -549,10 +588,10 @@ class _Reader:
         value = self.config.get(key)
         if value is None:
             return list(DEFAULTS[key])
-        try:
-            items = json.loads(value)
-        except json.JSONDecodeError:
-            items = None
+        items, reason = load_json(value)
+        if reason:
+            self.problem(key, f"{reason}: give a list of strings (pulumi config set --path '{key}[0]' VALUE)")
+            return []
         if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
             self.problem(key, f"must be a list of strings (pulumi config set --path '{key}[0]' VALUE)")
             return []
@@ -565,6 +604,9 @@ class _Reader:
             return None
         if not pulumi.runtime.is_config_secret(self.config.full_key(key)):
             self.problem(key, f"must be stored encrypted: pulumi config set --secret {key} <value>")
+        if "\x00" in plain:
+            # No environment variable, command line or C string carries it: the Jobs would fail.
+            self.problem(key, "contains a NUL character, which no environment variable can hold")
         return pulumi.Output.secret(plain)
 
     def has_problem(self, key: str) -> bool:
@@ -637,7 +679,8 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
             read.problem("storageSecretKey", "must not be set with minioInCluster (its keys are generated)")
     else:
         if endpoint:
-            read.check("storageEndpoint", endpoint, _endpoint_problem)
+            for reason in _endpoint_problems(endpoint):
+                read.problem("storageEndpoint", reason)
         elif provider == "minio":
             read.problem("storageEndpoint", "is required for an external MinIO server (e.g. https://minio.example.com)")
         if not access_key:
@@ -707,7 +750,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         read.problem("datasetAccess", f"{dataset_access!r} needs object storage the nodes can reach; with minioInCluster use cloudStorage")
     inventory_limit = read.integer("datasetInventoryLimit", minimum=1)
     csi_driver = read.string("datasetCsiDriver")
-    read.check("datasetCsiDriver", csi_driver, _object_name_problem)
+    read.check("datasetCsiDriver", csi_driver, _csi_driver_problem)
 
     username = read.string("adminUsername")
     if not _DJANGO_USERNAME_RE.fullmatch(username):
@@ -720,6 +763,10 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     if admin_password is not None and (len(plain_password) < 8 or plain_password.isdigit()):
         # Mirrors Django's default validators, which the superuser step bypasses.
         read.problem("adminPassword", "must be at least 8 characters and not only digits")
+    if admin_password is not None and plain_password != plain_password.strip():
+        # CVAT's login serializer trims the password it is given (DRF CharField): the admin could
+        # never log in, nor could the bootstrap Job.
+        read.problem("adminPassword", "starts or ends with whitespace, which CVAT's login trims: the admin could never log in")
 
     hostname = read.string("hostname")
     if hostname:
@@ -745,6 +792,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     egress_allow = []
     for entry in read.string_list("egressAllow"):
         canonical, reason = egress_entry(entry)
+        reason = reason or egress_range_problem(canonical)
         if reason:
             read.problem("egressAllow", reason)
         elif canonical not in egress_allow:
@@ -761,7 +809,7 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
         read.check("minioImage", minio_image, image_reference_problem)
 
     ingress_namespaces = read.string_list("ingressNamespaces")
-    if not ingress_namespaces and config.get("ingressNamespaces") is not None:
+    if not ingress_namespaces and config.get("ingressNamespaces") is not None and not read.has_problem("ingressNamespaces"):
         read.problem("ingressNamespaces", "must name at least one namespace: nothing could reach the annotation server")
     for name in ingress_namespaces:
         if not _DNS_LABEL_RE.fullmatch(name):
@@ -802,6 +850,9 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
 
     if read.problems:
         raise ConfigError(read.problems)
+    if config.get("ingressNamespaces") is None:
+        # Unset (Pulumi.yaml gives no default for it: DEFAULTED_BY_PROGRAM).
+        pulumi.log.warn(INGRESS_NAMESPACES_WARNING)
 
     return WorkspaceConfig(
         project=project,
@@ -848,26 +899,70 @@ def load_config(config: Optional[pulumi.Config] = None) -> WorkspaceConfig:
     )
 
 
-def _endpoint_problem(url: str) -> Optional[str]:
+def redact_endpoint(url: str) -> str:
+    """`url` with whatever comes before an '@' in it (a user name, a password) shown as ***.
+
+    For every message that prints an endpoint: a URL of the form
+    https://user:password@host must not put its password in an error or a log.
+    Everything up to the last '@' after the scheme goes, so a password holding '/',
+    '?', '#' or '@' goes too.
+    """
+    if "@" not in url:
+        return url
+    scheme, separator, rest = url.partition("://")
+    if not separator or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        scheme, separator, rest = "", "", url
+    return f"{scheme}{separator}***@{rest.rpartition('@')[2]}"
+
+
+def _endpoint_problems(url: str) -> list[str]:
+    """Why `url` cannot be the S3 endpoint: every reason, none showing credentials."""
+    shown = redact_endpoint(url)
+    problems = []
+    if "@" in url:
+        # It would reach pod env, the S3 provider's inputs and the state in plain text.
+        problems.append("must not hold a user name or password: give the keys as storageAccessKey and storageSecretKey")
+    # The rest is judged without the user name and password (they are a problem of their own).
+    reason = _endpoint_form_problem(shown.replace("***@", "", 1), shown)
+    if reason:
+        problems.append(reason)
+    return problems
+
+
+def _endpoint_form_problem(url: str, shown: str) -> Optional[str]:
+    """Why `url` is not an http(s) base URL that botocore takes; `shown` is how messages name it."""
     if not url.isascii() or not url.isprintable() or " " in url:
-        return f"{url!r} is not an http(s) URL"
+        return f"{shown!r} is not an http(s) URL"
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
     except ValueError:
-        return f"{url!r} is not an http(s) URL"
+        return f"{shown!r} is not an http(s) URL"
     if parts.scheme not in ("http", "https") or not hostname:
-        return f"{url!r} is not an http(s) URL"
-    if "@" in parts.netloc:
-        # It would reach pod env, the S3 provider's inputs and the state in plain text.
-        return "must not hold a user name or password: give the keys as storageAccessKey and storageSecretKey"
+        return f"{shown!r} is not an http(s) URL"
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        return f"{url!r} must be the server's base URL, without a path or query"
-    try:
-        parts.port
-    except ValueError:
-        return f"{url!r} has an invalid port"
+        return f"{shown!r} must be the server's base URL, without a path or query"
+    _, port_separator, port = parts.netloc.rpartition("]")[2].partition(":")
+    if port_separator and not (re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
+        return f"{shown!r} has an invalid port (1 to 65535)"
+    reason = _endpoint_host_problem(hostname, bracketed=parts.netloc.startswith("["))
+    if reason:
+        return f"{shown!r}: {reason}"
     return _endpoint_address_problem(hostname)
+
+
+def _endpoint_host_problem(hostname: str, bracketed: bool) -> Optional[str]:
+    """Why an endpoint's host is neither a host name, an IPv4 address nor a bracketed IPv6 address
+    (what botocore accepts: utils.py is_valid_endpoint_url, is_valid_ipv6_endpoint_url), or None."""
+    if bracketed:
+        return None if _ip_literal(hostname) is not None and ":" in hostname else "is not an IPv6 address"
+    name = hostname[:-1] if hostname.endswith(".") else hostname
+    if len(hostname) > 253 or not all(_HOST_LABEL_RE.fullmatch(label) for label in name.split(".")):
+        return (
+            f"{hostname[:80]!r} is not a host name: dot-separated parts of 1 to 63 letters, digits or hyphens "
+            "(no underscores), not starting or ending with a hyphen"
+        )
+    return None
 
 
 def _namespace_problem(name: str) -> Optional[str]:
@@ -882,6 +977,13 @@ def _access_key_problem(key: str) -> Optional[str]:
     if len(key) > 128 or not key.isascii() or not key.isprintable() or " " in key:
         return "is not an S3 access key (at most 128 printable ASCII characters, no spaces)"
     return None
+
+
+def _csi_driver_problem(name: str) -> Optional[str]:
+    # ValidateCSIDriverName (kubernetes pkg/apis/core/validation): at most 63 characters, a DNS subdomain.
+    if len(name) > MAX_CSI_DRIVER_LENGTH:
+        return f"{name[:40]!r}... is {len(name)} characters long; a CSI driver name has at most {MAX_CSI_DRIVER_LENGTH}"
+    return _object_name_problem(name)
 
 
 def _object_name_problem(name: str) -> Optional[str]:

@@ -66,6 +66,54 @@ _COLOR_RE = re.compile(r"#[0-9a-fA-F]{6}")
 # "NAME=value" string longer than MAX_ARG_STRLEN (32 pages = 131072 bytes) at exec.
 ENV_NAME = "PROJECTS"
 MAX_JSON_BYTES = 131072 - len(ENV_NAME) - 2
+# A project is 4 levels deep (list, project, labels or conditions, label or values). Deeper
+# JSON is refused before anything walks it: Python's json and its recursion stop near 1000.
+MAX_DEPTH = 8
+# What a message shows of a value it quotes.
+_SHOWN = 80
+
+
+def load_json(text: str, max_depth: int = MAX_DEPTH) -> tuple[Any, Optional[str]]:
+    """(value, None) for JSON text nested at most `max_depth` deep, else (None, why not).
+
+    Never raises: json.loads raises RecursionError on deep nesting and ValueError on an
+    integer literal over 4300 digits (sys.get_int_max_str_digits), besides JSONDecodeError.
+    """
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        return None, "is nested too deeply to read"
+    except json.JSONDecodeError:
+        return None, "is not valid JSON"
+    except ValueError:
+        return None, "holds a number too long to read (over 4300 digits)"
+    depth = nesting_depth(value, max_depth)
+    if depth > max_depth:
+        return None, f"is nested more than {max_depth} levels deep"
+    return value, None
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deep lists and objects nest in `value` (a string is 0), counted without recursion;
+    the count stops once past `limit`."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _show(value: Any) -> str:
+    """`value` as JSON for a message: short, and never raising (deep nesting, huge integers)."""
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError, TypeError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
 @dataclass(frozen=True)
@@ -103,8 +151,8 @@ class Project:
 def _text_problem(value: Any, what: str, limit: int) -> Optional[str]:
     """Why `value` cannot be a CVAT name or value, or None."""
     if not isinstance(value, str):
-        hint = f" (quote it: \"{json.dumps(value)}\")" if isinstance(value, (bool, int, float)) else ""
-        return f"{what} must be a string, got {json.dumps(value, default=str)}{hint}"
+        hint = f" (quote it: \"{_show(value)}\")" if isinstance(value, (bool, int, float)) else ""
+        return f"{what} must be a string, got {_show(value)}{hint}"
     if value == "":
         return f"{what} is empty"
     if value != value.strip():
@@ -136,7 +184,7 @@ def _parse_label(raw: Any, where: str, problems: list[str]) -> Optional[Label]:
             return None
         return Label(raw)
     if not isinstance(raw, dict):
-        problems.append(f"{where}: a label must be a name or an object with {', '.join(LABEL_KEYS)}; got {json.dumps(raw, default=str)}")
+        problems.append(f"{where}: a label must be a name or an object with {', '.join(LABEL_KEYS)}; got {_show(raw)}")
         return None
     unknown = [key for key in raw if key not in LABEL_KEYS]
     name = raw.get("name")
@@ -151,14 +199,18 @@ def _parse_label(raw: Any, where: str, problems: list[str]) -> Optional[Label]:
         ok = False
     color = raw.get("color")
     if color is not None and not (isinstance(color, str) and _COLOR_RE.fullmatch(color)):
-        problems.append(f"{here}: color {json.dumps(color, default=str)} is not a color like \"#ff0000\" (#rrggbb)")
+        problems.append(f"{here}: color {_show(color)} is not a color like \"#ff0000\" (#rrggbb)")
         ok = False
     label_type = raw.get("type", DEFAULT_TYPE)
-    if label_type in REFUSED_TYPES:
+    if not isinstance(label_type, str):
+        # A list or a map is no type (and no key of REFUSED_TYPES: looking it up would raise).
+        problems.append(f"{here}: type must be one of {', '.join(LABEL_TYPES)}, got {_show(label_type)}")
+        ok = False
+    elif label_type in REFUSED_TYPES:
         problems.append(f"{here}: type {label_type!r} is not supported here: {REFUSED_TYPES[label_type]}")
         ok = False
     elif label_type not in LABEL_TYPES:
-        problems.append(f"{here}: type {json.dumps(label_type, default=str)} is not a CVAT label type ({', '.join(LABEL_TYPES)})")
+        problems.append(f"{here}: type {_show(label_type)} is not a CVAT label type ({', '.join(LABEL_TYPES)})")
         ok = False
     if not ok:
         return None
@@ -273,10 +325,13 @@ def parse_projects(raw: Any) -> tuple[list[Project], list[str]]:
     if raw is None or raw == "":
         return [], []
     if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
+        raw, reason = load_json(raw)
+        if reason == "is not valid JSON":
             return [], ["must be a list of projects (name, labels, conditions, protected), not plain text"]
+        if reason:
+            return [], [f"{reason}: give a list of projects (name, labels, conditions, protected)"]
+    elif nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
+        return [], [f"is nested more than {MAX_DEPTH} levels deep: give a list of projects (name, labels, conditions, protected)"]
     if not isinstance(raw, list):
         return [], ["must be a list of projects (name, labels, conditions, protected)"]
     problems: list[str] = []

@@ -4,8 +4,18 @@ import json
 
 import pytest
 
-from components.config import ConfigError, bucket_name_problem, dns_label, dns_name_problem, email_problem
-from harness import render, render_failure
+from components.config import (
+    DEFAULTS,
+    INGRESS_NAMESPACES_WARNING,
+    ConfigError,
+    WorkspaceConfig,
+    bucket_name_problem,
+    dns_label,
+    dns_name_problem,
+    email_problem,
+    redact_endpoint,
+)
+from harness import ROOT, load_stack_file, render, render_failure
 
 SCALEWAY = {
     "storageProvider": "scaleway",
@@ -421,3 +431,242 @@ def test_names_that_only_look_local_are_not_refused():
     for endpoint in ("https://localhost-s3.example.com", "https://s3.localhost.example.com", "https://203.0.113.10:9000"):
         rendering = render(with_(storageProvider="minio", storageEndpoint=endpoint), stack="lab", secrets=SECRETS)
         assert smokescreen_options(rendering) == {""}
+
+
+# ----- issue 15: values accepted that failed later, and what the messages show ----------------------
+# Each test here failed before its fix.
+
+ADMIN_SECRETS = SECRETS + ["adminPassword"]
+
+
+def only_problem(config, key, secrets=SECRETS):
+    problems, message = problems_of(config, secrets=secrets)
+    assert {bad for bad, _ in problems} == {key}, message
+    return message
+
+
+# Item 6: egressAllow cannot open CVAT's SSRF guard to the world.
+@pytest.mark.parametrize(
+    "entry",
+    ["0.0.0.0/0", "0.0.0.0/1", "10.0.0.0/7", "128.0.0.0/4", "::/0", "fc00::/6", "8000::/1",
+     # Go's net.IPNet.Contains reads an IPv4-mapped range as the IPv4 range it maps.
+     "::ffff:0:0/96", "::ffff:0.0.0.0/100", "::ffff:10.0.0.0/103"],
+)
+def test_egress_allow_refuses_ranges_wider_than_8_or_7(entry):
+    message = only_problem(with_(egressAllow=["10.1.2.3", entry]), "egressAllow")
+    assert "wider than /" in message and "SSRF guard" in message
+
+
+@pytest.mark.parametrize("entry", ["10.0.0.0/8", "100.64.0.0/10", "fc00::/7", "::ffff:10.0.0.0/104", "2001:db8::/32"])
+def test_egress_allow_keeps_ranges_of_8_or_7_and_narrower(entry):
+    render(with_(egressAllow=[entry]), stack="acme", secrets=SECRETS)
+
+
+# Item 7: kube-system is no longer in the default ingressNamespaces; the preview says so.
+def ingress_peers(rendering):
+    policy = rendering.kubernetes_object("NetworkPolicy", "allow-ingress-to-backend")
+    return policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"]
+
+
+def test_ingress_namespaces_default_to_ingress_nginx_and_the_preview_warns():
+    assert DEFAULTS["ingressNamespaces"] == ["ingress-nginx"]
+    assert WorkspaceConfig.__dataclass_fields__["ingress_namespaces"].default == ("ingress-nginx",)
+    rendering = render(SCALEWAY, stack="acme", secrets=SECRETS)
+    assert ingress_peers(rendering) == ["ingress-nginx"]
+    assert INGRESS_NAMESPACES_WARNING in rendering.warnings
+    assert "kube-system is no longer allowed by default" in INGRESS_NAMESPACES_WARNING
+    assert "pulumi config set --path 'ingressNamespaces[1]' kube-system" in INGRESS_NAMESPACES_WARNING
+    # Pulumi.yaml gives it no default, so the program sees an unset key: set to the default, no warning.
+    assert INGRESS_NAMESPACES_WARNING not in render(with_(ingressNamespaces=["ingress-nginx"]), stack="acme",
+                                                    secrets=SECRETS).warnings
+
+
+def test_ingress_namespaces_set_to_other_values_do_not_warn():
+    for namespaces in (["ingress-nginx", "kube-system"], ["kube-system"], ["traefik"]):
+        rendering = render(with_(ingressNamespaces=namespaces), stack="acme", secrets=SECRETS)
+        assert INGRESS_NAMESPACES_WARNING not in rendering.warnings
+        assert ingress_peers(rendering) == namespaces
+
+
+def test_the_development_stack_keeps_traefik_in_kube_system():
+    dev = load_stack_file(ROOT / "Pulumi.dev.yaml")
+    assert dev["ingressNamespaces"] == ["ingress-nginx", "kube-system"]
+    rendering = render(dev, stack="dev")
+    assert ingress_peers(rendering) == ["ingress-nginx", "kube-system"]
+    assert INGRESS_NAMESPACES_WARNING not in rendering.warnings
+
+
+def test_a_refused_config_stops_without_the_warning():
+    import harness
+
+    _, _, warnings, error = harness._run(with_(hostname=None), "acme", SECRETS)
+    assert isinstance(error, ConfigError) and INGRESS_NAMESPACES_WARNING not in warnings
+
+
+# Item 8: the schedule is checked as Kubernetes checks it (robfig/cron v3 ParseStandard, no TZ).
+@pytest.mark.parametrize(
+    "schedule, words",
+    [
+        ("0 3 * * 7", "not a valid day of week (0-6"),
+        ("0 3 * * 5-7", "not a valid day of week"),
+        ("0 3 * * sun,7", "not a valid day of week"),
+        ("0 3 * * 7/1", "not a valid day of week"),
+        ("0 3 * * 1-2-3", "too many hyphens"),
+        ("0 3 * * 1/2/3", "too many slashes"),
+        ("*/0 * * * *", "step of range should be a positive number"),
+        ("0 3 * * -1", "not a valid day of week"),
+        ("@every 1d", "not a Go duration"),
+        ("@every", "not a cron descriptor"),
+        ("@DAILY", "not a cron descriptor"),
+        ("@reboot", "not a cron descriptor"),
+        ("CRON_TZ=UTC 0 3 * * *", "TZ"),
+        ("0 3 * * * *", "5 fields"),
+        ("0 , * * *", "never fires"),
+    ],
+)
+def test_schedules_kubernetes_refuses_are_refused(schedule, words):
+    message = only_problem(with_(backupSchedule=schedule), "backupSchedule")
+    assert words in message, message
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["0 3 * * ?", "0 3 ? * mon", "0 3 * * SUN", "0 3 * JAN-dec *", "@every 12h", "@every 90m", "@every 1h30m",
+     "@yearly", "@annually", "@monthly", "@weekly", "@midnight", "@hourly", "5/15 * * * *", "0 3 1,,15 * *",
+     "*-5 3 * * *", "+5 3 * * *", "007 3 * * *", "0 3 * * */8"],
+)
+def test_every_form_kubernetes_accepts_is_accepted(schedule):
+    rendering = render(with_(backupSchedule=schedule), stack="acme", secrets=SECRETS)
+    assert rendering.outputs["backupSchedule"] == schedule
+    assert rendering.kubernetes_object("CronJob", "database-backup")["spec"]["schedule"] == schedule
+
+
+# Item 9: no traceback, whatever the JSON of a list key or of projects holds.
+DEEP = "[" * 100_000 + "]" * 100_000
+HUGE = "1" + "0" * 5000
+
+
+@pytest.mark.parametrize("key", ["datasetBuckets", "workers", "egressAllow", "ingressNamespaces", "ingressAllowCidrs", "projects"])
+@pytest.mark.parametrize("text, words", [(DEEP, "nested"), ("[" * 50 + "]" * 50, "nested"), (f"[{HUGE}]", "4300 digits")])
+def test_deep_nesting_and_huge_integers_are_refused_naming_the_key(key, text, words):
+    problems, message = problems_of(with_(**{key: text}))
+    reasons = [reason for bad_key, reason in problems if bad_key == key]
+    assert reasons and any(words in reason for reason in reasons), message
+    assert len(message) < 2000
+
+
+@pytest.mark.parametrize("label_type", [["rectangle"], {"kind": "rectangle"}, [], {}])
+def test_a_label_type_given_as_a_list_or_a_map_is_refused(label_type):
+    projects = [{"name": "p", "labels": [{"name": "car", "type": label_type}]}]
+    message = only_problem(with_(projects=projects), "projects")
+    assert "type must be one of" in message
+
+
+@pytest.mark.parametrize("size", [HUGE + "Gi", "1." + "0" * 5000 + "Gi", "9" * 41])
+def test_sizes_with_thousands_of_digits_are_refused(size):
+    only_problem(with_(cvatDataSize=size), "cvatDataSize")
+
+
+# Item 10: a password CVAT's login would trim.
+@pytest.mark.parametrize("password", [" correct-horse-battery", "correct-horse-battery\n", "\tcorrect horse battery\u00a0"])
+def test_an_admin_password_with_surrounding_whitespace_is_refused_without_echoing_it(password):
+    message = only_problem(with_(adminPassword=password), "adminPassword", secrets=ADMIN_SECRETS)
+    assert "whitespace" in message and "correct" not in message
+    render(with_(adminPassword="correct horse battery"), stack="acme", secrets=ADMIN_SECRETS)  # inside is fine
+
+
+# Item 11: other values that failed later.
+def test_an_admin_email_over_254_characters_is_refused():
+    local = "a" * 64
+    domain = ".".join(["b" * 60] * 3) + ".example"  # a valid domain of 190 characters
+    assert len(f"{local}@{domain}") == 255
+    assert "at most 254" in only_problem(with_(adminEmail=f"{local}@{domain}"), "adminEmail")
+    assert email_problem(f"{local}@{domain[:-1]}") is None  # 254 characters: fine
+
+
+@pytest.mark.parametrize(
+    "endpoint, words",
+    [
+        ("https://minio_1.storage.internal", "not a host name"),
+        ("http://$(id)", "not a host name"),
+        ("http://$(id):9000", "not a host name"),
+        ("https://-minio.example.com", "not a host name"),
+        ("https://minio-.example.com", "not a host name"),
+        ("https://minio..example.com", "not a host name"),
+        ("https://" + "a" * 64 + ".example.com", "not a host name"),
+        ("https://s3.example.com:0", "invalid port"),
+        ("https://s3.example.com:65536", "invalid port"),
+        ("https://s3.example.com:", "invalid port"),
+        ("https://s3.example.com:+80", "invalid port"),
+    ],
+)
+def test_an_endpoint_host_botocore_refuses_is_refused(endpoint, words):
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
+
+    message = only_problem(with_(storageProvider="minio", storageEndpoint=endpoint), "storageEndpoint")
+    assert words in message, message
+    if words == "not a host name":
+        assert not is_valid_endpoint_url(endpoint) and not is_valid_ipv6_endpoint_url(endpoint)
+
+
+@pytest.mark.parametrize("endpoint", ["https://S3.Example.com", "https://s3.example.com.", "http://10.1.2.3:9000",
+                                      "http://[fd00::5]:9000", "https://s3.example.com:65535", "http://minio:1"])
+def test_endpoints_botocore_takes_are_kept(endpoint):
+    render(with_(storageProvider="minio", storageEndpoint=endpoint), stack="acme", secrets=SECRETS)
+
+
+def test_a_csi_driver_name_over_63_characters_is_refused():
+    name = "csi." + "a" * 56 + ".io"
+    assert len(name) == 63
+    render(with_(datasetAccess="share", datasetCsiDriver=name), stack="acme", secrets=SECRETS)
+    assert "at most 63" in only_problem(with_(datasetCsiDriver="x" + name), "datasetCsiDriver")
+
+
+@pytest.mark.parametrize("name", ["acme.-images", "acme-.images", "a.-b", "a-.b"])
+def test_bucket_names_with_a_dot_next_to_a_hyphen_are_refused(name):
+    assert "'.-' or '-.'" in bucket_name_problem(name)
+    only_problem(with_(datasetBuckets=["acme-images", name]), "datasetBuckets")
+    only_problem(with_(backupBucket=name), "backupBucket")
+
+
+@pytest.mark.parametrize("size", ["8Ei", "9223372036854775808", "9223372036854775808k", "9.3E", "100000Pi"])
+def test_sizes_over_2_63_bytes_are_refused(size):
+    assert "2^63" in only_problem(with_(databaseStorageSize=size), "databaseStorageSize")
+
+
+def test_sizes_up_to_2_63_minus_1_bytes_are_kept():
+    from components.config import storage_size_problem
+
+    assert storage_size_problem("9223372036854775807") is None
+    assert storage_size_problem("7Ei") is None and storage_size_problem("9E") is None
+
+
+@pytest.mark.parametrize("key", ["storageSecretKey", "adminPassword"])
+def test_a_nul_byte_in_a_secret_is_refused_without_echoing_it(key):
+    value = "sekret-value\x00-tail-part"
+    message = only_problem(with_(**{key: value}), key, secrets=ADMIN_SECRETS)
+    assert "NUL" in message and "sekret" not in message and "tail-part" not in message
+
+
+# Item 12: credentials in an endpoint never reach a message, whatever else is wrong with it.
+@pytest.mark.parametrize(
+    "endpoint",
+    ["ftp://admin:Sup3rSecret@s3.example.com", "https://admin:Sup3rSecret@s3.example.com/bucket",
+     "https://admin:Sup3rSecret@minio_1.internal", "https://admin:Sup3rSecret@s3.example.com:0",
+     "https://admin:Sup3rSecret@[::1", "https://admin:Sup3r/Secret@s3.example.com", "admin:Sup3rSecret@s3.example.com",
+     "https://admin:Sup3r Secret@s3.example.com", "https://admin:Sup3rSecret@localhost:9000",
+     "https://adm@in:Sup3r@Secret@s3.example.com?x=1"],
+)
+def test_endpoint_credentials_never_reach_a_message(endpoint):
+    problems, message = problems_of(with_(storageProvider="minio", storageEndpoint=endpoint))
+    assert {key for key, _ in problems} == {"storageEndpoint"}, message
+    assert "Sup3r" not in message and "admin:" not in message and "adm@in" not in message, message
+    assert "must not hold a user name or password" in message
+    assert len([key for key, _ in problems]) >= 2 or endpoint.endswith("s3.example.com"), message
+
+
+def test_redact_endpoint():
+    assert redact_endpoint("https://user:pass@s3.example.com:9000") == "https://***@s3.example.com:9000"
+    assert redact_endpoint("user:pass@host") == "***@host"
+    assert redact_endpoint("https://s3.example.com") == "https://s3.example.com"
+    assert redact_endpoint("https://u:p/a@ss@host/x") == "https://***@host/x"

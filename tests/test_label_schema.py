@@ -5,11 +5,15 @@ import json
 import pytest
 
 from components.label_schema import (
+    LABEL_TYPES,
+    MAX_DEPTH,
     MAX_JSON_BYTES,
     Attribute,
     Label,
     Project,
     cvat_labels,
+    load_json,
+    nesting_depth,
     parse_projects,
     projects_json,
 )
@@ -219,3 +223,50 @@ def test_cvats_internal_import_attributes_are_refused_by_the_config_naming_proje
 def test_names_near_the_internal_ones_are_fine():
     raw = [{**EXAMPLE[0], "conditions": {"sources": ["a"], "Score": ["b"], "score_band": ["c"], "data_source": ["d"]}}]
     assert parse_projects(raw)[1] == []
+
+
+# ----- issue 15: no traceback, whatever the value holds (each failed before its fix) ---------------
+
+
+@pytest.mark.parametrize("label_type", [["rectangle"], {"rectangle": True}, [], {}, [["skeleton"]]])
+def test_a_label_type_given_as_a_list_or_a_map_is_a_problem_not_a_traceback(label_type):
+    _, problems = problems_of(project(labels=[{"name": "car", "type": label_type}]))
+    assert problems == [f"project 'street-scenes': label 'car': type must be one of {', '.join(LABEL_TYPES)}, got {json.dumps(label_type)}"]
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 900, 5_000, 200_000])
+def test_deeply_nested_json_is_a_problem_not_a_recursion_error(depth):
+    text = "[" * depth + "]" * depth
+    assert problems_of(text)[1][0].startswith("is nested")
+    wrapped = json.dumps(EXAMPLE)[:-1] + "," + text + "]"  # a good project beside a deep one
+    assert problems_of(wrapped)[1][0].startswith("is nested")
+
+
+def test_nesting_in_a_python_value_is_refused_before_anything_walks_it():
+    deep: list = []
+    for _ in range(5_000):
+        deep = [deep]
+    assert problems_of(deep)[1] == [f"is nested more than {MAX_DEPTH} levels deep: give a list of projects "
+                                    "(name, labels, conditions, protected)"]
+    assert nesting_depth(deep, 10) == 11  # counting stops past the limit
+
+
+@pytest.mark.parametrize("digits", [4301, 20_000])
+def test_an_integer_over_4300_digits_is_a_problem_not_a_value_error(digits):
+    huge = "1" + "0" * (digits - 1)
+    for text in (f"[{huge}]", json.dumps(EXAMPLE).replace('"car"', huge), f'[{{"name": {huge}}}]'):
+        _, problems = problems_of(text)
+        assert problems == ["holds a number too long to read (over 4300 digits): give a list of projects "
+                            "(name, labels, conditions, protected)"]
+
+
+def test_a_big_but_readable_integer_is_shown_cut_short():
+    _, problems = problems_of(project(name=10**4000))
+    assert len(problems[0]) < 300 and "must be a string" in problems[0]
+
+
+def test_load_json():
+    assert load_json('["a"]') == (["a"], None)
+    assert load_json("nope") == (None, "is not valid JSON")
+    assert load_json("[[[1]]]", max_depth=2) == (None, "is nested more than 2 levels deep")
+    assert load_json("[" * 100_000) [1] in ("is nested too deeply to read", "is not valid JSON")

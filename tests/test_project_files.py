@@ -5,7 +5,7 @@ import re
 
 import yaml
 
-from components.config import DEFAULTS, REQUIRED_KEYS, SECRET_KEYS
+from components.config import DEFAULTED_BY_PROGRAM, DEFAULTS, REQUIRED_KEYS, SECRET_KEYS
 from harness import ROOT
 
 PROJECT = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
@@ -26,6 +26,10 @@ def test_every_key_is_declared_typed_and_documented():
 
 def test_defaults_in_pulumi_yaml_are_the_program_defaults():
     for key, default in DEFAULTS.items():
+        if key in DEFAULTED_BY_PROGRAM:
+            # The program applies it, to tell an unset key; the description says what it is.
+            assert "default" not in KEYS[key] and json.dumps(default).replace('"', '\\"') in json.dumps(KEYS[key]["description"]), key
+            continue
         assert KEYS[key]["default"] == default, key
     for key in REQUIRED_KEYS:
         assert "default" not in KEYS[key], f"{key} is required: no default"
@@ -99,7 +103,7 @@ def test_readme_config_table_is_pulumi_yaml():
         if key in REQUIRED_KEYS:
             assert "required" in readme_default, key
             continue
-        default = spec["default"]
+        default = DEFAULTS[key] if key in DEFAULTED_BY_PROGRAM else spec["default"]
         if default in ("", []) and spec["type"] == "string":
             continue  # derived at run time: the README says from what
         shown = json.dumps(default) if isinstance(default, list) else str(default).lower() if isinstance(default, bool) else str(default)
