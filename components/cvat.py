@@ -22,7 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components import jobs, kube
+from components import jobs, kube, network
 from components.cvat_release import RELEASES, CvatRelease
 from components.endpoint import CHECKSUM_ENV
 from components.sizes import Size
@@ -815,15 +815,18 @@ class Cvat(pulumi.ComponentResource):
         workers = [f"cvat-worker-{key}" for key in worker_layout(self.args["optional_queues"])]
         policies = network_policies(
             self.args["ingress_namespaces"], self.args["ingress_allow_cidrs"], workers,
-            acme_solver=bool(self.args["cert_manager_issuer"]),
+            acme_solver=bool(self.args["cert_manager_issuer"]), egress_allow=self.args["egress_allow"],
         )
+        made = []
         for policy, spec in policies.items():
-            k8s.networking.v1.NetworkPolicy(
+            # The default deny last: on an upgrade, no pod loses what its own policy allows meanwhile.
+            after = list(made) if policy == network.DEFAULT_DENY_EGRESS else []
+            made.append(k8s.networking.v1.NetworkPolicy(
                 f"{self.name}-{policy}",
                 metadata=self._metadata(policy, "network-policy"),
                 spec=spec,
-                opts=self._child(),
-            )
+                opts=self._child(depends_on=after),
+            ))
 
 
 # Pods (app.kubernetes.io/name) of the workspace, by what they talk to.
@@ -831,13 +834,58 @@ BACKEND_PODS = ["cvat-backend"]
 BACKEND_JOBS = ["cvat-migrate", "cvat-superuser"]
 DATABASE_JOBS = ["database-backup", "database-restore"]
 BOOTSTRAP_JOBS = ["cvat-cloud-storages"]
+# Pods of components that import this module: PostgreSQL (components/database.py), the
+# in-cluster MinIO's S3 API (components/minio.py) and its bucket Job (components/storage.py).
+POSTGRES_POD, POSTGRES_PORT = "postgres", 5432
+MINIO_POD, MINIO_PORT = "minio", 9000
+ENSURE_BUCKETS_JOB = "ensure-buckets"
 # cert-manager's HTTP-01 solver pods listen here (pkg/issuer/acme/http).
 ACME_SOLVER_PORT = 8089
-# Pods that talk to no one: no egress but DNS.
-NO_EGRESS_PODS = ["cvat-ui", "cvat-redis", "cvat-kvrocks", "postgres"]
+# Pods that call no one: no egress but DNS. (MinIO, which only serves, gets not even that.)
+DNS_ONLY_PODS = ["cvat-ui", "cvat-redis", "cvat-kvrocks", POSTGRES_POD]
 
 
 def network_policies(ingress_namespaces: Sequence[str], ingress_cidrs: Sequence[str], workers: Sequence[str],
+                     acme_solver: bool = False, egress_allow: Sequence[pulumi.Input[str]] = ()) -> dict[str, dict[str, Any]]:
+    """Policy name -> spec: who may call each pod (:func:`ingress_policies`), and whom each pod
+    may call (:func:`egress_table`, made into policies by :func:`components.network.egress_policies`).
+
+    `egress_allow`: the addresses CVAT's SSRF guard allows; the pods that reach S3 and the
+    outside may reach them too.
+    """
+    return {
+        **ingress_policies(ingress_namespaces, ingress_cidrs, workers, acme_solver),
+        **network.egress_policies(egress_table(workers), DNS_ONLY_PODS, egress_allow),
+    }
+
+
+def egress_table(workers: Sequence[str]) -> dict[str, network.Egress]:
+    """Whom each pod calls, besides kube-dns (every pod but MinIO resolves names):
+
+    - OPA: the backend, for its policy bundle;
+    - the server and workers: Redis, Kvrocks, PostgreSQL, OPA, and S3, webhooks and cloud
+      storages: the in-cluster MinIO, and outside the cluster with the SSRF guard's addresses;
+    - the migrations and the superuser Job: PostgreSQL, Redis, Kvrocks;
+    - backups and restores (scheduled, before an upgrade, final): PostgreSQL and S3;
+    - the bootstrap Job: the backend (it calls CVAT's API only; CVAT reaches the buckets);
+    - the bucket Job: MinIO (it runs with the in-cluster MinIO only);
+    - the UI, Redis, Kvrocks, PostgreSQL (:data:`DNS_ONLY_PODS`) and MinIO: no one.
+    """
+    Peer, Egress = network.Peer, network.Egress
+    backend, opa = Peer("cvat-backend", BACKEND_PORT), Peer("cvat-opa", OPA_PORT)
+    database, minio = Peer(POSTGRES_POD, POSTGRES_PORT), Peer(MINIO_POD, MINIO_PORT)
+    stores = [database, Peer("cvat-redis", REDIS_PORT), Peer("cvat-kvrocks", KVROCKS_PORT)]
+    return {
+        "opa": Egress(["cvat-opa"], [backend]),
+        "backend": Egress(BACKEND_PODS + list(workers), [*stores, opa, minio], outside=True),
+        "backend-jobs": Egress(BACKEND_JOBS, stores),
+        "database-jobs": Egress(DATABASE_JOBS, [database, minio], outside=True),
+        "bootstrap": Egress(BOOTSTRAP_JOBS, [backend]),
+        "ensure-buckets": Egress([ENSURE_BUCKETS_JOB], [minio]),
+    }
+
+
+def ingress_policies(ingress_namespaces: Sequence[str], ingress_cidrs: Sequence[str], workers: Sequence[str],
                      acme_solver: bool = False) -> dict[str, dict[str, Any]]:
     """Policy name -> spec. Ingress is denied by default; each service admits only the pods that use it.
 
@@ -846,13 +894,10 @@ def network_policies(ingress_namespaces: Sequence[str], ingress_cidrs: Sequence[
       anything else would bypass the Ingress's TLS and could forge X-Forwarded-* headers;
       the backend also from OPA (its policy bundle) and the bootstrap Job;
     - cert-manager's HTTP-01 solver (with certManagerIssuer): from the ingress controller;
-    - PostgreSQL, Redis, Kvrocks, OPA and MinIO: from the pods that use each;
-    - the UI and the stores, which call no one, get no egress but DNS.
+    - PostgreSQL, Redis, Kvrocks, OPA and MinIO: from the pods that use each.
     """
     backend = BACKEND_PODS + list(workers)
-
-    def pods(names: Sequence[str]) -> dict[str, Any]:
-        return {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": sorted(set(names))}]}
+    pods = network.pods
 
     def admit(target: str, clients: Sequence[str], port: int) -> dict[str, Any]:
         return {
@@ -879,17 +924,12 @@ def network_policies(ingress_namespaces: Sequence[str], ingress_cidrs: Sequence[
         "allow-ingress-to-backend": from_controller(pods(["cvat-backend"]), BACKEND_PORT),
         "allow-ingress-to-ui": from_controller(pods(["cvat-ui"]), UI_PORT),
         "allow-backend-callers": admit("cvat-backend", ["cvat-opa", *BOOTSTRAP_JOBS], BACKEND_PORT),
-        "allow-to-postgres": admit("postgres", [*backend, *BACKEND_JOBS, *DATABASE_JOBS], 5432),
+        "allow-to-postgres": admit(POSTGRES_POD, [*backend, *BACKEND_JOBS, *DATABASE_JOBS], POSTGRES_PORT),
         "allow-to-redis": admit("cvat-redis", [*backend, *BACKEND_JOBS], REDIS_PORT),
         "allow-to-kvrocks": admit("cvat-kvrocks", [*backend, *BACKEND_JOBS], KVROCKS_PORT),
         "allow-to-opa": admit("cvat-opa", backend, OPA_PORT),
         # The in-cluster MinIO (development stack): cloud storage, backups and the bucket Job.
-        "allow-to-minio": admit("minio", [*backend, *DATABASE_JOBS, "ensure-buckets"], 9000),
-        "deny-egress-but-dns": {
-            "podSelector": pods(NO_EGRESS_PODS),
-            "policyTypes": ["Egress"],
-            "egress": [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
-        },
+        "allow-to-minio": admit(MINIO_POD, [*backend, *DATABASE_JOBS, ENSURE_BUCKETS_JOB], MINIO_PORT),
     }
     if acme_solver:
         # cert-manager runs its HTTP-01 solver in this namespace; the controller must reach it.

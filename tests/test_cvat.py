@@ -407,7 +407,8 @@ def test_network_policies(acme):
         controller = acme.kubernetes_object("NetworkPolicy", name)
         (peer,) = controller["spec"]["ingress"][0]["from"]
         assert peer["namespaceSelector"]["matchExpressions"][0]["key"] == "kubernetes.io/metadata.name"
-        assert policy_peers(controller) == ({pod_name}, {"ingress-nginx", "kube-system"}, {port})
+        # The default: ingress-nginx's namespace only (kube-system's pods would bypass the Ingress).
+        assert policy_peers(controller) == ({pod_name}, {"ingress-nginx"}, {port})
     workers = {f"cvat-worker-{key}" for key in ("import", "export", "chunks", "utils", "annotation", "webhooks", "quality")}
     backend = {"cvat-backend"} | workers
     expected = {
@@ -423,10 +424,29 @@ def test_network_policies(acme):
     # Neither the UI nor OPA reach a store; the UI is reached from the controller only.
     for name in ("allow-to-postgres", "allow-to-redis", "allow-to-kvrocks"):
         assert not {"cvat-ui", "cvat-opa"} & policy_peers(acme.kubernetes_object("NetworkPolicy", name))[1]
-    egress = acme.kubernetes_object("NetworkPolicy", "deny-egress-but-dns")
-    assert set(egress["spec"]["podSelector"]["matchExpressions"][0]["values"]) == {"cvat-ui", "cvat-redis", "cvat-kvrocks", "postgres"}
-    assert egress["spec"]["policyTypes"] == ["Egress"]
-    assert egress["spec"]["egress"] == [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]
+    # Egress (tests/test_network_policies.py computes what each pod reaches): every pod of the
+    # namespace is denied by default; each group of pods gets its own policy; DNS goes to kube-dns only.
+    assert acme.kubernetes_object("NetworkPolicy", "default-deny-egress")["spec"] == {"podSelector": {}, "policyTypes": ["Egress"]}
+    dns = acme.kubernetes_object("NetworkPolicy", "allow-dns")["spec"]
+    assert set(dns["podSelector"]["matchExpressions"][0]["values"]) == backend | {
+        "cvat-ui", "cvat-redis", "cvat-kvrocks", "postgres", "cvat-opa", "cvat-migrate", "cvat-superuser",
+        "database-backup", "database-restore", "cvat-cloud-storages", "ensure-buckets"}  # all but MinIO
+    (rule,) = dns["egress"]
+    assert rule["to"][0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}
+    assert rule["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    groups = {
+        "egress-from-opa": {"cvat-opa"},
+        "egress-from-backend": backend,
+        "egress-from-backend-jobs": {"cvat-migrate", "cvat-superuser"},
+        "egress-from-database-jobs": {"database-backup", "database-restore"},
+        "egress-from-bootstrap": {"cvat-cloud-storages"},
+        "egress-from-ensure-buckets": {"ensure-buckets"},
+    }
+    for name, selected in groups.items():
+        spec = acme.kubernetes_object("NetworkPolicy", name)["spec"]
+        assert spec["policyTypes"] == ["Egress"] and "ingress" not in spec, name
+        assert set(spec["podSelector"]["matchExpressions"][0]["values"]) == selected, name
+    assert not [r for r in acme.kubernetes_objects() if r.manifest()["metadata"]["name"] == "deny-egress-but-dns"]
     # Every selector names pods that exist, with the labels they carry.
     names = {r.manifest()["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"]
              for r in acme.kubernetes_objects() if r.manifest()["kind"] in ("Deployment", "StatefulSet", "Job")}
@@ -448,7 +468,7 @@ def test_cert_managers_http01_solver_is_reachable_from_the_controller():
     assert solver["spec"]["podSelector"] == {"matchLabels": {"acme.cert-manager.io/http01-solver": "true"}}
     (rule,) = solver["spec"]["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": 8089}]
-    assert rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["ingress-nginx", "kube-system"]
+    assert rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["ingress-nginx"]
 
 
 def test_host_network_controllers_and_load_balancers_by_address_range():
