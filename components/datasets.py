@@ -97,10 +97,57 @@ def _region_in(message: str) -> Optional[str]:
     return match.group(1) if match else None
 
 
+def closed_endpoint_addresses(config: WorkspaceConfig, resolve: Any = None) -> list[str]:
+    """The private addresses the storageEndpoint's *name* resolves to here that egressAllow does not
+    open: the workspace's egress policies and CVAT's SSRF guard keep them closed (components/network.py),
+    so backups, restores and cloud storages could not reach the server. [] for an IP or a public name."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    from components.network import CLOSED_IPV4, CLOSED_IPV6
+
+    host = urlsplit(resolve_endpoint_url(config.storage_provider, config.storage_region, config.storage_endpoint)).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return []  # a literal is allowed by the config itself (endpoint_allow_address)
+    except ValueError:
+        pass
+    try:
+        infos = (resolve or socket.getaddrinfo)(host, None)
+    except OSError:
+        return []  # not resolvable here: the dataset check says so when it matters
+    closed = [ipaddress.ip_network(net) for net in (*CLOSED_IPV4, *CLOSED_IPV6)]
+    opened = [ipaddress.ip_network(entry, strict=False) for entry in config.egress_allow]
+    found = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if any(address in net for net in closed) and not any(address in net for net in opened) and str(address) not in found:
+            found.append(str(address))
+    return found
+
+
+def warn_if_endpoint_is_closed(config: WorkspaceConfig, resolve: Any = None) -> None:
+    """Warns (does not stop: the cluster may resolve the name otherwise) when the endpoint's name is private here."""
+    if config.minio_in_cluster or not config.storage_endpoint:
+        return
+    closed = closed_endpoint_addresses(config, resolve)
+    if closed:
+        pulumi.log.warn(
+            f"storageEndpoint's host resolves here to {', '.join(closed)}, a private address that egressAllow does not "
+            "list: the workspace's pods may not reach it (CVAT's cloud storages, the backups and restores). If the "
+            f"cluster resolves it the same way, add it: pulumi config set --path 'egressAllow[0]' {closed[0]}"
+        )
+
+
 def check_dataset_buckets(config: WorkspaceConfig) -> None:
-    """Stops the update when a dataset bucket cannot be listed (external endpoints only)."""
-    if config.minio_in_cluster or not config.dataset_buckets:
+    """Stops the update when a dataset bucket cannot be listed (external endpoints only); warns when the
+    endpoint's name is private and not opened by egressAllow."""
+    if config.minio_in_cluster:
         return  # the in-cluster MinIO is not reachable from here; its buckets are created empty
+    warn_if_endpoint_is_closed(config)
+    if not config.dataset_buckets:
+        return
     endpoint_url = resolve_endpoint_url(config.storage_provider, config.storage_region, config.storage_endpoint)
     client = s3_client(endpoint_url, config.storage_region, config.storage_access_key, config.storage_secret_key_plain, attempts=1)
     problems = []

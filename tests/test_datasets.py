@@ -615,3 +615,30 @@ def test_share_is_refused_with_the_in_cluster_minio():
     error, registrations = failure({**DEV, "datasetAccess": "share"}, stack="dev")
     assert registrations == [] and [key for key, _ in error.problems] == ["datasetAccess"]
     assert "nodes can reach" in error.problems[0][1]
+
+
+def _resolving(monkeypatch, name, address):
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == name:
+            return [(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 0))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.mark.parametrize("address,warns", [("10.20.0.5", True), ("100.64.3.4", True), ("fd12::5", True),
+                                           ("203.0.113.5", False), ("127.0.0.1", False)])
+def test_an_endpoint_name_resolving_to_a_closed_address_warns(monkeypatch, address, warns):
+    # Backups, restores and cloud storages reach the endpoint through egress policies that keep private
+    # ranges closed unless egressAllow opens them; the preflight resolves the name and says so.
+    _resolving(monkeypatch, "minio.corp.example", address)
+    server = type("S", (), {"url": "https://minio.corp.example:9000", "access_key": "a", "secret_key": "b"})
+    rendering = render(s3_config(server, []), stack="acme", secrets=SECRETS, preflight=True)
+    assert any(f"resolves here to {address}" in warning for warning in rendering.warnings) is warns
+    if warns:
+        opened = render(s3_config(server, [], egressAllow=[address]), stack="acme", secrets=SECRETS, preflight=True)
+        assert not any("resolves here" in warning for warning in opened.warnings)
