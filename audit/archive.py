@@ -25,9 +25,14 @@ from defusedxml.ElementTree import iterparse
 
 from .errors import AuditError
 
-# Big enough for the annotations of a very large project (images are never
-# read), small enough that a bomb cannot fill memory or disk.
-DEFAULT_MAX_UNPACKED_BYTES = 2 * 1024**3
+# What the audit's memory goal allows: an export of this size is read in under
+# 500 MiB, the ~140 MiB of the interpreter and its libraries included
+# (benchmarks/audit_memory.py). The costliest shape per byte is one image of
+# millions of shapes read per object, about 1.36 MiB per MB: 200 MiB of it
+# peaked at 411 MiB (tagged images 298 MiB, COCO 291 MiB), 256 MiB of it at
+# 504 MiB. Images are never read. Larger exports need --max-unpacked-mb, and
+# memory to match.
+DEFAULT_MAX_UNPACKED_BYTES = 200 * 1024**2
 # A real export has a file per image at most; far more entries is an attack.
 MAX_MEMBERS = 2_000_000
 

@@ -1,4 +1,12 @@
-"""Charts as PNG bytes, drawn with matplotlib's Agg backend (no display needed)."""
+"""Charts as PNG bytes, drawn with matplotlib's Agg backend (no display needed).
+
+Every text on a chart (labels, attribute names and values, which come from
+the exports) is drawn as written: matplotlib would otherwise read text
+between `$` signs as mathtext (and fail to draw a chart on `$x^$`), or hand
+it to LaTeX with `text.usetex`. The figure is built with `text.parse_math`
+and `text.usetex` off, and each of its text artists is set so again before
+it is drawn (`text.parse_math`, matplotlib 3.5 and later).
+"""
 
 from __future__ import annotations
 
@@ -9,16 +17,32 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
+import matplotlib.text  # noqa: E402
 
 # Colour-blind-safe palette (Okabe & Ito), cycled for attributes with many values.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 
 
+# Text from the exports is never mathtext nor LaTeX.
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+
+
+def plain_text(figure) -> None:
+    """Draw every text of `figure` literally (tick labels, legend and titles included)."""
+    for text in figure.findobj(matplotlib.text.Text):
+        text.set_parse_math(False)
+        text.set_usetex(False)
+
+
 def png(figure) -> bytes:
-    """The figure as PNG bytes, without a timestamp or version in its metadata."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
-    plt.close(figure)
+    """The figure as PNG bytes, without a timestamp or version in its metadata; every text drawn literally."""
+    try:
+        with matplotlib.rc_context(PLAIN_TEXT):
+            plain_text(figure)
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    finally:
+        plt.close(figure)
     return buffer.getvalue()
 
 
@@ -31,7 +55,28 @@ def association_chart(
     p_value: float | None = None,
     cramers_v: float | None = None,
 ) -> bytes:
-    """One bar per target label, split into the shares of the attribute's values (audited items only)."""
+    """One bar per target label, split into the shares of the attribute's values (audited items only), as PNG."""
+    return png(association_figure(attribute, kind, table, values, flagged, p_value, cramers_v))
+
+
+def association_figure(
+    attribute: str,
+    kind: str,
+    table: dict[str, dict[str, int]],
+    values: list[str],
+    flagged: bool,
+    p_value: float | None = None,
+    cramers_v: float | None = None,
+):
+    """The figure of `association_chart`; every text on it is plain text."""
+    with matplotlib.rc_context(PLAIN_TEXT):
+        figure = draw_association(attribute, kind, table, values, flagged, p_value, cramers_v)
+        plain_text(figure)
+    return figure
+
+
+def draw_association(attribute, kind, table, values, flagged, p_value, cramers_v):
+    """Draw the association chart on a new figure."""
     labels = [label for label in table if sum(table[label].values()) > 0]
     figure, axes = plt.subplots(figsize=(8, 0.5 * max(len(labels), 2) + 1.3))
     names = [f"{label} (n={sum(table[label].values())})" for label in labels]
@@ -56,4 +101,4 @@ def association_chart(
     title = f"{attribute} ({kind}) by target label" + ("  —  FLAGGED" if flagged else "")
     axes.set_title(title + statistics, color="#B00020" if flagged else "black", loc="left", fontsize=10)
     axes.legend(title=attribute, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return png(figure)
+    return figure

@@ -8,7 +8,6 @@ user does should show a traceback.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -17,11 +16,12 @@ from pathlib import Path
 
 from .archive import DEFAULT_MAX_UNPACKED_BYTES
 from .balance import balanced_split
+from .csv_output import attribute_column, write_csv
 from .cvat_client import fetch_export
 from .dataset import Dataset, build_dataset, require_items
 from .errors import AuditError
 from .exports import load_export
-from .model import FORMAT_IMAGES, FORMATS
+from .model import FORMAT_IMAGES, FORMATS, KEEP_OBJECTS, KEEP_TAGS
 from .model_errors import attribute_errors, group_weights, read_predictions, score
 from .report import build_report, clean, write_report
 from .sampling import stratified_sample
@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     amount.add_argument("--per-cell", type=positive_int, help="items wanted in every (label, attribute=value) cell")
     amount.add_argument("--size", type=positive_int, help="total items, shared equally by the labels")
     split.add_argument("--seed", type=int, default=0, help="seed of the random order of candidates (default: %(default)s)")
-    split.add_argument("--out", type=Path, required=True, help="manifest CSV: item,label and one column per attribute")
+    split.add_argument("--out", type=Path, required=True, help="manifest CSV: item,label and a column attr:<name> per attribute")
     split.add_argument("--json", type=Path, help="also write the cells and shortfalls as JSON")
     split.set_defaults(run=run_split)
 
@@ -139,7 +139,8 @@ def gather(args) -> tuple[Dataset, list[str]]:
             raise AuditError("--user and --org only make sense with --url")
         if not paths:
             raise AuditError("no export given: pass export files, or --url, --user and --project to fetch one")
-        exports = [load_export(path, args.max_unpacked_mb * 1024**2) for path in paths]
+        keep = KEEP_OBJECTS if args.per_object else KEEP_TAGS
+        exports = [load_export(path, args.max_unpacked_mb * 1024**2, keep) for path in paths]
     dataset = build_dataset(exports, args.per_object, schema)
     for note in dataset.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -167,15 +168,6 @@ def fetch(args, scratch: Path) -> Path:
         poll_interval=args.poll_interval,
         timeout=args.export_timeout,
     )
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    """A CSV file (UTF-8, comma-separated, header first)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def write_json(path: Path, document: dict) -> None:
@@ -224,7 +216,7 @@ def run_split(args) -> int:
     names = [attribute.name for attribute in dataset.attributes]
     write_csv(
         args.out,
-        ["item", "label", *names],
+        ["item", "label", *(attribute_column(name) for name in names)],
         [[item.id, item.label, *(item.values[name] for name in names)] for item in result.items],
     )
     print(f"{len(result.items)} items written to {args.out} (from {len(dataset.fully_audited())} fully audited items)")

@@ -17,16 +17,19 @@ taken as a condition. An attribute an item does not carry counts as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
+from operator import attrgetter
+from typing import Iterator
 
 from .errors import AuditError
-from .model import FORMAT_COCO, Export
+from .model import FORMAT_COCO, KEEP_BOTH, KEEP_OBJECTS, KEEP_TAGS, Annotation, Export, Shared
 from .schema import UNLABELED, ProjectSchema
 
 CONDITION = "condition"
 PROTECTED = "protected"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attribute:
     """An audited attribute: its name, kind (condition or protected) and values (without `unlabeled`)."""
 
@@ -35,7 +38,7 @@ class Attribute:
     values: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Item:
     """One item: its id, target label, and its value of each audited attribute (`unlabeled` when not audited)."""
 
@@ -67,13 +70,12 @@ class Dataset:
         return sorted({item.label for item in self.items})
 
 
-def raw_items(exports: list[Export], per_object: bool) -> tuple[list[tuple[str, str, dict[str, str]]], dict[str, int], list[str]]:
-    """(id, label, all attribute values) of every item, the counts of frames left out, and notes."""
-    items = []
-    excluded = {"no_tag": 0, "several_tags": 0}
+def check_exports(exports: list[Export], per_object: bool) -> list[str]:
+    """Refuse exports the mode cannot use; notes on those that will give no item."""
     notes = []
-    owner: dict[str, str] = {}
     for export in exports:
+        if export.kept not in (KEEP_BOTH, KEEP_OBJECTS if per_object else KEEP_TAGS):
+            raise ValueError(f"{export.path} was read without the {'objects' if per_object else 'tags'} this mode needs")
         if not per_object and export.format == FORMAT_COCO:
             raise AuditError(f"{export.path}: COCO 1.0 exports hold no tags, only objects: run with --per-object")
         if not per_object and not export.has_tags:
@@ -81,34 +83,52 @@ def raw_items(exports: list[Export], per_object: bool) -> tuple[list[tuple[str, 
                 f"{export.path}: CVAT for video 1.1 exports carry no tags, so its frames have no target label; "
                 "use --per-object, or export the video task as CVAT for images 1.1"
             )
-        for frame in export.frames:
-            if per_object:
-                for obj in frame.objects:
-                    items.append((f"{frame.item_id}#{obj.key}", obj.label, obj.attributes, export.path))
-            elif len(frame.tags) == 1:
-                tag = frame.tags[0]
-                items.append((frame.item_id, tag.label, tag.attributes, export.path))
-            elif frame.tags:
-                excluded["several_tags"] += 1
-            else:
-                excluded["no_tag"] += 1
-    result = []
-    for item_id, label, values, path in items:
-        if item_id in owner:
-            raise AuditError(f"the item {item_id!r} is in both {owner[item_id]} and {path}: pass each export once")
-        owner[item_id] = path
-        result.append((item_id, label, values))
-    return result, excluded, notes
+    return notes
 
 
-def audited_attributes(
-    exports: list[Export], raw: list[tuple[str, str, dict[str, str]]], schema: ProjectSchema | None
-) -> list[Attribute]:
-    """The attributes to audit, with their values: declared first, then any others seen, sorted."""
+def excluded_frames(exports: list[Export], per_object: bool) -> dict[str, int]:
+    """Frames left out in tag mode: those without a tag and those with several."""
+    excluded = {"no_tag": 0, "several_tags": 0}
+    if not per_object:
+        for export in exports:
+            for frame in export.frames:
+                if not frame.tags:
+                    excluded["no_tag"] += 1
+                elif len(frame.tags) > 1:
+                    excluded["several_tags"] += 1
+    return excluded
+
+
+def export_items(export: Export, per_object: bool) -> Iterator[tuple[str, Annotation]]:
+    """(item id, annotation) of every item of `export`: each object, or each frame's one tag."""
+    for frame in export.frames:
+        if per_object:
+            for position, obj in enumerate(frame.objects):
+                yield f"{frame.item_id}#{position if obj.key is None else obj.key}", obj
+        elif len(frame.tags) == 1:
+            yield frame.item_id, frame.tags[0]
+
+
+def seen_values(exports: list[Export], per_object: bool) -> dict[str, set[str]]:
+    """Every attribute name the items carry, with the values seen (each shared attribute dict looked at once)."""
     seen: dict[str, set[str]] = {}
-    for _, _, values in raw:
-        for name, value in values.items():
-            seen.setdefault(name, set()).add(value)
+    done: set[int] = set()
+    for export in exports:
+        for frame in export.frames:
+            annotations = frame.objects if per_object else frame.tags if len(frame.tags) == 1 else ()
+            for annotation in annotations:
+                values = annotation.attributes
+                if id(values) in done:
+                    continue
+                if len(done) < Shared.LIMIT:
+                    done.add(id(values))  # the exports hold the dict, so its id is not reused meanwhile
+                for name, value in values.items():
+                    seen.setdefault(name, set()).add(value)
+    return seen
+
+
+def audited_attributes(exports: list[Export], seen: dict[str, set[str]], schema: ProjectSchema | None) -> list[Attribute]:
+    """The attributes to audit, with their values: declared first, then any others seen, sorted."""
     if schema is not None:
         declared = [(name, CONDITION, values) for name, values in schema.conditions.items()]
         declared += [(name, PROTECTED, values) for name, values in schema.protected.items()]
@@ -137,20 +157,44 @@ def audited_attributes(
 
 
 def build_dataset(exports: list[Export], per_object: bool, schema: ProjectSchema | None) -> Dataset:
-    """Items and audited attributes of `exports`."""
-    raw, excluded, notes = raw_items(exports, per_object)
-    attributes = audited_attributes(exports, raw, schema)
-    items = [
-        Item(item_id, label, {attribute.name: values.get(attribute.name, UNLABELED) for attribute in attributes})
-        for item_id, label, values in raw
-    ]
-    items.sort(key=lambda item: item.id)
+    """Items and audited attributes of `exports`, sorted by id.
+
+    Items whose audited values are equal share one values dict (as the
+    exports share their attribute dicts): the dataset of a 600,000-image
+    export holds little more than its items and their ids.
+    """
+    notes = check_exports(exports, per_object)
+    attributes = audited_attributes(exports, seen_values(exports, per_object), schema)
+    names = [attribute.name for attribute in attributes]
+    shared: dict[tuple[str, ...], dict[str, str]] = {}
+    items = []
+    for export in exports:
+        for item_id, annotation in export_items(export, per_object):
+            key = tuple(annotation.attributes.get(name, UNLABELED) for name in names)
+            values = shared.get(key)
+            if values is None:
+                values = dict(zip(names, key))
+                if len(shared) < Shared.LIMIT:
+                    shared[key] = values
+            items.append(Item(item_id, annotation.label, values))
+    items.sort(key=attrgetter("id"))
+    for first, second in pairwise(items):
+        if first.id == second.id:
+            raise AuditError(duplicate_message(exports, per_object, first.id))
     if not attributes:
         notes.append(
             "no attribute to audit: declare conditions and protected attributes in the schema (--schema), "
             f"or give the attributes an `{UNLABELED}` value"
         )
-    return Dataset(items, attributes, "per-object" if per_object else "tag", excluded, notes)
+    return Dataset(items, attributes, "per-object" if per_object else "tag", excluded_frames(exports, per_object), notes)
+
+
+def duplicate_message(exports: list[Export], per_object: bool, item_id: str) -> str:
+    """Why the item `item_id` is there twice: which exports hold it."""
+    paths = [export.path for export in exports for found, _ in export_items(export, per_object) if found == item_id]
+    if len(set(paths)) > 1:
+        return f"the item {item_id!r} is in both {paths[0]} and {next(p for p in paths if p != paths[0])}: pass each export once"
+    return f"the item {item_id!r} appears twice in {paths[0]}"
 
 
 def require_items(dataset: Dataset) -> None:

@@ -16,16 +16,23 @@ apart as `<subset>/<name>`.
 from __future__ import annotations
 
 import zipfile
+from itertools import pairwise
+from operator import attrgetter
 from pathlib import Path
 
 from . import coco, cvat_xml
 from .archive import DEFAULT_MAX_UNPACKED_BYTES, check_member_names, find_member, open_member
 from .errors import AuditError
-from .model import Export
+from .model import KEEP_BOTH, Export, Shared
 
 
-def load_export(path: str, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES) -> Export:
-    """The export at `path`: a zip, an annotations.xml or a COCO instances JSON."""
+def load_export(path: str, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES, keep: str = KEEP_BOTH) -> Export:
+    """The export at `path`: a zip, an annotations.xml or a COCO instances JSON.
+
+    `keep` says what of each frame the audit needs: its tags (tag mode,
+    KEEP_TAGS), its objects (per-object mode, KEEP_OBJECTS) or both; what is
+    not needed is not kept, which matters for exports with millions of shapes.
+    """
     file = Path(path)
     if not file.exists():
         raise AuditError(f"{path}: no such file")
@@ -37,7 +44,7 @@ def load_export(path: str, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES)
     except OSError as error:
         raise AuditError(f"cannot read {path}: {error.strerror}") from None
     if head.startswith(b"PK"):
-        export = read_zip(file, path, max_unpacked_bytes)
+        export = read_zip(file, path, max_unpacked_bytes, keep)
     else:
         # A bare annotations.xml or COCO JSON, told apart by their first character.
         text_start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -47,14 +54,16 @@ def load_export(path: str, max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES)
             raise AuditError(f"{path}: larger than the --max-unpacked-mb limit")
         with file.open("rb") as stream:
             if text_start.startswith(b"<"):
-                export = cvat_xml.read(stream, path)
+                export = cvat_xml.read(stream, path, keep)
             else:
-                export = coco.read([(coco.subset_of(file.name), coco.load_json(stream, path))], path)
+                shared = Shared()
+                instances = coco.load_instances(stream, path, coco.subset_of(file.name), keep, shared)
+                export = coco.read([instances], path, keep, shared)
     assign_item_ids(export)
     return export
 
 
-def read_zip(file: Path, path: str, max_unpacked_bytes: int) -> Export:
+def read_zip(file: Path, path: str, max_unpacked_bytes: int, keep: str = KEEP_BOTH) -> Export:
     """An export zip: its annotations.xml (CVAT XML) or its annotations/instances_*.json (COCO)."""
     budget = [max_unpacked_bytes]
     try:
@@ -66,31 +75,36 @@ def read_zip(file: Path, path: str, max_unpacked_bytes: int) -> Export:
         xml_member = find_member(members, "annotations.xml")
         if xml_member is not None:
             with open_member(archive, xml_member, path, budget) as stream:
-                return cvat_xml.read(stream, path)
+                return cvat_xml.read(stream, path, keep)
         coco_members = coco.instance_members(members)
         if not coco_members:
             raise AuditError(
                 f"{path}: unknown format: the zip holds neither annotations.xml (CVAT for images/video 1.1) "
                 "nor annotations/instances_<subset>.json (COCO 1.0)"
             )
-        documents = []
+        files = []
+        shared = Shared()
         for member in coco_members:
             with open_member(archive, member, path, budget) as stream:
-                documents.append((coco.subset_of(member.filename), coco.load_json(stream, f"{path}: {member.filename}")))
-        return coco.read(documents, path)
+                where = f"{path}: {member.filename}"
+                files.append(coco.load_instances(stream, where, coco.subset_of(member.filename), keep, shared))
+        return coco.read(files, path, keep, shared)
 
 
 def assign_item_ids(export: Export) -> None:
-    """Give every frame its item id: its name, or `<subset>/<name>` when the name repeats in the export."""
-    seen: dict[str, int] = {}
-    for frame in export.frames:
-        seen[frame.name] = seen.get(frame.name, 0) + 1
-    ids = set()
-    for frame in export.frames:
-        item_id = frame.name
-        if seen[frame.name] > 1 and frame.subset:
-            item_id = f"{frame.subset}/{frame.name}"
-        if item_id in ids:
-            raise AuditError(f"{export.path}: the item {item_id!r} appears twice in the export")
-        ids.add(item_id)
-        frame.item_id = item_id
+    """Give every frame its item id: its name, or `<subset>/<name>` when the name repeats in the export.
+
+    Repeats are found by sorting (a copy of the frame list, not a table of
+    every name), so that a large export costs little more memory here.
+    """
+    by_name = sorted(export.frames, key=attrgetter("name"))
+    last = len(by_name) - 1
+    for index, frame in enumerate(by_name):
+        repeated = (index > 0 and by_name[index - 1].name == frame.name) or (
+            index < last and by_name[index + 1].name == frame.name
+        )
+        frame.item_id = f"{frame.subset}/{frame.name}" if repeated and frame.subset else frame.name
+    by_name.sort(key=attrgetter("item_id"))
+    for first, second in pairwise(by_name):
+        if first.item_id == second.item_id:
+            raise AuditError(f"{export.path}: the item {first.item_id!r} appears twice in the export")

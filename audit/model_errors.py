@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 
+from .csv_output import spreadsheet_cell
 from .dataset import PROTECTED, Attribute, Dataset, Item
 from .errors import AuditError
 from .stats import wilson_interval
@@ -83,10 +84,22 @@ def attribute_errors(attribute: Attribute, scored: list[tuple[Item, bool]]) -> A
 
 
 def score(dataset: Dataset, predictions: dict[str, str]) -> tuple[list[tuple[Item, bool]], list[str]]:
-    """`(item, is_error)` for the items that have a prediction, and the predicted ids that match no item."""
-    known = {item.id for item in dataset.items}
-    unknown = sorted(set(predictions) - known)
-    scored = [(item, predictions[item.id] != item.label) for item in dataset.items if item.id in predictions]
+    """`(item, is_error)` for the items that have a prediction, and the predicted ids that match no item.
+
+    An item id or a label may be given as the CSV files of this tool write it,
+    escaped against formula injection (`'=x` for `=x`, see `csv_output`).
+    """
+    ids = {item.id for item in dataset.items}
+    scored = []
+    matched = set()
+    for item in dataset.items:
+        escaped = spreadsheet_cell(item.id)
+        # The escaped form never stands for another item: an id that is literally `'=x` is that item's.
+        name = item.id if item.id in predictions else escaped if escaped not in ids else None
+        if name in predictions:
+            scored.append((item, predictions[name] not in (item.label, spreadsheet_cell(item.label))))
+            matched.add(name)
+    unknown = sorted(set(predictions) - matched)
     if not scored:
         example = next(iter(predictions))
         looks_like = f"; item ids look like {dataset.items[0].id!r}" if dataset.items else ""

@@ -259,6 +259,93 @@ def planted_predictions(images: list[Image]) -> list[tuple[str, str]]:
     return rows
 
 
+def write_large_xml(path: Path, target_bytes: int, shape: str = "images") -> int:
+    """Write a CVAT for images 1.1 export of about `target_bytes` to `path`, in chunks; the number of items.
+
+    `shape="images"`: images of one tag each (three attributes), shaped and
+    named like a real export, about 330 bytes an image (a 200 MB export holds
+    about 610,000). `shape="shapes"`: a single image holding one box after
+    another (about 125 bytes a box: 200 MB hold about 1.6 million). Written piece by
+    piece, so that writing a large file takes little memory.
+    """
+    if shape not in ("images", "shapes"):
+        raise ValueError(f"unknown shape {shape!r}")
+    head = images_xml([]).decode("utf-8").replace("</annotations>\n", "")
+    tail = "</annotations>\n"
+    count = 0
+    with path.open("w", encoding="utf-8", newline="\n") as file:
+        written = file.write(head)
+        if shape == "shapes":
+            written += file.write('  <image id="0" name="crowd.jpg" width="6000" height="4000">\n')
+            tail = "  </image>\n" + tail
+        while written + len(tail) < target_bytes:
+            chunk = []
+            for index in range(count, count + 1000):
+                label = LABELS[index % 3]
+                if shape == "images":
+                    values = planted_values(label, index // 3)
+                    chunk.append(
+                        f'  <image id="{index}" name="street/cam-{index % 16:02d}/{index:09d}.jpg" width="1920" '
+                        f'height="1080">\n    <tag label="{label}" source="manual">\n{attributes_xml(values, "      ")}'
+                        "    </tag>\n  </image>\n"
+                    )
+                else:
+                    chunk.append(
+                        f'    <box label="{label}" source="manual" occluded="0" xtl="{index % 5000}.00" ytl="10.00" '
+                        f'xbr="{index % 5000 + 20}.00" ybr="40.00" z_order="0"></box>\n'
+                    )
+            count += len(chunk)
+            written += file.write("".join(chunk))
+        file.write(tail)
+    return count
+
+
+def write_large_coco(path: Path, target_bytes: int) -> int:
+    """Write a COCO instances file of about `target_bytes` to `path`, in chunks; the number of annotations.
+
+    Shaped like Datumaro writes them for CVAT: a list of images, then one of
+    annotations, four per image (three boxes, then a polygon of 12 points),
+    each with CVAT's `occluded` and `rotation` and one attribute; about 255
+    bytes an annotation (a 200 MB file holds about 680,000).
+    """
+    per_image = 4
+    images = max(1, target_bytes // (256 * per_image + 160))
+    categories = [{"id": index + 1, "name": label, "supercategory": ""} for index, label in enumerate(LABELS)]
+    with path.open("w", encoding="utf-8") as file:
+        written = file.write('{"licenses": [{"name": "", "id": 0, "url": ""}], "info": {}, "categories": ')
+        written += file.write(json.dumps(categories) + ', "images": [')
+        for start in range(0, images, 1000):
+            chunk = []
+            for index in range(start, min(images, start + 1000)):
+                name = f"street/cam-{index % 16:02d}/{index:09d}.jpg"
+                image = {"id": index + 1, "width": 1920, "height": 1080, "file_name": name, "license": 0}
+                chunk.append(json.dumps({**image, "flickr_url": "", "coco_url": "", "date_captured": 0}))
+            written += file.write((", " if start else "") + ", ".join(chunk))
+        written += file.write('], "annotations": [')
+        count = 0
+        while written < target_bytes - 2 or count == 0:
+            chunk = []
+            for index in range(count, count + 1000):
+                x = float(index % 1800)
+                polygon = index % per_image == per_image - 1
+                segmentation = [[x + dx for dx in (0.5, 10.25, 20.75, 30.5, 40.25, 50.75)] * 2] if polygon else []
+                annotation = {
+                    "id": index + 1,
+                    "image_id": index // per_image % images + 1,
+                    "category_id": index % 3 + 1,
+                    "segmentation": segmentation,
+                    "area": 2000.0,
+                    "bbox": [x, 10.0, 40.0, 50.0],
+                    "iscrowd": 0,
+                    "attributes": {"occluded": False, "rotation": 0.0, "lighting": CONDITIONS["lighting"][index % 2]},
+                }
+                chunk.append(json.dumps(annotation))
+            written += file.write((", " if count else "") + ", ".join(chunk))
+            count += len(chunk)
+        file.write("]}")
+    return count
+
+
 def write_planted(directory: Path) -> dict[str, Path]:
     """The planted export (zip), schema and predictions written to `directory`."""
     import yaml

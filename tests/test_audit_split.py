@@ -45,15 +45,15 @@ def cell_counts(rows):
     counts = Counter()
     for row in rows:
         for attribute in ATTRIBUTES:
-            counts[f"{row['label']}|{attribute}={row[attribute]}"] += 1
+            counts[f"{row['label']}|{attribute}={row['attr:' + attribute]}"] += 1
     return counts
 
 
 def test_per_cell_reaches_every_cell_and_names_the_exact_shortfall(planted, tmp_path, capsys):
     rows, document = run_split(planted, tmp_path, "--per-cell", "20", "--seed", "7")
-    assert list(rows[0]) == ["item", "label", *ATTRIBUTES]
+    assert list(rows[0]) == ["item", "label", *(f"attr:{attribute}" for attribute in ATTRIBUTES)]
     # Only fully audited items, each once.
-    assert all(row[attribute] != "unlabeled" for row in rows for attribute in ATTRIBUTES)
+    assert all(row[f"attr:{attribute}"] != "unlabeled" for row in rows for attribute in ATTRIBUTES)
     assert len({row["item"] for row in rows}) == len(rows) == document["size"]
     counts = cell_counts(rows)
     assert dict(counts) == {cell: count for cell, count in document["cells"].items() if count}
