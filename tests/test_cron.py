@@ -249,8 +249,8 @@ def oracle_number(text, index):
 
 def oracle_range(expr, index):
     low, high = BOUNDS[index]
-    head, _, step = expr.partition("/")
-    if "/" in step:
+    head, slash, step = expr.partition("/")
+    if "/" in step or (slash and not step):  # robfig mustParseInt("") fails: `*/` has no step
         return False
     if step:
         number = oracle_number(step, None)
