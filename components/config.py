@@ -113,9 +113,6 @@ MAX_RETENTION_DAYS = 3650
 CVAT_KEY_LENGTH, CVAT_SECRET_KEY_LENGTH = 40, 64
 # An annotation and an env var carry it; the API server caps all annotations at 256 KiB.
 MAX_DESCRIPTION_LENGTH = 1000
-# Kept for components/backups.py until it uses components.cron: (name, lowest, highest, names)
-# of the five fields, as Kubernetes reads them (day of week 0-6).
-_CRON_FIELDS = tuple((f.name, f.low, f.high, tuple(name for name, _ in f.names)) for f in cron.FIELDS)
 _EMAIL_LOCAL_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
 
@@ -321,19 +318,6 @@ def cron_problem(schedule: str) -> Optional[str]:
     reason = parsed.firing_problem()
     shown = repr(schedule) if len(schedule) <= 60 else f"{schedule[:60]!r}..."
     return f"{shown} {reason}" if reason else None
-
-
-def _cron_part_values(part: str, low: int, high: int, names: tuple[str, ...]) -> Optional[set[int]]:
-    """The values one comma-separated part of a cron field matches, or None when Kubernetes refuses it.
-
-    Kept for components/backups.py; components.cron is the parser.
-    """
-    field = cron.Field("field", low, high, tuple((name, index + (1 if low == 1 else 0)) for index, name in enumerate(names)))
-    try:
-        values, _ = cron._range(part, field)
-    except cron._Refused:
-        return None
-    return set(values)
 
 
 _SUFFIX_BYTES = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
