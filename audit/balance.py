@@ -35,12 +35,18 @@ need an integer program.
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
+from .csv_output import attribute_column, write_csv
 from .dataset import Attribute, Dataset, Item
+from .errors import AuditError
+from .output import write_json
+from .sources import gather, positive_int
 
 
 @dataclass
@@ -216,3 +222,44 @@ def fill_quota(queues, rank, attributes: list[Attribute], targets: dict[str, flo
         taken.setdefault(into, []).append(queues[into].popleft())
         move(into, 1)
     return [item for items in taken.values() for item in items], counts
+
+def add_command(commands, sources: argparse.ArgumentParser) -> None:
+    """The `split` subcommand, its options and its runner."""
+    parser = commands.add_parser("split", parents=[sources], help="a validation set balanced over labels and attributes")
+    amount = parser.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--per-cell", type=positive_int, help="items wanted in every (label, attribute=value) cell")
+    amount.add_argument("--size", type=positive_int, help="total items, shared equally by the labels")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random order of candidates (default: %(default)s)")
+    parser.add_argument("--out", type=Path, required=True, help="manifest CSV: item,label and a column attr:<name> per attribute")
+    parser.add_argument("--json", type=Path, help="also write the cells and shortfalls as JSON")
+    parser.set_defaults(run=run_split)
+
+
+def run_split(args) -> int:
+    """`split`: write the balanced validation manifest and its shortfalls."""
+    dataset, _ = gather(args)
+    if not dataset.attributes:
+        raise AuditError("nothing to balance: no audited attribute (see the note above)")
+    result = balanced_split(dataset, args.seed, per_cell=args.per_cell, size=args.size)
+    names = [attribute.name for attribute in dataset.attributes]
+    write_csv(
+        args.out,
+        ["item", "label", *(attribute_column(name) for name in names)],
+        [[item.id, item.label, *(item.values[name] for name in names)] for item in result.items],
+    )
+    print(f"{len(result.items)} items written to {args.out} (from {len(dataset.fully_audited())} fully audited items)")
+    for shortfall in result.shortfalls:
+        print(f"short: {shortfall.sentence()}")
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "size": len(result.items),
+                "seed": args.seed,
+                "per_cell": args.per_cell,
+                "requested_size": args.size,
+                "cells": result.cells,
+                "shortfalls": [{"cell": shortfall.cell, "missing": shortfall.missing} for shortfall in result.shortfalls],
+            },
+        )
+    return 0

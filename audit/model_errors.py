@@ -10,12 +10,17 @@ when two groups' intervals do not overlap.
 
 from __future__ import annotations
 
+import argparse
 import csv
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-from .csv_output import spreadsheet_cell
+from .csv_output import spreadsheet_cell, write_csv
 from .dataset import PROTECTED, Attribute, Dataset, Item
 from .errors import AuditError
+from .output import clean, write_json
+from .sources import gather
 from .stats import wilson_interval
 
 
@@ -133,3 +138,68 @@ def group_weights(dataset: Dataset) -> dict[str, float]:
         for item in members:
             weights[item.id] = weight
     return weights
+
+def add_command(commands, sources: argparse.ArgumentParser) -> None:
+    """The `errors` subcommand, its options and its runner."""
+    parser = commands.add_parser("errors", parents=[sources], help="error rates per group and loss weights")
+    parser.add_argument("--predictions", required=True, help="CSV with item,predicted")
+    parser.add_argument("--out", type=Path, required=True, help="directory for weights.csv")
+    parser.add_argument("--json", type=Path, help="also write the error rates as JSON")
+    parser.set_defaults(run=run_errors)
+
+
+def run_errors(args) -> int:
+    """`errors`: error rates per group, flags, and weights.csv."""
+    dataset, _ = gather(args)
+    predictions = read_predictions(args.predictions)
+    scored, unknown = score(dataset, predictions)
+    if unknown:
+        print(f"note: {len(unknown)} predictions name no item of the exports (e.g. {unknown[0]!r}): ignored", file=sys.stderr)
+    missing = len(dataset.items) - len(scored)
+    if missing:
+        print(f"note: {missing} items have no prediction: left out of the error rates", file=sys.stderr)
+    results = [attribute_errors(attribute, scored) for attribute in dataset.attributes]
+    overall = sum(wrong for _, wrong in scored)
+    print(f"{len(scored)} predictions scored, {overall} errors ({overall / len(scored):.1%})")
+    for result in results:
+        verdict = "FLAGGED: intervals do not overlap" if result.flagged else "ok"
+        disparity = f"{result.disparity:.2f}" if result.disparity is not None else "n/a"
+        print(f"{result.attribute.name} ({result.attribute.kind}): disparity {disparity}: {verdict}")
+        for value, group in result.groups.items():
+            if group.n:
+                print(f"  {value}: {group.errors}/{group.n} = {group.rate:.1%} [{group.low:.1%}, {group.high:.1%}]")
+            else:
+                print(f"  {value}: no item")
+    weights = group_weights(dataset)
+    write_csv(
+        args.out / "weights.csv", ["item", "weight"], [[item_id, f"{weight:.6f}"] for item_id, weight in sorted(weights.items())]
+    )
+    print(f"weights written to {args.out / 'weights.csv'}")
+    if args.json:
+        write_json(
+            args.json,
+            {
+                "items": len(scored),
+                "errors": overall,
+                "attributes": [
+                    {
+                        "name": result.attribute.name,
+                        "kind": result.attribute.kind,
+                        "groups": {
+                            value: {
+                                "n": group.n,
+                                "errors": group.errors,
+                                "rate": clean(group.rate),
+                                "low": clean(group.low),
+                                "high": clean(group.high),
+                            }
+                            for value, group in result.groups.items()
+                        },
+                        "disparity": clean(result.disparity),
+                        "flagged": result.flagged,
+                    }
+                    for result in results
+                ],
+            },
+        )
+    return 0

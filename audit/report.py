@@ -9,15 +9,17 @@ as base64 PNG); the same charts are also written as files under `charts/`.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import json
-import math
 import re
 from pathlib import Path
 
 from .charts import association_chart
 from .dataset import CONDITION, Attribute, Dataset
+from .output import clean
+from .sources import gather, unit_interval
 from .stats import association
 
 MEANING = {
@@ -36,13 +38,6 @@ MEANING = {
 }
 NOT_FLAGGED = "No strong association: p ≥ {alpha} or Cramér's V < {min_v}."
 NOT_COMPUTABLE = "Not enough audited data to test: fewer than two labels or two values have audited items."
-
-
-def clean(value):
-    """NaN and infinities as None, so the JSON says null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def attribute_report(dataset: Dataset, attribute: Attribute, alpha: float, min_v: float) -> dict:
@@ -199,3 +194,26 @@ def render_html(report: dict, charts: list[str]) -> str:
         parts.append(f"<img alt='{e(entry['name'])} by target label' src='data:image/png;base64,{chart}'>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+def add_command(commands, sources: argparse.ArgumentParser) -> None:
+    """The `report` subcommand, its options and its runner."""
+    parser = commands.add_parser("report", parents=[sources], help="coverage and label × attribute association")
+    parser.add_argument("--out", type=Path, required=True, help="directory for report.html, report.json and charts/")
+    parser.add_argument("--alpha", type=unit_interval, default=0.01, help="flag when p < alpha (default: %(default)s)")
+    parser.add_argument("--min-v", type=unit_interval, default=0.3, help="and Cramér's V >= this (default: %(default)s)")
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args) -> int:
+    """`report`: write report.json, report.html and the charts."""
+    dataset, paths = gather(args)
+    report = build_report(dataset, paths, args.alpha, args.min_v)
+    write_report(report, args.out)
+    for entry in report["attributes"]:
+        verdict = "FLAGGED" if entry["flagged"] else "ok"
+        print(
+            f"{entry['name']} ({entry['kind']}): coverage {entry['coverage']}/{report['items']}, "
+            f"p={entry['p_value']}, V={entry['cramers_v']}: {verdict}"
+        )
+    print(f"report written to {args.out / 'report.html'}")
+    return 0
