@@ -20,7 +20,7 @@ from .charts import association_chart
 from .dataset import CONDITION, Attribute, Dataset
 from .output import clean
 from .sources import gather, unit_interval
-from .stats import association
+from .stats import table_test
 
 MEANING = {
     CONDITION: (
@@ -49,7 +49,7 @@ def attribute_report(dataset: Dataset, attribute: Attribute, alpha: float, min_v
         if item.audited(attribute):
             coverage += 1
             table[item.label][item.values[attribute.name]] += 1
-    result = association([[table[label][value] for value in attribute.values] for label in labels])
+    result = table_test([[table[label][value] for value in attribute.values] for label in labels])
     flagged = result.p_value is not None and result.p_value < alpha and result.cramers_v >= min_v
     return {
         "name": attribute.name,
