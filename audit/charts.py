@@ -19,9 +19,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 import matplotlib.text  # noqa: E402
 
+from .output import p_text, significant  # noqa: E402
+
 # Colour-blind-safe palette (Okabe & Ito), cycled for attributes with many values.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-
+# The title's colour by state: the report's page colours the states alike.
+TITLE_COLOURS = {"flagged": "#B00020", "inconclusive": "#8a5a00"}
 
 # Text from the exports is never mathtext nor LaTeX.
 PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
@@ -54,9 +57,21 @@ def association_chart(
     flagged: bool,
     p_value: float | None = None,
     cramers_v: float | None = None,
+    *,
+    state: str | None = None,
+    q_value: float | None = None,
+    v_low: float | None = None,
+    v_high: float | None = None,
 ) -> bytes:
-    """One bar per target label, split into the shares of the attribute's values (audited items only), as PNG."""
-    return png(association_figure(attribute, kind, table, values, flagged, p_value, cramers_v))
+    """One bar per target label, split into the shares of the attribute's values (audited items only), as PNG.
+
+    The statistics given go into the title, rounded: `state` (flagged,
+    inconclusive, ok, not computable; from `flagged` when not given), q and p,
+    and V (the report gives the bias-corrected one) with its 95 % interval
+    `v_low`–`v_high`.
+    """
+    statistics = {"state": state, "q_value": q_value, "v_low": v_low, "v_high": v_high}
+    return png(association_figure(attribute, kind, table, values, flagged, p_value, cramers_v, **statistics))
 
 
 def association_figure(
@@ -67,15 +82,53 @@ def association_figure(
     flagged: bool,
     p_value: float | None = None,
     cramers_v: float | None = None,
+    *,
+    state: str | None = None,
+    q_value: float | None = None,
+    v_low: float | None = None,
+    v_high: float | None = None,
 ):
     """The figure of `association_chart`; every text on it is plain text."""
     with matplotlib.rc_context(PLAIN_TEXT):
-        figure = draw_association(attribute, kind, table, values, flagged, p_value, cramers_v)
+        title = chart_title(attribute, kind, flagged, p_value, cramers_v, state, q_value, v_low, v_high)
+        colour = TITLE_COLOURS.get(state or ("flagged" if flagged else ""), "black")
+        figure = draw_association(attribute, table, values, title, colour)
         plain_text(figure)
     return figure
 
 
-def draw_association(attribute, kind, table, values, flagged, p_value, cramers_v):
+def chart_title(
+    attribute: str,
+    kind: str,
+    flagged: bool,
+    p_value: float | None,
+    cramers_v: float | None,
+    state: str | None = None,
+    q_value: float | None = None,
+    v_low: float | None = None,
+    v_high: float | None = None,
+) -> str:
+    """The title: attribute, state, and the statistics given, rounded as on the console (`< 0.001`, 3 figures)."""
+    state = state or ("flagged" if flagged else None)
+    title = f"{attribute} ({kind}) by target label"
+    if state:
+        title += f"  —  {state.upper() if state in ('flagged', 'inconclusive') else state}"
+    numbers = []
+    for name, value in (("q", q_value), ("p", p_value)):
+        if value is not None:
+            text = p_text(value)
+            numbers.append(f"{name} {text}" if text.startswith("<") else f"{name} = {text}")
+    if cramers_v is not None:
+        interval = ""
+        if v_low is not None and v_high is not None:
+            interval = f" (95% {significant(v_low)}–{significant(v_high)})"
+        numbers.append(f"V = {significant(cramers_v)}{interval}")
+    return title + ("\n" + ", ".join(numbers) if numbers else "")
+
+
+def draw_association(
+    attribute: str, table: dict[str, dict[str, int]], values: list[str], title: str, title_colour: str
+):
     """Draw the association chart on a new figure."""
     labels = [label for label in table if sum(table[label].values()) > 0]
     figure, axes = plt.subplots(figsize=(8, 0.5 * max(len(labels), 2) + 1.3))
@@ -95,10 +148,7 @@ def draw_association(attribute, kind, table, values, flagged, p_value, cramers_v
     axes.invert_yaxis()
     axes.xaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     axes.set_xlabel(f"share of the label's audited items by {attribute}")
-    statistics = ""
-    if p_value is not None and cramers_v is not None:
-        statistics = f"   χ² p = {p_value:.2g}, Cramér's V = {cramers_v:.2f}"
-    title = f"{attribute} ({kind}) by target label" + ("  —  FLAGGED" if flagged else "")
-    axes.set_title(title + statistics, color="#B00020" if flagged else "black", loc="left", fontsize=10)
-    axes.legend(title=attribute, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    axes.set_title(title, color=title_colour, loc="left", fontsize=10)
+    if values:  # an attribute without values has nothing to tell apart
+        axes.legend(title=attribute, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return figure

@@ -10,6 +10,19 @@ Names and attribute values are strings, numbers or booleans; a list or an
 object there is refused as malformed. The file is read as a stream, one
 element of its arrays at a time (`json_stream`), and only what the audit
 needs of each is kept.
+
+Tracks. For a shape of a track CVAT adds `track_id` (and `keyframe`) to the
+attributes (bindings.py `convert_cvat_anno_to_dm`), and writes the track on its
+visible frames only. The annotations of one instances file that share a
+`track_id` are one item, `<subset>#track<id>`, its values decided by
+majority (`model.Tally`; ties go to the value the file lists first), tallied
+as the annotations stream by. CVAT numbers each task's tracks from 0 and COCO
+does not say which task an image belongs to, so a COCO export of several video
+tasks in one subset repeats track ids: a track id seen with two categories is
+refused with an error, and tracks of the same id and category in two tasks
+cannot be told apart (export such tasks one by one, or as CVAT for video 1.1,
+which names the task). Annotations without `track_id` stay objects of their
+image. An annotation whose category has an empty name is skipped and counted.
 """
 
 from __future__ import annotations
@@ -22,7 +35,7 @@ from typing import BinaryIO
 
 from . import json_stream
 from .errors import AuditError, reason
-from .model import FORMAT_COCO, KEEP_TAGS, Annotation, Export, Frame, Shared
+from .model import CVAT_BUILTIN_ATTRIBUTES, FORMAT_COCO, KEEP_TAGS, Annotation, Export, Frame, Shared, Tally, Track
 
 INSTANCES = re.compile(r"^instances_(?P<subset>.+)\.json$")
 
@@ -60,16 +73,35 @@ def object_of(value, key: str) -> dict:
     return value
 
 
+class TrackTally:
+    """The annotations of one track seen so far: its category (and another, if one was seen), and the tally of their values."""
+
+    __slots__ = ("category_id", "other_category_id", "tally")
+
+    def __init__(self, category_id):
+        self.category_id = category_id
+        self.other_category_id = None
+        self.tally = Tally()
+
+
 @dataclass
 class Instances:
-    """What the audit keeps of one instances file: category names, images as frames, and compact annotations."""
+    """What the audit keeps of one instances file: category names, images as frames, compact annotations, tracks."""
 
     where: str
     subset: str | None
     categories: dict[object, str] = field(default_factory=dict)
     images: list[tuple[object, Frame]] = field(default_factory=list)
-    # (image id, category id, attribute values) of every annotation, resolved once the file is read.
+    # (image id, category id, attribute values) of every annotation outside a track, resolved once the file is read.
     annotations: list[tuple[object, object, dict[str, str]]] = field(default_factory=list)
+    # track id (as text) -> its tally, in the order the tracks first appear.
+    tracks: dict[str, TrackTally] = field(default_factory=dict)
+    # Every value seen on a track's annotation, by attribute (see `model.Export.track_values`).
+    track_values: dict[str, set[str]] = field(default_factory=dict)
+    # Attributes given as JSON booleans: checkboxes.
+    boolean_attributes: set[str] = field(default_factory=set)
+    # Annotations read so far: orders a track's annotations for the majority's ties.
+    count: int = 0
 
 
 def load_instances(stream: BinaryIO, where: str, subset: str | None, keep: str, shared: Shared) -> Instances:
@@ -119,27 +151,75 @@ def add_element(instances: Instances, key: str, element, keep: str, shared: Shar
         attributes = annotation.get("attributes") or {}
         if not isinstance(attributes, dict):
             raise TypeError("an annotation's attributes (not an object)")
-        values = {
-            shared.text(name): shared.text(value_text(value, f"value of the attribute {name!r}"))
-            for name, value in attributes.items()
-        }
-        instances.annotations.append((annotation["image_id"], annotation["category_id"], shared.attributes(values)))
+        values = {}
+        for name, value in attributes.items():
+            if isinstance(value, bool) and name not in CVAT_BUILTIN_ATTRIBUTES:
+                instances.boolean_attributes.add(name)
+            values[shared.text(name)] = shared.text(value_text(value, f"value of the attribute {name!r}"))
+        instances.count += 1
+        track_id = values.get("track_id")
+        if track_id is None:
+            instances.annotations.append((annotation["image_id"], annotation["category_id"], shared.attributes(values)))
+            return
+        category_id = annotation["category_id"]
+        # Every annotation has an image and a category that are ids, a track's too: KeyError or TypeError now.
+        hash((annotation["image_id"], category_id))
+        track = instances.tracks.get(track_id)
+        if track is None:
+            track = instances.tracks[track_id] = TrackTally(category_id)
+        elif track.category_id != category_id:
+            # Refused once the categories' names are known (add_tracks).
+            track.other_category_id = category_id
+        track.tally.add(values, instances.count)
+        for name, value in values.items():
+            if name not in CVAT_BUILTIN_ATTRIBUTES:
+                instances.track_values.setdefault(name, set()).add(value)
 
 
 def read(files: list[Instances], path: str, keep: str, shared: Shared) -> Export:
-    """The frames of the COCO instances files of one export, with their objects (COCO has no tags)."""
-    frames = []
+    """The frames of the COCO instances files of one export with their objects (COCO has no tags), and the tracks."""
+    export = Export(path, FORMAT_COCO, [], {}, has_tags=False, kept=keep)
     for instances in files:
         try:
             by_image: dict[object, tuple[Frame, list[Annotation]]] = {}
             for image_id, frame in instances.images:
                 by_image[image_id] = (frame, [])
-                frames.append(frame)
+                export.frames.append(frame)
             for image_id, category_id, values in instances.annotations:
-                by_image[image_id][1].append(shared.annotation(instances.categories[category_id], values))
+                label = instances.categories[category_id]
+                found = by_image[image_id][1]
+                if label:
+                    found.append(shared.annotation(label, values))
+                else:
+                    export.empty_label_objects += 1
             instances.annotations.clear()
             for frame, found in by_image.values():
                 frame.objects = shared.sequence(found)
+            add_tracks(export, instances, shared)
+            export.boolean_attributes |= instances.boolean_attributes
         except (KeyError, TypeError) as error:
             raise AuditError(f"{instances.where}: malformed COCO file: missing or wrong {error}") from None
-    return Export(path, FORMAT_COCO, frames, {}, has_tags=False, kept=keep)
+    return export
+
+
+def add_tracks(export: Export, instances: Instances, shared: Shared) -> None:
+    """The tracks of one instances file join the export, one item each, named `<subset>#track<id>`."""
+    subset = instances.subset or "default"
+    for track_id, track in instances.tracks.items():
+        label = instances.categories[track.category_id]
+        if track.other_category_id is not None:
+            other = instances.categories[track.other_category_id]
+            raise AuditError(
+                f"{instances.where}: track {track_id} has annotations of two categories ({label!r} and {other!r}): "
+                "CVAT numbers each task's tracks from 0, so this COCO export holds several tasks whose tracks "
+                "cannot be told apart; export the video tasks one by one, or as CVAT for video 1.1"
+            )
+        if not label:
+            export.empty_label_objects += 1
+            continue
+        values, changed = track.tally.result()
+        annotation = shared.annotation(label, values)
+        export.tracks.append(Track(f"{subset}#track{track_id}", annotation, changed))
+    for name, values in instances.track_values.items():
+        export.track_values.setdefault(name, set()).update(values)
+    instances.tracks.clear()

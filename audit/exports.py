@@ -6,11 +6,14 @@ Formats (as CVAT names them in its export dialog and API):
 - "COCO 1.0": a zip holding `annotations/instances_<subset>.json`, or that JSON
   file itself (see `coco`). COCO has no tags: per-object mode only.
 
-A frame is what an item is made of: an image, or one frame of a video. Its id
-is the image's name, or `<video>:<frame>` for a video frame (the video being
-the task's source file as the export's meta names it). When one export holds
-the same image name twice (two subsets of a project), those frames are told
-apart as `<subset>/<name>`.
+A frame is an image, or one frame of a video. Its id is the image's name, or
+`<video>:<frame>` for a video frame, the video being the task's source file
+as the export's meta names it, after the task's or job's id
+(`task12/clip.mp4:40`, see `cvat_xml`). When one export holds the same image
+name twice (two subsets of a project), those frames are told apart as
+`<subset>/<name>`. A track (CVAT for video, or COCO annotations sharing a
+`track_id`) is read whole and named by its reader (`task12/clip.mp4#track3`,
+`default#track3`).
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 
 from .errors import AuditError
+from .model import UNLABELED
 
-UNLABELED = "unlabeled"
 STACK_KEY = "labeling:projects"
 
 

@@ -2,7 +2,8 @@
 
 Every subcommand takes the same sources (export files, or a project fetched
 from a workspace with --url) and the same reading options (--schema,
---per-object, --max-unpacked-mb); `gather` reads them into a `Dataset`.
+--per-object, --multi-label, --max-unpacked-mb); `gather` reads them into a
+`Dataset`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from .archive import DEFAULT_MAX_UNPACKED_BYTES
 from .cvat_client import fetch_export
-from .dataset import Dataset, build_dataset, require_items
+from .dataset import MODE_PER_OBJECT, Dataset, build_dataset, mode_of, require_items
 from .errors import AuditError
 from .exports import load_export
 from .model import FORMAT_IMAGES, FORMATS, KEEP_OBJECTS, KEEP_TAGS
@@ -77,7 +78,14 @@ def sources_parser() -> argparse.ArgumentParser:
     )
     group.add_argument("--schema", metavar="FILE", help="YAML with the `projects` list, or a stack file Pulumi.<stack>.yaml")
     group.add_argument(
-        "--per-object", action="store_true", help="every object is an item (default: every image/frame, labelled by its one tag)"
+        "--per-object",
+        action="store_true",
+        help="every object is an item, a video's track as a whole (default: every image/frame, labelled by its one tag)",
+    )
+    group.add_argument(
+        "--multi-label",
+        action="store_true",
+        help="every tag of an image is an item, each label once per image (tags only; not with --per-object)",
     )
     group.add_argument(
         "--max-unpacked-mb",
@@ -92,6 +100,7 @@ def gather(args) -> tuple[Dataset, list[str]]:
     """The dataset of the exports the command names (files, and the one fetched with --url), and their names."""
     paths = list(args.exports)
     sources = list(args.exports)
+    mode = mode_of(args.per_object, args.multi_label)
     schema = load_schema(args.schema, args.project) if args.schema else None
     with tempfile.TemporaryDirectory(prefix="audit-") as scratch:
         if args.url:
@@ -101,9 +110,9 @@ def gather(args) -> tuple[Dataset, list[str]]:
             raise AuditError("--user and --org only make sense with --url")
         if not paths:
             raise AuditError("no export given: pass export files, or --url, --user and --project to fetch one")
-        keep = KEEP_OBJECTS if args.per_object else KEEP_TAGS
+        keep = KEEP_OBJECTS if mode == MODE_PER_OBJECT else KEEP_TAGS
         exports = [load_export(path, args.max_unpacked_mb * 1024**2, keep) for path in paths]
-    dataset = build_dataset(exports, args.per_object, schema)
+    dataset = build_dataset(exports, args.per_object, schema, multi_label=args.multi_label)
     for note in dataset.notes:
         print(f"note: {note}", file=sys.stderr)
     require_items(dataset)

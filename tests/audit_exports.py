@@ -52,7 +52,11 @@ SCHEMA = {
 
 @dataclass
 class Image:
-    """An image of the export: its name, tags and shapes, each `(label, {attribute: value})`."""
+    """An image of the export: its name, tags and shapes, each `(label, {attribute: value})`.
+
+    A shape may name its kind as a third element, `(label, values, "polyline")`
+    (a box otherwise); an empty label is written as CVAT's `label=""`.
+    """
 
     name: str
     tags: list = field(default_factory=list)
@@ -67,18 +71,41 @@ def attributes_xml(values: dict, indent: str) -> str:
     return "".join(f"{indent}<attribute name={quoteattr(name)}>{escape(value)}</attribute>\n" for name, value in values.items())
 
 
-def meta_xml(labels=LABELS, attributes=ALL_ATTRIBUTES, mode="annotation", source=None, tasks=None) -> str:
-    """<meta> of a task export (or of a project export when `tasks` is given as [(id, name, mode, source)])."""
+def meta_xml(
+    labels=LABELS,
+    attributes=ALL_ATTRIBUTES,
+    mode="annotation",
+    source=None,
+    tasks=None,
+    job=None,
+    declarations=None,
+    carried=None,
+    task_id=1,
+) -> str:
+    """<meta> of a task export (or of a project export when `tasks` is given as [(id, name, mode, source)]).
+
+    `job` (an id) makes it a job export's meta instead, as JobData writes it:
+    a <job> with id, mode and labels but no name, source or task id.
+    Every attribute is a radio attribute valued `unlabeled` and its values,
+    unless `declarations` gives it `(input_type, [values as declared])`.
+    `carried` ({label: [attribute names]}) declares only those attributes
+    on those labels (the others carry all). `task_id` is the task export's id.
+    """
+    declarations = declarations or {}
     label_xml = ""
     for label in labels:
-        attrs = "".join(
-            "            <attribute>\n"
-            f"              <name>{escape(name)}</name>\n              <mutable>False</mutable>\n"
-            "              <input_type>radio</input_type>\n              <default_value>unlabeled</default_value>\n"
-            f"              <values>{escape(chr(10).join(['unlabeled', *values]))}</values>\n"
-            "            </attribute>\n"
-            for name, values in attributes.items()
-        )
+        names = (carried or {}).get(label, list(attributes))
+        attrs = ""
+        for name in names:
+            input_type, declared = declarations.get(name, ("radio", ["unlabeled", *attributes[name]]))
+            attrs += (
+                "            <attribute>\n"
+                f"              <name>{escape(name)}</name>\n              <mutable>True</mutable>\n"
+                f"              <input_type>{input_type}</input_type>\n"
+                f"              <default_value>{escape(declared[0] if declared else '')}</default_value>\n"
+                f"              <values>{escape(chr(10).join(declared))}</values>\n"
+                "            </attribute>\n"
+            )
         label_xml += (
             f"        <label>\n          <name>{escape(label)}</name>\n"
             "          <color>#33ddff</color>\n          <type>any</type>\n"
@@ -104,8 +131,20 @@ def meta_xml(labels=LABELS, attributes=ALL_ATTRIBUTES, mode="annotation", source
             + "    </task>\n"
         )
 
-    if tasks is None:
-        body = task_xml(1, "street", mode, source, True)
+    if job is not None:
+        body = (
+            f"    <job>\n      <id>{job}</id>\n      <size>10</size>\n      <mode>{mode}</mode>\n      <overlap>0</overlap>\n"
+            "      <bugtracker></bugtracker>\n      <created>2026-11-30 10:00:00+00:00</created>\n"
+            "      <updated>2026-11-30 10:00:00+00:00</updated>\n      <subset>default</subset>\n"
+            "      <start_frame>0</start_frame>\n      <stop_frame>9</stop_frame>\n      <frame_filter></frame_filter>\n"
+            f"      <segments>\n        <segment>\n          <id>{job}</id>\n          <start>0</start>\n"
+            f"          <stop>9</stop>\n          <url>http://localhost/api/jobs/{job}</url>\n        </segment>\n"
+            "      </segments>\n      <owner>\n        <username>admin</username>\n"
+            "        <email>admin@example.com</email>\n      </owner>\n      <assignee></assignee>\n"
+            f"      <labels>\n{label_xml}      </labels>\n    </job>\n"
+        )
+    elif tasks is None:
+        body = task_xml(task_id, "street", mode, source, True)
     else:
         body = (
             "    <project>\n      <id>1</id>\n      <name>street-scenes</name>\n      <tasks>\n"
@@ -126,11 +165,18 @@ def images_xml(images: list[Image], **meta) -> bytes:
         if image.task_id is not None:
             extra += f' task_id="{image.task_id}"'
         out.append(f'  <image id="{frame_id}" name={quoteattr(image.name)}{extra} width="640" height="480">\n')
-        for number, (label, values) in enumerate(image.shapes):
-            out.append(
-                f'    <box label={quoteattr(label)} source="manual" occluded="0" xtl="{10 + number}.00" ytl="10.00" '
-                f'xbr="50.00" ybr="60.00" z_order="0">\n{attributes_xml(values, "      ")}    </box>\n'
-            )
+        for number, (label, values, *kind) in enumerate(image.shapes):
+            if not kind or kind[0] == "box":
+                out.append(
+                    f'    <box label={quoteattr(label)} source="manual" occluded="0" xtl="{10 + number}.00" ytl="10.00" '
+                    f'xbr="50.00" ybr="60.00" z_order="0">\n{attributes_xml(values, "      ")}    </box>\n'
+                )
+            else:
+                out.append(
+                    f'    <{kind[0]} label={quoteattr(label)} source="manual" occluded="0" '
+                    f'points="1.00,2.00;3.00,4.00;{5 + number}.00,6.00" z_order="0">\n'
+                    f'{attributes_xml(values, "      ")}    </{kind[0]}>\n'
+                )
         for label, values in image.tags:
             out.append(f'    <tag label={quoteattr(label)} source="manual">\n{attributes_xml(values, "      ")}    </tag>\n')
         out.append("  </image>\n")
@@ -138,14 +184,19 @@ def images_xml(images: list[Image], **meta) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-def video_xml(tracks: list[dict], source="clip.mp4", tags=(), attributes=ALL_ATTRIBUTES) -> bytes:
-    """A "CVAT for video 1.1" annotations.xml; a track is {"id", "label", "boxes": [(frame, outside, {attrs})]}."""
+def video_xml(tracks: list[dict], source="clip.mp4", tags=(), attributes=ALL_ATTRIBUTES, **meta) -> bytes:
+    """A "CVAT for video 1.1" annotations.xml; a track is {"id", "label", "boxes": [(frame, outside, {attrs})]}.
+
+    A track may also have "task_id" and "subset" (a project export's, with
+    `tasks=` in `meta`); other `meta` options as for `meta_xml` (`job=`, ...).
+    """
     out = [
         '<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n  <version>1.1</version>\n',
-        meta_xml(attributes=attributes, mode="interpolation", source=source),
+        meta_xml(attributes=attributes, mode="interpolation", source=source, **meta),
     ]
     for track in tracks:
-        out.append(f'  <track id="{track["id"]}" label={quoteattr(track["label"])} source="manual">\n')
+        extra = "".join(f" {key}={quoteattr(str(track[key]))}" for key in ("task_id", "subset") if key in track)
+        out.append(f'  <track id="{track["id"]}" label={quoteattr(track["label"])} source="manual"{extra}>\n')
         for frame, outside, values in track["boxes"]:
             out.append(
                 f'    <box frame="{frame}" keyframe="1" outside="{int(outside)}" occluded="0" xtl="1.00" ytl="2.00" '
@@ -169,10 +220,29 @@ def zipped(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def coco_json(images: list[Image]) -> bytes:
-    """A COCO instances file of `images`' shapes, as Datumaro writes it for CVAT."""
-    categories = [{"id": index + 1, "name": label, "supercategory": ""} for index, label in enumerate(LABELS)]
-    category_id = {label: index + 1 for index, label in enumerate(LABELS)}
+def track(track_id: int, label: str, values: list[dict], start: int = 0) -> dict:
+    """A track for `video_xml`: visible on frames start, start+1, ... with `values[i]` on each, then outside."""
+    boxes = [(start + offset, False, frame_values) for offset, frame_values in enumerate(values)]
+    boxes.append((start + len(values), True, values[-1] if values else {}))
+    return {"id": track_id, "label": label, "boxes": boxes}
+
+
+def coco_video_json(tracks: list[dict], frames: int, shapes: dict | None = None) -> bytes:
+    """A COCO instances file of a video task: one image per frame (`frame_000012.jpg`), each track's visible
+    boxes as annotations carrying CVAT's `track_id` and `keyframe`, and `shapes` ({frame: [(label, values)]})
+    as annotations outside any track. Tracks are in `video_xml`'s shape."""
+    images = [Image(f"frame_{frame:06d}.jpg", shapes=list((shapes or {}).get(frame, []))) for frame in range(frames)]
+    for item in tracks:
+        for frame, outside, values in item["boxes"]:
+            if not outside:
+                images[frame].shapes.append((item["label"], {"track_id": item["id"], "keyframe": True, **values}))
+    return coco_json(images)
+
+
+def coco_json(images: list[Image], labels=LABELS) -> bytes:
+    """A COCO instances file of `images`' shapes, as Datumaro writes it for CVAT (categories from `labels`)."""
+    categories = [{"id": index + 1, "name": label, "supercategory": ""} for index, label in enumerate(labels)]
+    category_id = {label: index + 1 for index, label in enumerate(labels)}
     document = {
         "licenses": [{"name": "", "id": 0, "url": ""}],
         "info": {},
@@ -193,7 +263,7 @@ def coco_json(images: list[Image]) -> bytes:
                 "date_captured": 0,
             }
         )
-        for label, values in image.shapes:
+        for label, values, *_ in image.shapes:
             document["annotations"].append(
                 {
                     "id": len(document["annotations"]) + 1,
@@ -298,6 +368,31 @@ def write_large_xml(path: Path, target_bytes: int, shape: str = "images") -> int
             written += file.write("".join(chunk))
         file.write(tail)
     return count
+
+
+def write_large_video(path: Path, target_bytes: int, tracks: int = 8) -> int:
+    """Write a CVAT for video 1.1 export of about `target_bytes` to `path`: `tracks` tracks that share the
+    frames, each with a box on every frame whose `lighting` changes every 7 frames (about 200 bytes a box).
+    Written track by track, in chunks; the number of frames each track has."""
+    head = video_xml([], attributes=CONDITIONS).decode("utf-8").replace("</annotations>\n", "")
+    frames = max(1, (target_bytes - len(head)) // (200 * tracks))
+    with path.open("w", encoding="utf-8", newline="\n") as file:
+        file.write(head)
+        for number in range(tracks):
+            file.write(f'  <track id="{number}" label="{LABELS[number % 3]}" source="manual">\n')
+            for start in range(0, frames, 1000):
+                chunk = []
+                for frame in range(start, min(frames, start + 1000)):
+                    lighting = CONDITIONS["lighting"][(frame // 7 + number) % 2]
+                    chunk.append(
+                        f'    <box frame="{frame}" keyframe="0" outside="0" occluded="0" xtl="{frame % 900}.00" '
+                        f'ytl="2.00" xbr="{frame % 900 + 30}.00" ybr="40.00" z_order="0">\n'
+                        f'      <attribute name="lighting">{lighting}</attribute>\n    </box>\n'
+                    )
+                file.write("".join(chunk))
+            file.write("  </track>\n")
+        file.write("</annotations>\n")
+    return frames
 
 
 def write_large_coco(path: Path, target_bytes: int) -> int:

@@ -48,6 +48,7 @@ def cases(tmp_path):
     (tmp_path / "video.xml").write_bytes(video_xml([{"id": 0, "label": "car", "boxes": [(0, False, {"lighting": "day"})]}]))
     (tmp_path / "two.yaml").write_text("projects:\n- {name: a, conditions: {x: [1a]}}\n- {name: b, conditions: {x: [1b]}}\n")
     (tmp_path / "blocker").write_text("a file where a directory is wanted")
+    (tmp_path / "absent.yaml").write_text("projects:\n- {name: a, conditions: {lighting: [day, night], weather: [rain]}}\n")
     good = good_export(tmp_path)
     t = str(tmp_path)
     return [
@@ -60,6 +61,8 @@ def cases(tmp_path):
         (["report", good, "--user", "me", "--out", f"{t}/o"], "--user and --org only make sense with --url"),
         (["report", good, "--schema", f"{t}/two.yaml", "--out", f"{t}/o"], "pick one with --project"),
         (["report", good, "--schema", f"{t}/none.yaml", "--out", f"{t}/o"], "cannot read the schema"),
+        (["report", good, "--schema", f"{t}/absent.yaml", "--out", f"{t}/o"], "the schema's attribute 'weather' is not in"),
+        (["report", good, "--multi-label", "--per-object", "--out", f"{t}/o"], "--multi-label and --per-object"),
         (["report", good, "--out", f"{t}/blocker/out"], "blocker"),
         (["split", f"{t}/coco.json", "--per-object", "--per-cell", "2", "--out", f"{t}/m.csv"], "nothing to balance"),
         (["errors", good, "--predictions", f"{t}/none.csv", "--out", f"{t}/o"], "cannot read the predictions"),

@@ -70,7 +70,7 @@ def test_sample_split_and_weights_escape_every_cell(tmp_path, capsys):
     schema.write_text("projects:\n- name: p\n  protected:\n    group: ['=a', '+b']\n")
 
     sample = tmp_path / "sample.csv"
-    assert main(["sample", str(export), "--size", str(len(names)), "--out", str(sample)]) == 0
+    assert main(["sample", str(export), "--size", str(len(names)), "--include-audited", "--out", str(sample)]) == 0
     split = tmp_path / "split.csv"
     assert main(["split", str(export), "--schema", str(schema), "--size", "8", "--out", str(split)]) == 0
     rows = read_rows(sample)

@@ -51,7 +51,7 @@ def test_tag_mode_takes_the_one_tag_and_counts_frames_without_or_with_several(tm
     assert export.format == FORMAT_IMAGES
     items, dataset = items_of(path)
     assert items == {"a.jpg": ("car", {"lighting": "day"}), "d.jpg": ("bicycle", {"lighting": "unlabeled"})}
-    assert dataset.excluded == {"no_tag": 1, "several_tags": 1}
+    assert dataset.excluded == {"no_tag": 1, "several_tags": 1, "empty_label": 0}
     # Without a schema, an attribute whose declared values include `unlabeled` is a condition.
     assert [(a.name, a.kind, a.values) for a in dataset.attributes] == [("lighting", "condition", ("day", "night"))]
 
@@ -99,11 +99,11 @@ def test_project_export_tells_apart_images_of_the_same_name_in_two_subsets(tmp_p
     assert items["Validation/a.jpg"][1] == {"lighting": "night"}
 
 
-def test_a_video_task_exported_for_images_names_frames_after_the_video(tmp_path):
+def test_a_video_task_exported_for_images_names_frames_after_the_task_and_video(tmp_path):
     images = [Image("frame_000003", tags=[("car", DAY)], frame_id=3), Image("frame_000004", frame_id=4)]
     xml = images_xml(images, attributes=LIGHTING, mode="interpolation", source="clip.mp4")
     items, dataset = items_of(write(tmp_path, "annotations.xml", xml))
-    assert items == {"clip.mp4:3": ("car", {"lighting": "day"})}
+    assert items == {"task1/clip.mp4:3": ("car", {"lighting": "day"})}
     assert dataset.excluded["no_tag"] == 1
 
 
@@ -128,16 +128,16 @@ TRACKS = [
 ]
 
 
-def test_video_tracks_give_one_object_per_visible_frame_and_skip_outside(tmp_path):
+def test_a_video_track_is_one_item_valued_by_its_visible_frames(tmp_path):
+    # Issue 16: a track is one item, not one per frame; the outside frame (3, night) does not vote.
     path = write(tmp_path, "video.zip", zipped({"annotations.xml": video_xml(TRACKS, attributes=LIGHTING)}))
     assert load_export(path).format == FORMAT_VIDEO
-    items, _ = items_of(path, per_object=True)
+    items, dataset = items_of(path, per_object=True)
     assert items == {
-        "clip.mp4:0#0": ("car", {"lighting": "day"}),
-        "clip.mp4:1#0": ("car", {"lighting": "day"}),
-        "clip.mp4:2#0": ("car", {"lighting": "night"}),
-        "clip.mp4:1#1": ("pedestrian", {"lighting": "unlabeled"}),
+        "task1/clip.mp4#track0": ("car", {"lighting": "day"}),
+        "task1/clip.mp4#track1": ("pedestrian", {"lighting": "unlabeled"}),
     }
+    assert dataset.units == "tracks"
 
 
 def test_video_frames_need_tags_and_cvat_for_video_writes_none(tmp_path):
@@ -152,8 +152,11 @@ def test_video_frames_need_tags_and_cvat_for_video_writes_none(tmp_path):
 def test_video_tags_when_present_are_per_frame(tmp_path):
     xml = video_xml(TRACKS, tags=[(1, "car", NIGHT), (2, "car", DAY), (2, "pedestrian", DAY)], attributes=LIGHTING)
     items, dataset = items_of(write(tmp_path, "annotations.xml", xml))
-    assert items == {"clip.mp4:1": ("car", {"lighting": "night"})}
-    assert dataset.excluded == {"no_tag": 1, "several_tags": 1}
+    assert items == {"task1/clip.mp4:1": ("car", {"lighting": "night"})}
+    assert dataset.excluded == {"no_tag": 1, "several_tags": 1, "empty_label": 0}
+    # Frames of one video are resampled together.
+    assert {item.cluster for item in dataset.items} == {"task1/clip.mp4"}
+    assert dataset.units == "frames in 1 video"
 
 
 # --- COCO 1.0 ---------------------------------------------------------------------

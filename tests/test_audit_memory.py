@@ -17,7 +17,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from audit_exports import write_large_xml
+from audit_exports import write_large_video, write_large_xml
 from harness import load_benchmark
 
 from audit.archive import DEFAULT_MAX_UNPACKED_BYTES
@@ -88,6 +88,21 @@ def test_tag_mode_keeps_nothing_of_the_shapes(shapes_export):
     export, peak = traced_peak(lambda: load_export(str(path), keep=KEEP_TAGS))
     assert [(frame.name, frame.tags, frame.objects) for frame in export.frames] == [("crowd.jpg", (), ())]
     # The parser's buffers only: nothing grows with the shapes.
+    assert peak < 2 * MIB, f"peak {peak / MIB:.1f} MiB"
+
+
+def test_a_track_is_tallied_as_its_frames_stream_by(tmp_path):
+    # Issue 16: a track is one item. Keeping every frame's box until the track ends would grow with the
+    # frames; the tally keeps a count per value.
+    path = tmp_path / "annotations.xml"
+    frames = write_large_video(path, SHAPES_MB * 10**6)
+    assert frames > 3000
+
+    def read():
+        return build_dataset([load_export(str(path))], True, None)
+
+    dataset, peak = traced_peak(read)
+    assert [item.id for item in dataset.items] == [f"task1/clip.mp4#track{number}" for number in range(8)]
     assert peak < 2 * MIB, f"peak {peak / MIB:.1f} MiB"
 
 
