@@ -71,8 +71,12 @@ REASONS = ("manual", "final", "before-upgrade")
 CHUNK_SIZE = 1024 * 1024
 DOWNLOAD_ATTEMPTS = 5
 MAX_MANIFEST_SIZE = 1024 * 1024
-# A stamp further than this from the server's time of its manifest: the pod's clock was wrong.
+# A stamp is the pod's time when a backup started, the server's time of its manifest when it
+# ended: a stamp may trail by as long as a backup can run (the scheduled Job's deadline) plus
+# the tolerance, and lead by the tolerance only. Further apart, the pod's clock was wrong.
 CLOCK_TOLERANCE = timedelta(minutes=10)
+# components.database.SCHEDULED_DEADLINE_SECONDS (not imported: it would load the Kubernetes SDK; a test ties them).
+LONGEST_BACKUP = timedelta(hours=6)
 
 
 class BackupsError(Exception):
@@ -404,9 +408,10 @@ class Entry:
         return self.stamped - self.modified
 
     def clock_problem(self) -> str:
-        """'stamp 365d 0h ahead of the server's time', when the two disagree by more than CLOCK_TOLERANCE."""
+        """'stamp 365d 0h ahead of the server's time', when the stamp is more than CLOCK_TOLERANCE ahead of the
+        server's time or more than LONGEST_BACKUP + CLOCK_TOLERANCE behind it (see CLOCK_TOLERANCE)."""
         skew = self.skew
-        if skew is None or abs(skew) <= CLOCK_TOLERANCE:
+        if skew is None or -(LONGEST_BACKUP + CLOCK_TOLERANCE) <= skew <= CLOCK_TOLERANCE:
             return ""
         rounded = timedelta(minutes=round(abs(skew).total_seconds() / 60))  # both times are to the second
         return f"stamp {human_span(rounded)} {'ahead of' if skew > timedelta(0) else 'behind'} the server's time"
@@ -1104,6 +1109,11 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(days=d, hours=h, minutes=m, seconds=s)
 
 
+def clock_window() -> str:
+    """How far a stamp may be from the server's time, in words: 'more than 10m ahead of, or 6h 10m behind,'."""
+    return f"more than {human_duration(CLOCK_TOLERANCE)} ahead of, or {human_duration(LONGEST_BACKUP + CLOCK_TOLERANCE)} behind,"
+
+
 def human_duration(delta: timedelta) -> str:
     """48h, 7d, 15m, 1h 30m, 45s."""
     seconds = int(delta.total_seconds())
@@ -1282,9 +1292,8 @@ def print_listing(inv: Inventory, now: datetime, out: TextIO) -> None:
                              row[3].ljust(widths[3]), row[4].ljust(widths[4]), row[5]]).rstrip() + "\n")
     flagged = inv.clock_flagged()
     if flagged:
-        out.write(f"CLOCK: {len(flagged)} stamp{'s' if len(flagged) > 1 else ''} more than {human_duration(CLOCK_TOLERANCE)} off "
-                  "the server's time of the backup: the clock of the pod that took it was wrong (or the backup ran that long); "
-                  "ages and latest follow the server's time\n")
+        out.write(f"CLOCK: {len(flagged)} stamp{'s' if len(flagged) > 1 else ''} {clock_window()} the server's time of the "
+                  "backup: the clock of the pod that took it was wrong; ages and latest follow the server's time\n")
     if latest:
         out.write(f"latest good: {latest.stamp} ({location.url(latest.manifest_key or latest.dump_key or '')})\n")
     else:
@@ -1432,8 +1441,8 @@ def command_status(args: argparse.Namespace, location: Location, stack: Stack, o
                   "its age above is the server's\n")
     others = [entry for entry in inv.clock_flagged() if entry is not latest]
     if others:
-        err.write(f"warning: CLOCK: {len(others)} other backup stamp{'s are' if len(others) > 1 else ' is'} more than "
-                  f"{human_duration(CLOCK_TOLERANCE)} off the server's time (see `list`)\n")
+        err.write(f"warning: CLOCK: {len(others)} other backup stamp{'s are' if len(others) > 1 else ' is'} {clock_window()} "
+                  "the server's time (see `list`)\n")
     if age > limit:
         raise StaleBackups(
             f"the newest good backup ({latest.stamp}) is {human_age(latest.taken, now)} old, more than {human_duration(limit)} "

@@ -3,7 +3,8 @@
 - Both stamp forms, `YYYYmmddTHHMMSSZ` and `YYYYmmddTHHMMSSZ-xxxxxxxx`, are listed,
   downloaded, verified, dated and taken as `latest`.
 - A backup is dated by its manifest's LastModified (the server's time): `latest` and
-  ages follow it, the stamp only breaks ties; a stamp more than 10 minutes off is
+  ages follow it, the stamp only breaks ties; a stamp more than 10 minutes ahead of it, or
+  more than the longest backup (6 h) and 10 minutes behind, is
   flagged in `list` and `status`.
 
 The S3 server's clock is set per upload (tests/clocked_s3.py), so a manifest can be
@@ -13,6 +14,7 @@ stored "3 days ago" with a stamp a year ahead of that, or 30 days behind it.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 from components.backups import Entry
@@ -113,7 +115,7 @@ def test_a_stamp_a_year_ahead_is_flagged_and_does_not_stay_latest(moto, layout, 
     assert by_stamp[normal].endswith("ok (latest)")
     assert " 3d 0h " in by_stamp[ahead]
     assert by_stamp[ahead].endswith("ok; CLOCK: stamp 365d 0h ahead of the server's time")
-    assert any(line.startswith("CLOCK: 1 stamp more than 10m off the server's time") for line in out.splitlines())
+    assert any(line.startswith("CLOCK: 1 stamp more than 10m ahead of, or 6h 10m behind, the server's time") for line in out.splitlines())
 
     code, out, _ = command(moto, layout.bucket, "list", "--json")
     document = json.loads(out)
@@ -163,26 +165,40 @@ def test_a_stamp_30_days_behind_is_flagged_and_still_latest(moto, layout, archiv
 
 def test_status_counts_other_backups_whose_stamps_are_off(moto, layout, archive):
     layout.backup(timedelta(days=2), archive, skew=YEAR)
-    layout.legacy(timedelta(days=4), archive, skew=-timedelta(hours=2))  # dumps without a manifest: the dump's time
+    layout.legacy(timedelta(days=4), archive, skew=-timedelta(hours=8))  # dumps without a manifest: the dump's time
     newest = layout.backup(timedelta(hours=1), archive)
     code, out, err = command(moto, layout.bucket, "status", "--schedule", "0 3 * * *")
     assert code == 0, err
     assert out.startswith(f"newest good backup: {newest} (scheduled), 1h 0m old;")
-    assert lines_of(err, "warning:") == ["warning: CLOCK: 2 other backup stamps are more than 10m off the server's time (see `list`)"]
+    assert lines_of(err, "warning:") == [
+        "warning: CLOCK: 2 other backup stamps are more than 10m ahead of, or 6h 10m behind, the server's time (see `list`)"
+    ]
 
 
-def test_the_clock_tolerance_is_ten_minutes():
+def test_a_stamp_may_lead_by_ten_minutes_and_trail_by_the_longest_backup_and_ten_minutes():
     stored = datetime(2026, 11, 30, 3, 5, tzinfo=timezone.utc)
 
     def entry(stamp: str, kind: str = "backup") -> Entry:
         return Entry(stamp, kind, modified=stored)
 
-    assert entry("20261130T025500Z").clock_problem() == ""  # started 10 minutes before it was stored
+    # A stamp is the start of the backup, the server's time its end: a long backup trails, never leads.
+    assert entry("20261130T025500Z").clock_problem() == ""
     assert entry("20261130T031500Z-0a1b2c3d").clock_problem() == ""
-    assert entry("20261130T025459Z").clock_problem() == "stamp 10m behind the server's time"
     assert entry("20261130T031501Z").clock_problem() == "stamp 10m ahead of the server's time"
+    assert entry("20261130T025459Z").clock_problem() == ""  # ran 10 minutes
+    assert entry("20261130T010500Z", "legacy").clock_problem() == ""  # ran 2 hours
+    assert entry("20261129T205500Z").clock_problem() == ""  # ran 6 hours and 10 minutes: the longest a backup can
+    assert entry("20261129T205459Z").clock_problem() == "stamp 6h 10m behind the server's time"
     assert entry("20271130T030500Z").clock_problem() == "stamp 365d 0h ahead of the server's time"
-    assert entry("20261130T010500Z", "legacy").clock_problem() == "stamp 2h 0m behind the server's time"
     assert entry("20200101T000000Z", "incoming").clock_problem() == ""  # an upload is no backup
     assert Entry("20261130T010500Z", "backup").clock_problem() == ""  # no server time known: nothing to compare
     assert entry("20261130T010500Z").taken == stored and Entry("20261130T010500Z-0a1b2c3d", "backup").taken.hour == 1
+
+
+def test_the_longest_backup_is_the_scheduled_jobs_deadline_everywhere():
+    from components.backups import LONGEST_BACKUP
+    from components.database import SCHEDULED_DEADLINE_SECONDS
+
+    script = (Path(__file__).parent.parent / "components" / "assets" / "s3-cli.sh").read_text()
+    assert LONGEST_BACKUP.total_seconds() == SCHEDULED_DEADLINE_SECONDS
+    assert f"\nLONGEST_BACKUP_SECONDS={SCHEDULED_DEADLINE_SECONDS}\n" in script
