@@ -32,6 +32,7 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
     filled,
     fresh_database,
     manifest_keys,
+    moto,
     put_backup,
     run,
     script_env,

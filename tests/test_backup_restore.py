@@ -3,8 +3,14 @@
 Also the helpers the other backup and restore tests share: running a script, the
 layout of docs/backups.md as seen in the bucket, backups made by hand (any stamp,
 legacy dumps), and whether a backup is good.
+
+Backups are dated by the server's time of their manifest (LastModified), not by their
+stamp: the S3 server here is moto with a clock the tests set (tests/clocked_s3.py), and a
+backup made by hand "N days ago" is stored with that LastModified (put_backup). Modules
+that import `moto` from here share that server.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,13 +24,16 @@ from pathlib import Path
 
 import pytest
 
+from clocked_s3 import ClockedMotoServer, shared_server
 from components.database import RESTORE_REFUSED
 
 ASSETS = Path(__file__).resolve().parent.parent / "components" / "assets"
 BIN = Path(sys.executable).parent
 # Shell metacharacters of every kind: the scripts must pass it through untouched.
 NASTY_PASSWORD = "p@ss w'o\"rd $(touch /tmp/pwned) `id` ;|&<>*?\\!#"
-NAME_PATTERN = r"^\d{8}T\d{6}Z\.dump$"
+# docs/backups.md: a stamp, with the random suffix of the backups made since the stamps are unique.
+STAMP_PATTERN = r"[0-9]{8}T[0-9]{6}Z(-[0-9a-f]{8})?"
+NAME_PATTERN = rf"^{STAMP_PATTERN}\.dump$"
 PREFIX = "acme/database/"
 MANIFESTS = "acme/backups/"
 
@@ -58,6 +67,15 @@ UNION ALL SELECT 'frames_id_seq', last_value::text FROM frames_id_seq
 UNION ALL SELECT 'index', indexdef FROM pg_indexes WHERE indexname = 'labels_name'
 ORDER BY 1
 """
+
+
+@pytest.fixture(scope="module")
+def moto():
+    """The S3 server of the backup tests: moto whose clock put_backup sets (shared by the run)."""
+    server = shared_server()
+    server.set_clock(timedelta(0))
+    yield server
+    server.set_clock(timedelta(0))
 
 
 def script_env(env, **extra):
@@ -135,7 +153,7 @@ def dump_keys(moto, bucket, prefix=PREFIX):
 
 
 def manifest_keys(moto, bucket, root="acme/"):
-    return [k for k in keys(moto, bucket, root + "backups/") if re.fullmatch(r"\d{8}T\d{6}Z\.json", k.rsplit("/", 1)[1])]
+    return [k for k in keys(moto, bucket, root + "backups/") if re.fullmatch(rf"{STAMP_PATTERN}\.json", k.rsplit("/", 1)[1])]
 
 
 def read_manifest(moto, bucket, key):
@@ -165,20 +183,37 @@ def stamp_of(moment):
     return moment.strftime("%Y%m%dT%H%M%SZ")
 
 
+def moment_of(stamp):
+    """The time in a stamp (its suffix ignored)."""
+    return datetime.strptime(stamp[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+@contextlib.contextmanager
+def stored_at(moto, moment):
+    """What is written inside the block gets LastModified `moment` (when the server's clock can be set)."""
+    if not isinstance(moto, ClockedMotoServer):
+        yield
+        return
+    with moto.frozen(moment):
+        yield
+
+
 def days_ago(days, seconds=0):
     return stamp_of(datetime.now(timezone.utc) - timedelta(days=days, seconds=seconds))
 
 
-def put_backup(moto, bucket, stamp, body, root="acme/", snapshot_id=None, reason="scheduled", metadata=None):
-    """A whole backup made by hand: the dump (with its sha256 metadata) and its manifest."""
+def put_backup(moto, bucket, stamp, body, root="acme/", snapshot_id=None, reason="scheduled", metadata=None, stored=None):
+    """A whole backup made by hand: the dump (with its sha256 metadata) and its manifest, stored
+    (LastModified) at the time of its stamp, or at `stored` (a pod whose clock was wrong)."""
     s3 = moto.client()
     key = f"{root}database/{stamp}.dump"
     digest = hashlib.sha256(body).hexdigest()
-    s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata={"sha256": digest} if metadata is None else metadata)
     data = None if snapshot_id is None else {"repository": f"{root}data", "snapshot": snapshot_id, "files": 1, "bytes": 1}
     manifest = {"format": 1, "stamp": stamp, "workspace": root.rstrip("/"), "cvatVersion": "v2.73.0", "reason": reason,
                 "database": {"key": key, "size": len(body), "sha256": digest}, "data": data}
-    s3.put_object(Bucket=bucket, Key=f"{root}backups/{stamp}.json", Body=json.dumps(manifest).encode())
+    with stored_at(moto, stored or moment_of(stamp)):
+        s3.put_object(Bucket=bucket, Key=key, Body=body, Metadata={"sha256": digest} if metadata is None else metadata)
+        s3.put_object(Bucket=bucket, Key=f"{root}backups/{stamp}.json", Body=json.dumps(manifest).encode())
     return key
 
 
@@ -294,7 +329,10 @@ def test_round_trip_restores_every_row_and_sequence(postgres, moto, filled, back
         "format": 1, "stamp": stamp, "workspace": "acme", "cvatVersion": "v2.73.0", "reason": "scheduled",
         "database": {"key": dump, "size": len(content), "sha256": hashlib.sha256(content).hexdigest()}, "data": None,
     }
-    assert body["Metadata"] == {"sha256": hashlib.sha256(content).hexdigest()}
+    # The stamp: the time, and a random suffix (docs/backups.md); the run that wrote it, in the metadata.
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", stamp), stamp
+    assert body["Metadata"] == {"sha256": hashlib.sha256(content).hexdigest(), "backup-run": body["Metadata"]["backup-run"]}
+    assert body["Metadata"]["backup-run"].startswith(stamp + "-")
     assert f"backup {stamp} complete" in result.stdout
 
     fresh = fresh_database(postgres)
@@ -320,6 +358,8 @@ def test_steps_run_apart_like_in_the_cronjob_and_restore_job(postgres, moto, fil
     (key,) = dump_keys(moto, backups["BACKUP_BUCKET"])
     (manifest_key,) = manifest_keys(moto, backups["BACKUP_BUCKET"])
     assert read_manifest(moto, backups["BACKUP_BUCKET"], manifest_key)["reason"] == "manual"
+    # What data-backup.sh prune keeps: the backups that remain, this one included.
+    assert (shared / "keep-stamps").read_text().split() == [(shared / "stamp").read_text().strip()]
 
     fresh = fresh_database(postgres)
     restore_dir = tmp_path / "restore"
@@ -398,7 +438,10 @@ def test_retention_of_dumps_without_manifest_and_of_abandoned_uploads(postgres, 
     abandoned = f"{PREFIX}.incoming/{days_ago(2)}.dump"
     in_progress = f"{PREFIX}.incoming/{days_ago(0, seconds=60)}.dump"
     for key in legacy_old + legacy_kept + others + [abandoned, in_progress]:
-        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+        stamp = re.search(STAMP_PATTERN, key)
+        # Stored when their stamp says; the others (no stamp) 400 days ago: old, but never touched.
+        with stored_at(moto, moment_of(stamp.group(0)) if stamp else datetime.now(timezone.utc) - timedelta(days=400)):
+            s3.put_object(Bucket=bucket, Key=key, Body=b"x")
     result = run("backup.sh", env_for(postgres, moto, filled, backups, RETENTION_DAYS=30))
     assert result.returncode == 0, result.stderr
     remaining = set(keys(moto, bucket))

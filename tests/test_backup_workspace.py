@@ -22,6 +22,7 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
     NASTY_PASSWORD,
     PREFIX,
     assert_nothing_incomplete_is_visible,
+    moto,
     backups,
     database,
     database_comment,

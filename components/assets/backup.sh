@@ -19,6 +19,14 @@
 # that fails verification is deleted, and a backup exists only once its manifest
 # does.
 #
+# Several runs may overlap (`backups now` or the pre-upgrade Job beside the CronJob), in
+# the same second too: each backup's stamp has a random suffix (YYYYMMDDTHHMMSSZ-xxxxxxxx),
+# its final names are written only where nothing is (If-None-Match: *, where the server
+# implements it; a HEAD request first), every object a run writes carries its run id
+# (metadata backup-run), and a run that stops deletes only objects it wrote. Backups are
+# dated by the server's time of their manifest (LastModified), not by their stamp (a pod's
+# clock may be wrong): retention goes by it, as `latest` does.
+#
 # Environment:
 #   PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE   the database (libpq variables)
 #   BACKUP_DIR        what the steps hand on to each other (default: a temporary directory)
@@ -36,6 +44,7 @@
 #   BACKUP_COMPRESSION  pg_dump's gzip level, 0-9 (default 1: a third of the time of
 #                     the default level for dumps ~8% larger, and a shorter snapshot)
 #   SECRET_DIR        where the password step writes data-password (default: BACKUP_DIR)
+#   READ_ATTEMPTS     how many times a read of retention that fails in transfer is tried (default 3)
 #   AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 set -eu
 . "$(dirname "$0")/s3-cli.sh"
@@ -50,11 +59,15 @@ MAX_WAIT_IDLE_SECONDS=3600
 SINGLE_PUT_BYTES=${SINGLE_PUT_BYTES:-536870912}
 step=${BACKUP_STEP:-all}
 work=$(mktemp -d)
-# Objects to delete if the script stops before the backup is complete (see finish).
+# Objects to delete if the script stops before the backup is complete: only ever objects
+# this run wrote itself (see upload).
 pending=""
+deleting=""
 cleanup() {
     status=$?
     trap - EXIT
+    # The deletion of this run's upload, when it started, ends first.
+    [ -z "${deleting:-}" ] || wait "$deleting" 2>/dev/null || true
     for key in $pending; do
         aws s3api delete-object --bucket "$bucket" --key "$key" >/dev/null 2>&1 &&
             echo "deleted s3://$bucket/$key (the backup did not complete)" >&2
@@ -138,7 +151,8 @@ dump() {
             return 0
         fi
     fi
-    stamp=$(date -u +%Y%m%dT%H%M%SZ)
+    stamp=$(new_stamp)
+    is_stamp "$stamp" || fail "cannot make a backup stamp (got '$stamp')"
     partial="$dir/$stamp.dump.partial"
     echo "dumping database $PGDATABASE from ${PGHOST:-local socket} ..."
     level=${BACKUP_COMPRESSION:-1}
@@ -234,6 +248,96 @@ upload_settings() {
     workspace=${root%/}
 }
 
+# name_taken ERRORS: whether a conditional write failed because the name is taken.
+name_taken() {
+    grep -q 'PreconditionFailed\|ConditionalRequestConflict\|(412)' "$1"
+}
+
+# condition_unknown ERRORS: whether the server refused If-None-Match itself (it does not
+# implement conditional writes): the write is made again without it.
+condition_unknown() {
+    grep -q 'NotImplemented\|InvalidArgument\|InvalidRequest\|(501)' "$1"
+}
+
+# ours KEY: whether the object KEY carries this run's id (a write of this run that the client
+# retried: the retry found the name taken by the first attempt).
+ours() {
+    [ "$(aws s3api head-object --bucket "$bucket" --key "$1" --query 'Metadata."backup-run"' --output text 2>/dev/null)" = "$run" ]
+}
+
+# taken KEY: stops the run, leaving KEY (another run's) as it is.
+taken() {
+    drop_pending "$1"
+    fail "s3://$bucket/$1 exists already: another backup has the stamp $stamp; it is left as it is and this run stops"
+}
+
+# absent KEY: fails unless KEY does not exist (a final name is never written over).
+absent() {
+    answer=0
+    head_fields "$bucket" "$1" '[ContentLength]' || answer=$?
+    case "$answer" in
+        2) return 0 ;;
+        0) taken "$1" ;;
+        *) fail "cannot check that s3://$bucket/$1 does not exist: $(cat "$work/err")" ;;
+    esac
+}
+
+# drop_pending KEY: KEY is not this run's to delete.
+drop_pending() {
+    kept=""
+    for k in $pending; do [ "$k" = "$1" ] || kept="$kept $k"; done
+    pending=${kept# }
+}
+
+# put_new KEY FILE ARGS...: put-object of FILE to KEY, with this run's id, only if KEY does
+# not exist (If-None-Match; a server that does not implement it gets a plain write); the
+# ETag the server answers goes to $work/put. Stops without touching KEY when another run has it.
+put_new() {
+    key_=$1 file_=$2
+    shift 2
+    aws s3api put-object --bucket "$bucket" --key "$key_" --body "$file_" --metadata "backup-run=$run" "$@" \
+        --if-none-match '*' --query ETag --output text >"$work/put" 2>"$work/err" && return 0
+    if name_taken "$work/err"; then
+        # A retry of this very request (its first attempt was stored, the answer lost)?
+        ours "$key_" || taken "$key_"
+        aws s3api head-object --bucket "$bucket" --key "$key_" --query ETag --output text >"$work/put" ||
+            fail "cannot read s3://$bucket/$key_ after writing it"
+        return 0
+    fi
+    condition_unknown "$work/err" || fail "cannot upload to s3://$bucket/$key_: $(cat "$work/err")"
+    # Without conditional writes: a HEAD request first.
+    absent "$key_"
+    aws s3api put-object --bucket "$bucket" --key "$key_" --body "$file_" --metadata "backup-run=$run" "$@" \
+        --query ETag --output text >"$work/put" || fail "cannot upload to s3://$bucket/$key_"
+}
+
+# copy_new: copies the verified upload to the final name $key, with the dump's SHA-256 and
+# this run's id as metadata, only if the name is free (If-None-Match where the server
+# implements it for copies) and only if the source still has the verified ETag (where the
+# server supports it). The ETag of the copy goes to $work/copied.
+copy_new() {
+    set -- --if-none-match '*'
+    while :; do
+        aws s3api copy-object --bucket "$bucket" --key "$key" --copy-source "$bucket/$incoming" \
+            --copy-source-if-match "$stored_etag" --metadata "sha256=$sha256,backup-run=$run" --metadata-directive REPLACE \
+            --content-type application/octet-stream "$@" --query CopyObjectResult.ETag --output text \
+            >"$work/copied" 2>"$work/err" && return 0
+        if name_taken "$work/err"; then
+            # The source's ETag condition, or the name taken: by this very request's first
+            # attempt, or by another run (left as it is).
+            answer=0
+            head_fields "$bucket" "$key" '[ContentLength]' || answer=$?
+            [ "$answer" -ne 2 ] || fail "s3://$bucket/$incoming changed after it was verified; deleted, nothing is visible"
+            ours "$key" || taken "$key"
+            aws s3api head-object --bucket "$bucket" --key "$key" --query ETag --output text >"$work/copied" ||
+                fail "cannot read s3://$bucket/$key after the copy"
+            return 0
+        fi
+        [ $# -gt 0 ] && condition_unknown "$work/err" || fail "cannot copy s3://$bucket/$incoming to $key: $(cat "$work/err")"
+        set --
+    done
+}
+
 upload() {
     upload_settings
     s3_cli_setup "$work"
@@ -251,6 +355,8 @@ upload() {
     incoming="$prefix.incoming/$stamp.dump"
     manifest_key="${root}backups/$stamp.json"
     size=$(wc -c <"$file" | tr -d ' ')
+    # This run's id, on every object it writes: what tells its objects from another run's.
+    run="$stamp-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 
     data_json=null
     if [ "${BACKUP_DATA:-false}" = true ]; then
@@ -274,15 +380,16 @@ upload() {
     (list_keys "$bucket" "${root}backups/" "$work/listing.manifests" && list_keys "$bucket" "$prefix" "$work/listing.dumps" &&
         cat "$work/listing.manifests" "$work/listing.dumps" >"$work/listing") 2>"$work/listing.err" &
     listing=$!
-    pending=$incoming
+    # From here on, pending names only objects this run wrote (its stamp is its own; a name
+    # found taken is left alone).
     if [ "$size" -lt "$SINGLE_PUT_BYTES" ]; then
         # One request; the ETag the server answers is the MD5 it computed over the bytes it
         # stored, so one equal to the dump's proves the upload. Both checksums are computed
         # meanwhile, from the page cache.
         (md5_of "$file" >"$work/md5" && sha256_of "$file" >"$work/sha256") &
         hashing=$!
-        aws s3api put-object --bucket "$bucket" --key "$incoming" --body "$file" --query ETag --output text >"$work/put" ||
-            fail "cannot upload to s3://$bucket/$incoming"
+        pending=$incoming
+        put_new "$incoming" "$file"
         stored_etag=$(tr -d '"' <"$work/put")
         wait "$hashing" || fail "cannot compute the checksums of $file"
         etag=$(cat "$work/md5")
@@ -290,7 +397,9 @@ upload() {
         # In parts; the server's size and ETag (the MD5 of the parts' MD5s) prove the upload.
         (md5_of "$file" >"$work/md5" && sha256_of "$file" >"$work/sha256" && expected_etag "$file" "$work" >"$work/etag") &
         hashing=$!
-        aws s3 cp "$file" "s3://$bucket/$incoming" --only-show-errors --no-progress ||
+        absent "$incoming"
+        pending=$incoming
+        aws s3 cp "$file" "s3://$bucket/$incoming" --metadata "backup-run=$run" --only-show-errors --no-progress ||
             fail "cannot upload to s3://$bucket/$incoming"
         wait "$hashing" || fail "cannot compute the checksums of $file"
         etag=$(cat "$work/etag")
@@ -314,22 +423,20 @@ upload() {
         rm -f "$work/readback"
     fi
 
-    # The final name, by a copy on the server, with the SHA-256 as metadata. The copy is
-    # made only if the source still has the verified ETag (where the server supports it),
-    # and the ETag of the copy is checked too.
+    # The final name, by a copy on the server, never over an object that is there: a HEAD
+    # request first (for servers that ignore If-None-Match on copies), then copy_new. The ETag
+    # of the copy is checked too.
+    absent "$key"
     pending="$incoming $key"
     if [ "$size" -lt 5368709120 ]; then
-        aws s3api copy-object --bucket "$bucket" --key "$key" --copy-source "$bucket/$incoming" \
-            --copy-source-if-match "$stored_etag" --metadata "sha256=$sha256" --metadata-directive REPLACE \
-            --content-type application/octet-stream --query CopyObjectResult.ETag --output text >"$work/copied" ||
-            fail "cannot copy s3://$bucket/$incoming to $key"
+        copy_new
         copied=$(tr -d '"' <"$work/copied")
         # The MD5 of what the copy holds, or (on servers that keep parts) the source's ETag.
         [ "$copied" = "$md5" ] || [ "$copied" = "$stored_etag" ] ||
             fail "the copy s3://$bucket/$key has ETag $copied, not the dump's; deleted, nothing is visible"
     else
         # Above 5 GiB a copy takes parts (the CLI makes them); its size and metadata are checked.
-        aws s3 cp "s3://$bucket/$incoming" "s3://$bucket/$key" --metadata "sha256=$sha256" --metadata-directive REPLACE \
+        aws s3 cp "s3://$bucket/$incoming" "s3://$bucket/$key" --metadata "sha256=$sha256,backup-run=$run" --metadata-directive REPLACE \
             --only-show-errors --no-progress || fail "cannot copy s3://$bucket/$incoming to $key"
         aws s3api head-object --bucket "$bucket" --key "$key" --query '[ContentLength, Metadata.sha256]' --output text \
             >"$work/head" || fail "cannot read s3://$bucket/$key after the copy"
@@ -343,7 +450,7 @@ upload() {
     echo "stored s3://$bucket/$key ($size bytes, sha256 $sha256)"
 
     # The manifest, last: the backup exists once it does.
-    cat >"$work/manifest.json" <<EOF
+    cat >"$work/manifest.json" <<MANIFEST
 {
   "format": 1,
   "stamp": "$stamp",
@@ -353,11 +460,9 @@ upload() {
   "database": {"key": "$key", "size": $size, "sha256": "$sha256"},
   "data": $data_json
 }
-EOF
+MANIFEST
     pending="$manifest_key $key"
-    aws s3api put-object --bucket "$bucket" --key "$manifest_key" --body "$work/manifest.json" \
-        --content-type application/json --query ETag --output text >"$work/put" ||
-        fail "cannot write the manifest s3://$bucket/$manifest_key"
+    put_new "$manifest_key" "$work/manifest.json" --content-type application/json
     if [ "$(tr -d '"' <"$work/put")" != "$(md5_of "$work/manifest.json")" ]; then
         aws s3 cp "s3://$bucket/$manifest_key" "$work/manifest.readback" --only-show-errors --no-progress &&
             cmp -s "$work/manifest.json" "$work/manifest.readback" ||
@@ -369,165 +474,187 @@ EOF
 
     wait "$listing" ||
         fail "the backup is complete, but listing s3://$bucket/$root failed, so no old backup was deleted: $(cat "$work/listing.err")"
+    # The server's time of the manifest: "now" for the retention, whatever the pod's clock says.
+    (list_keys "$bucket" "$manifest_key" "$work/own") 2>"$work/listing.err" ||
+        fail "the backup is complete, but reading the server's time of s3://$bucket/$manifest_key failed, so no old backup was deleted: $(cat "$work/listing.err")"
+    now=$(awk -v k="$manifest_key" '$1 == k { print $3 }' "$work/own")
+    [ -n "$now" ] ||
+        fail "the backup is complete, but s3://$bucket/$manifest_key is not listed, so no old backup was deleted"
+    # This pod's clock now against the server's time of the manifest it just wrote: both are the
+    # end of the backup, so however long it ran, they agree within the tolerance.
+    problem=$(clock_problem "$(date -u +%Y%m%dT%H%M%SZ)" "$now" 0)
+    if [ -n "$problem" ]; then
+        echo "warning: CLOCK: backup $stamp: this pod's clock is $problem; backups are ordered and aged by the server's time" >&2
+    fi
     retention
 }
 
-# stamp_at EPOCH: the backup stamp of that moment.
-stamp_at() {
-    date -u -d "@$1" +%Y%m%dT%H%M%SZ 2>/dev/null || date -u -r "$1" +%Y%m%dT%H%M%SZ
-}
-
-# before STAMP OTHER: whether STAMP is earlier than OTHER.
-before() {
-    a=${1%Z}
-    b=${2%Z}
-    [ "${a%T*}${a#*T}" -lt "${b%T*}${b#*T}" ]
+# manifest_good STAMP: whether the backup of STAMP is good (docs/backups.md): its manifest
+# parses, its dump exists with the manifest's size and SHA-256, its snapshot exists. Returns
+# 0 (good), 2 (not good: the server said so) or 1 (a read failed: $work/err). Leaves the
+# manifest in $work/m-STAMP.json.
+manifest_good() {
+    m="$work/m-$1.json"
+    answer=0
+    get_whole "$bucket" "${root}backups/$1.json" "$m" "$(listed_size "${root}backups/$1.json")" || answer=$?
+    [ "$answer" -eq 0 ] || return "$answer"
+    [ "$(manifest_field "$m" format)" = 1 ] && [ "$(manifest_field "$m" stamp)" = "$1" ] || return 2
+    mkey=$(manifest_field "$m" key)
+    msize=$(manifest_field "$m" size)
+    msha=$(manifest_field "$m" sha256)
+    [ -n "$mkey" ] && [ -n "$msize" ] && is_hex64 "$msha" || return 2
+    [ "$(listed_size "$mkey")" = "$msize" ] || return 2
+    snap=$(manifest_field "$m" snapshot)
+    if [ -n "$snap" ]; then
+        repo=$(manifest_field "$m" repository)
+        answer=0
+        head_fields "$bucket" "$repo/snapshots/$snap" '[ContentLength]' || answer=$?
+        [ "$answer" -eq 0 ] || return "$answer"
+    fi
+    answer=0
+    head_fields "$bucket" "$mkey" '[ContentLength, Metadata.sha256]' || answer=$?
+    [ "$answer" -eq 0 ] || return "$answer"
+    # Not good once a second HEAD request says the same.
+    [ "$(cut -f2 "$work/head")" = "$msha" ] || head_again "$bucket" "$mkey" '[ContentLength, Metadata.sha256]'
 }
 
 # listed_size KEY: the size of KEY in the listing, empty when it is not there.
 listed_size() {
-    while read -r k s; do
-        [ "$k" != "$1" ] || {
-            echo "$s"
-            return 0
-        }
-    done <"$work/listing"
+    awk -v k="$1" '$1 == k { print $2; exit }' "$work/listing"
 }
 
-# manifest_good STAMP: whether the backup of STAMP is good (docs/backups.md): its manifest
-# parses, its dump exists with the manifest's size and SHA-256, its snapshot exists.
-# Leaves the manifest in $work/m-STAMP.json.
-manifest_good() {
-    m="$work/m-$1.json"
-    aws s3api get-object --bucket "$bucket" --key "${root}backups/$1.json" "$m" >/dev/null 2>&1 || return 1
-    [ "$(manifest_field "$m" format)" = 1 ] && [ "$(manifest_field "$m" stamp)" = "$1" ] || return 1
-    mkey=$(manifest_field "$m" key)
-    msize=$(manifest_field "$m" size)
-    msha=$(manifest_field "$m" sha256)
-    [ -n "$mkey" ] && [ -n "$msize" ] && is_hex64 "$msha" || return 1
-    [ "$(listed_size "$mkey")" = "$msize" ] || return 1
-    snap=$(manifest_field "$m" snapshot)
-    if [ -n "$snap" ]; then
-        repo=$(manifest_field "$m" repository)
-        aws s3api head-object --bucket "$bucket" --key "$repo/snapshots/$snap" >/dev/null 2>&1 || return 1
-    fi
-    [ "$(aws s3api head-object --bucket "$bucket" --key "$mkey" --query Metadata.sha256 --output text 2>/dev/null)" = "$msha" ]
-}
-
-# delete_keys FILE WHY: deletes the keys listed in FILE (one request per thousand).
-delete_keys() {
-    [ -s "$1" ] || return 0
-    split -l 1000 "$1" "$1.batch."
-    for batch in "$1".batch.*; do
-        {
-            printf '{"Quiet": true, "Objects": ['
-            sep=""
-            while read -r k; do
-                printf '%s{"Key": "%s"}' "$sep" "$k"
-                sep=", "
-            done <"$batch"
-            printf ']}'
-        } >"$batch.json"
-        aws s3api delete-objects --bucket "$bucket" --delete "file://$batch.json" --query 'Errors[].[Key, Code]' \
-            --output text >"$batch.errors" || fail "cannot delete the objects listed in $batch"
-        grep -v '^None$' "$batch.errors" >"$batch.failed" || true
-        [ ! -s "$batch.failed" ] || fail "cannot delete: $(cat "$batch.failed")"
+# delete_batches WHY: deletes the keys of $work/delete-first (manifests), then those of
+# $work/delete-after ("MANIFEST KEY" lines: KEY goes only once MANIFEST is gone; "-" for a
+# key that waits for nothing), with DeleteObjects, a thousand keys a request: each request
+# takes the manifests left first, then fills up with the keys whose turn has come. Logs each
+# key deleted; sets requests. Stops at the first request that fails.
+delete_batches() {
+    awk '$1 == "-" { print $2 }' "$work/delete-after" >"$work/ready"
+    awk '$1 != "-"' "$work/delete-after" >"$work/waiting"
+    cp "$work/delete-first" "$work/todo"
+    requests=0
+    while [ -s "$work/todo" ] || [ -s "$work/ready" ]; do
+        head -n 1000 "$work/todo" >"$work/batch"
+        tail -n +1001 "$work/todo" >"$work/todo.rest"
+        mv "$work/todo.rest" "$work/todo"
+        room=$((1000 - $(wc -l <"$work/batch")))
+        if [ "$room" -gt 0 ]; then
+            head -n "$room" "$work/ready" >>"$work/batch"
+            tail -n +$((room + 1)) "$work/ready" >"$work/ready.rest"
+            mv "$work/ready.rest" "$work/ready"
+        fi
+        awk 'BEGIN { printf "{\"Quiet\": true, \"Objects\": [" }
+             { printf "%s{\"Key\": \"%s\"}", (NR > 1 ? ", " : ""), $0 }
+             END { print "]}" }' "$work/batch" >"$work/batch.json"
+        requests=$((requests + 1))
+        aws s3api delete-objects --bucket "$bucket" --delete "file://$work/batch.json" --query 'Errors[].[Key, Code]' \
+            --output text >"$work/batch.errors" || fail "cannot delete old backups (request $requests failed); nothing more was deleted"
+        grep -v '^None$' "$work/batch.errors" >"$work/batch.failed" || true
+        [ ! -s "$work/batch.failed" ] || fail "cannot delete: $(head -n 5 "$work/batch.failed"); nothing more was deleted"
+        while read -r k; do echo "deleted s3://$bucket/$k ($1)"; done <"$work/batch"
+        # What waited for a manifest of this request may go in the next one.
+        awk -v ready="$work/ready" 'FILENAME == ARGV[1] { gone[$1]; next } ($1 in gone) { print $2 >> ready; next } { print }' \
+            "$work/batch" "$work/waiting" >"$work/waiting.rest"
+        mv "$work/waiting.rest" "$work/waiting"
     done
-    while read -r k; do echo "deleted s3://$bucket/$k ($2)"; done <"$1"
+    [ ! -s "$work/waiting" ] || fail "internal error: keys left to delete: $(head -n 3 "$work/waiting")"
 }
 
 # retention: deletes the backups older than RETENTION_DAYS, whole (manifest first, then
 # its dump; its data snapshot is forgotten by data-backup.sh prune), but never the one
-# just made, and always keeps the newest KEEP_NEWEST good ones whatever their age. Dumps
-# without a manifest (older layouts) follow the same rule among themselves. Uploads
-# abandoned under .incoming/ for a day are deleted. Nothing else is touched. Writes the
-# stamps of the backups that remain to BACKUP_DIR/keep-stamps (their data snapshots stay).
+# just made, and always keeps the newest KEEP_NEWEST good ones whatever their age. A
+# backup's age and order are the server's time of its manifest (LastModified; "now" is that
+# of the manifest just written), the stamp breaking ties: a pod clock that is wrong, now or
+# when a backup was made, neither deletes a backup early nor keeps one forever. Dumps without
+# a manifest (older layouts) follow the same rule among themselves, by their own
+# LastModified. Uploads abandoned under .incoming/ for a day are deleted. Nothing else is
+# touched, and nothing at all when a read fails. Writes the stamps of the backups that
+# remain to BACKUP_DIR/keep-stamps (their data snapshots stay).
 retention() {
-    now=$(date -u +%s)
-    cutoff=$(stamp_at $((now - days * 86400)))
-    stale=$(stamp_at $((now - 86400)))
-    : >"$work/manifests"
-    : >"$work/dumps"
-    : >"$work/incoming"
+    now_epoch=$(epoch_of "$now")
+    cutoff=$(stamp_at $((now_epoch - days * 86400)))
+    stale=$(stamp_at $((now_epoch - 86400)))
+    # "STORED STAMP" of the manifests, newest first (this run's: the server's time of it).
+    awk -v b="${root}backups/" -v own="$stamp" -v now="$now" -v re="$STAMP_RE" '
+        index($1, b) == 1 && $1 ~ /\.json$/ {
+            n = substr($1, length(b) + 1); sub(/\.json$/, "", n)
+            if (n ~ re && n != own) print $3, n
+        }
+        END { print now, own }' "$work/listing" | LC_ALL=C sort -r >"$work/manifests"
+    # "STORED STAMP SIZE" of the dumps under their final names, newest first; "STORED STAMP
+    # KEY" of the uploads under .incoming/.
+    awk -v p="$prefix" -v re="$STAMP_RE" -v incoming="$work/incoming" '
+        index($1, p) == 1 && $1 ~ /\.dump$/ {
+            n = substr($1, length(p) + 1); sub(/\.dump$/, "", n)
+            if (n ~ re) print $3, n, $2
+            else if (index(n, ".incoming/") == 1 && substr(n, 11) ~ re) print $3, substr(n, 11), $1 > incoming
+        }' "$work/listing" | LC_ALL=C sort -r >"$work/dumps"
+    [ -f "$work/incoming" ] || : >"$work/incoming"
     : >"$work/keep"
+    : >"$work/delete-first"
+    : >"$work/delete-after"
     : >"$work/gone"
-    : >"$work/delete-manifests"
-    : >"$work/delete-dumps"
-    : >"$work/delete-lone"
-    while read -r k s; do
-        case "$k" in
-            "${root}backups/"*.json)
-                n=${k#"${root}backups/"}
-                ! is_stamp "${n%.json}" || echo "${n%.json}" >>"$work/manifests"
-                ;;
-            "$prefix.incoming/"*.dump)
-                n=${k#"$prefix.incoming/"}
-                ! is_stamp "${n%.dump}" || echo "${n%.dump} $k" >>"$work/incoming"
-                ;;
-            "$prefix"*.dump)
-                n=${k#"$prefix"}
-                ! is_stamp "${n%.dump}" || echo "${n%.dump}" >>"$work/dumps"
-                ;;
-        esac
-    done <"$work/listing"
-    echo "$stamp" >>"$work/manifests"
-    sort -ru "$work/manifests" -o "$work/manifests"
-    deleted=0
 
     # Whole backups (with a manifest). Their goodness is read only when one is old enough to go.
-    old=0
-    while read -r s; do
-        [ "$s" = "$stamp" ] || ! before "$s" "$cutoff" || old=$((old + 1))
-    done <"$work/manifests"
-    if [ "$old" -gt 0 ]; then
+    if awk -v c="$cutoff" -v own="$stamp" '$2 != own && $1 < c { found = 1 } END { exit !found }' "$work/manifests"; then
         echo "$stamp" >"$work/keep"
         good=1
-        while read -r s; do
+        while read -r stored s; do
             [ "$good" -lt "$KEEP_NEWEST" ] || break
             [ "$s" != "$stamp" ] || continue
-            if manifest_good "$s"; then
-                echo "$s" >>"$work/keep"
-                good=$((good + 1))
-            fi
+            answer=0
+            attempt "the manifest of backup $s" manifest_good "$s" || answer=$?
+            case "$answer" in
+                0)
+                    echo "$s" >>"$work/keep"
+                    good=$((good + 1))
+                    ;;
+                2) ;;
+                *) fail "cannot read backup $s to tell whether it is good: $(tail -n 1 "$work/err"); no old backup was deleted" ;;
+            esac
         done <"$work/manifests"
-        while read -r s; do
-            [ "$s" != "$stamp" ] && before "$s" "$cutoff" && ! grep -qx "$s" "$work/keep" || continue
-            m="$work/m-$s.json"
-            [ -f "$m" ] || aws s3api get-object --bucket "$bucket" --key "${root}backups/$s.json" "$m" >/dev/null 2>&1 || : >"$m"
-            mkey=$(manifest_field "$m" key)
-            # A manifest names its own dump; anything else is left alone.
-            [ "$mkey" = "$prefix$s.dump" ] || mkey="$prefix$s.dump"
-            echo "${root}backups/$s.json" >>"$work/delete-manifests"
-            [ -z "$(listed_size "$mkey")" ] || echo "$mkey" >>"$work/delete-dumps"
-            echo "$s" >>"$work/gone"
-            deleted=$((deleted + 1))
-        done <"$work/manifests"
-        # Manifests first: a backup stops being one before its parts go.
-        delete_keys "$work/delete-manifests" "a backup older than $days days: its manifest"
-        delete_keys "$work/delete-dumps" "a backup older than $days days: its database dump"
+        # The old ones not kept go, each with its own dump (a manifest names its own; anything
+        # else is left alone).
+        awk -v c="$cutoff" -v own="$stamp" -v b="${root}backups/" -v p="$prefix" -v first="$work/delete-first" -v gone="$work/gone" '
+            FILENAME == ARGV[1] { keep[$1]; next }
+            FILENAME == ARGV[2] { dump[$2]; next }
+            $2 != own && $1 < c && !($2 in keep) {
+                print b $2 ".json" > first
+                print $2 > gone
+                if ($2 in dump) print b $2 ".json", p $2 ".dump"
+            }' "$work/keep" "$work/dumps" "$work/manifests" >>"$work/delete-after"
+    fi
+    deleted=$(wc -l <"$work/gone" | tr -d ' ')
+
+    # Dumps without a manifest (older layouts, or a run that stopped before its manifest):
+    # the newest KEEP_NEWEST that hold something stay.
+    awk -v c="$cutoff" -v keep="$KEEP_NEWEST" -v p="$prefix" '
+        FILENAME == ARGV[1] { listed[$2]; next }
+        ($2 in listed) { next }
+        kept < keep && $3 != 0 { kept++; next }
+        $1 < c { print "-", p $2 ".dump" }' "$work/manifests" "$work/dumps" >"$work/delete-lone"
+    deleted=$((deleted + $(wc -l <"$work/delete-lone" | tr -d ' ')))
+    cat "$work/delete-lone" >>"$work/delete-after"
+
+    # Uploads abandoned for over a day (this run's is gone already; another run's is younger).
+    awk -v s="$stale" -v own="$stamp" '$2 != own && $1 < s { print "-", $3 }' "$work/incoming" >>"$work/delete-after"
+
+    flagged=$(awk -v tol="$CLOCK_TOLERANCE_SECONDS" -v run="$LONGEST_BACKUP_SECONDS" "$AWK_TIMES"'
+        function epoch(st) {
+            return days(substr(st, 1, 4) + 0, substr(st, 5, 2) + 0, substr(st, 7, 2) + 0) * 86400 \
+                + substr(st, 10, 2) * 3600 + substr(st, 12, 2) * 60 + substr(st, 14, 2)
+        }
+        { d = epoch($2) - epoch($1); if (d > tol || -d > tol + run) { n++; if (n <= 5) names = names " " $2 } }
+        END { if (n) print n ":" names }' "$work/manifests")
+    if [ -n "$flagged" ]; then
+        echo "warning: CLOCK: ${flagged%%:*} backup(s) whose stamp is more than $((CLOCK_TOLERANCE_SECONDS / 60)) minutes ahead of, or" \
+            "more than $(((CLOCK_TOLERANCE_SECONDS + LONGEST_BACKUP_SECONDS) / 60)) minutes behind, the server's time of their manifest (ordered and aged by the server's time):${flagged#*:}" >&2
     fi
 
-    # Dumps without a manifest (older layouts, or a run that stopped before its manifest).
-    while read -r s; do grep -qx "$s" "$work/manifests" || echo "$s"; done <"$work/dumps" | sort -ru >"$work/lone"
-    kept=0
-    while read -r s; do
-        if [ "$kept" -lt "$KEEP_NEWEST" ] && [ "$(listed_size "$prefix$s.dump")" != 0 ]; then
-            kept=$((kept + 1))
-        elif before "$s" "$cutoff"; then
-            echo "$prefix$s.dump" >>"$work/delete-lone"
-            deleted=$((deleted + 1))
-        fi
-    done <"$work/lone"
-    delete_keys "$work/delete-lone" "a dump without manifest older than $days days"
-
-    while read -r s k; do
-        [ "$s" != "$stamp" ] && before "$s" "$stale" && echo "$k"
-    done <"$work/incoming" >"$work/delete-incoming"
-    delete_keys "$work/delete-incoming" "an upload abandoned over a day ago"
-
-    while read -r s; do grep -qx "$s" "$work/gone" || echo "$s"; done <"$work/manifests" >"$dir/keep-stamps.tmp"
+    delete_batches "older than $days days by the server's time"
+    awk 'FILENAME == ARGV[1] { gone[$1]; next } !($2 in gone) { print $2 }' "$work/gone" "$work/manifests" >"$dir/keep-stamps.tmp"
     mv "$dir/keep-stamps.tmp" "$dir/keep-stamps"
-    echo "retention: $deleted backup(s) older than $days days deleted (the newest $KEEP_NEWEST good ones are always kept)"
+    echo "retention: $deleted backup(s) older than $days days deleted in $requests request(s) (the newest $KEEP_NEWEST good ones are always kept)"
 }
 
 case "$step" in

@@ -28,10 +28,13 @@
 # Locks are waited for at most RESTORE_LOCK_TIMEOUT.
 #
 # RESTORE_FROM:
-#   latest                       the newest good backup (manifest) under the workspace's prefix;
+#   latest                       the newest good backup (manifest) under the workspace's prefix, by
+#                                the server's time of its manifest (LastModified), not its stamp;
 #                                without any manifest, the newest dump (older layouts)
 #   <key>/backups/<stamp>.json   a whole backup (database and data)
 #   <key>/database/<stamp>.dump  a database dump alone (older backups)
+#                                (<stamp>: YYYYMMDDTHHMMSSZ, and since backups made in the same second
+#                                are told apart, YYYYMMDDTHHMMSSZ-<8 hex digits>; see docs/backups.md)
 #   s3://<bucket>/<key>          either, in another bucket
 #
 # Environment:
@@ -46,6 +49,7 @@
 #   PGHOST PGPORT PGUSER PGPASSWORD PGDATABASE   the database (libpq variables)
 #   PGMAINTENANCE_DATABASE  database to connect to while the restored one is closed (default postgres)
 #   WAIT_SECONDS     how long to wait for the database to accept connections (default 300)
+#   READ_ATTEMPTS    how many times a read that fails in transfer is tried (default 3)
 #   AWS_ENDPOINT_URL AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 set -eu
 . "$(dirname "$0")/s3-cli.sh"
@@ -115,14 +119,29 @@ parse_source() {
     esac
 }
 
-# read_manifest BUCKET KEY FILE: downloads and checks a manifest; sets dump_key, dump_size,
-# dump_sha256, snapshot (empty without data) and repository. Returns 1 (saying why)
-# when it is not a good manifest.
-read_manifest() {
-    aws s3api get-object --bucket "$1" --key "$2" "$3" >/dev/null 2>"$work/err" || {
-        echo "cannot read s3://$1/$2: $(cat "$work/err")" >&2
-        return 1
-    }
+# A backup is either read whole or not used: what the server answers completely (no such
+# object; a manifest that does not parse; a dump whose size or SHA-256 is not its manifest's;
+# a data snapshot missing from the repository) makes a backup "not good", and `latest` takes
+# the one before. A read that fails (a reset, a timeout, a 5xx, a body cut short even with a
+# Content-Length that agrees with it) is tried again (attempt) and, if it keeps failing,
+# fails the restore: it is never a reason to restore an older backup.
+
+# check_backup BUCKET KEY FILE SIZE: reads the manifest KEY (SIZE bytes by the listing, empty
+# when unknown) into FILE and checks the backup it names without downloading its dump: the
+# dump's size and SHA-256 metadata, the data snapshot's file. Sets dump_key, dump_size,
+# dump_sha256, snapshot (empty without data) and repository. Returns 0 (a good backup), 2 (not
+# a good backup: says why) or 1 (a read failed: $work/err).
+check_backup() {
+    answer=0
+    get_whole "$1" "$2" "$3" "$4" || answer=$?
+    case "$answer" in
+        0) ;;
+        2)
+            echo "s3://$1/$2 does not exist" >&2
+            return 2
+            ;;
+        *) return 1 ;;
+    esac
     dump_key=$(manifest_field "$3" key)
     dump_size=$(manifest_field "$3" size)
     dump_sha256=$(manifest_field "$3" sha256)
@@ -130,54 +149,105 @@ read_manifest() {
     repository=$(manifest_field "$3" repository)
     if [ "$(manifest_field "$3" format)" != 1 ] || [ -z "$dump_key" ] || [ -z "$dump_size" ] || ! is_hex64 "$dump_sha256"; then
         echo "s3://$1/$2 is not a backup manifest this restore understands" >&2
-        return 1
+        return 2
     fi
     if [ -n "$snapshot" ]; then
         # The snapshot is listed by `restic snapshots` when its file is in the repository.
-        is_hex64 "$snapshot" && [ -n "$repository" ] &&
-            aws s3api head-object --bucket "$1" --key "$repository/snapshots/$snapshot" >/dev/null 2>&1 || {
-            echo "s3://$1/$2: its data snapshot $snapshot is not in s3://$1/$repository" >&2
-            return 1
-        }
+        if ! is_hex64 "$snapshot" || [ -z "$repository" ]; then
+            echo "s3://$1/$2: its data snapshot '$snapshot' is not a snapshot id of a repository" >&2
+            return 2
+        fi
+        answer=0
+        head_fields "$1" "$repository/snapshots/$snapshot" '[ContentLength]' || answer=$?
+        case "$answer" in
+            0) ;;
+            2)
+                echo "s3://$1/$2: its data snapshot $snapshot is not in s3://$1/$repository" >&2
+                return 2
+                ;;
+            *) return 1 ;;
+        esac
+    fi
+    answer=0
+    head_fields "$1" "$dump_key" '[ContentLength, Metadata.sha256]' || answer=$?
+    case "$answer" in
+        0) ;;
+        2)
+            echo "s3://$1/$2: its dump s3://$1/$dump_key does not exist" >&2
+            return 2
+            ;;
+        *) return 1 ;;
+    esac
+    read -r stored_size stored_sha256 <"$work/head"
+    # A dump that does not match its manifest (a fault in the past, a later overwrite) makes
+    # the backup not good, once a second HEAD request says the same.
+    if [ "$stored_size" != "$dump_size" ] || [ "$stored_sha256" != "$dump_sha256" ]; then
+        answer=0
+        head_again "$1" "$dump_key" '[ContentLength, Metadata.sha256]' || answer=$?
+        [ "$answer" -eq 2 ] || return 1
+        echo "s3://$1/$dump_key does not match its manifest s3://$1/$2 (size $stored_size, sha256 '$stored_sha256')" >&2
+        return 2
     fi
 }
 
-# download BUCKET KEY: the dump into $archive; sets got_size and got_sha256 (its metadata).
-# Returns 2 when there is no such object; fails on any other error (the network, a full
-# disk: not a reason to take an older backup).
+# download BUCKET KEY SIZE: the dump into $archive; sets got_size and got_sha256 (its
+# metadata). SIZE is what the object holds (its HEAD, or the listing): fewer bytes is a read
+# that failed. Returns 0, 2 (no such object) or 1 (the read failed: $work/err).
 download() {
     echo "downloading s3://$1/$2 ..."
     rm -f "$archive"
     aws s3api get-object --bucket "$1" --key "$2" "$archive" --query '[ContentLength, Metadata.sha256]' --output text \
         >"$work/got" 2>"$work/err" || {
-        if grep -q 'NoSuchKey\|Not Found\|404' "$work/err"; then
+        if is_missing "$work/err"; then
             echo "s3://$1/$2 does not exist" >&2
             return 2
         fi
-        fail "cannot download s3://$1/$2: $(cat "$work/err")"
+        # A full disk is no transfer error: trying again would not help.
+        if grep -q 'No space left\|Errno 28\|File too large\|Errno 27' "$work/err"; then
+            fail "cannot download s3://$1/$2: $(cat "$work/err")"
+        fi
+        return 1
     }
     read -r got_size got_sha256 <"$work/got"
     [ "$got_sha256" != None ] || got_sha256=""
-    [ "$(wc -c <"$archive" | tr -d ' ')" = "$got_size" ] || fail "the download of s3://$1/$2 is incomplete"
+    bytes=$(wc -c <"$archive" | tr -d ' ')
+    if [ "$bytes" != "$got_size" ] || [ "$bytes" != "$3" ]; then
+        echo "the download of s3://$1/$2 is incomplete: $bytes bytes of $3" >"$work/err"
+        rm -f "$archive"
+        return 1
+    fi
 }
 
-# use_manifest BUCKET KEY: fetches what the good manifest names; returns 1 when the
-# dump does not match it (not a good backup).
+# read_failed WHAT: fails the restore after a read that kept failing.
+read_failed() {
+    fail "cannot read $1 (tried $READ_ATTEMPTS times): $(tail -n 3 "$work/err"); the restore stops here: a read that fails is no reason to take an older backup"
+}
+
+# use_manifest BUCKET KEY: fetches what the good manifest (check_backup) names; returns 2 when
+# the dump is gone meanwhile.
 use_manifest() {
     if [ -n "$need_dump" ]; then
-        download "$1" "$dump_key" || return 1
-        # A dump that does not match its manifest (a fault in the past, a later overwrite)
-        # makes the backup not good; "latest" then takes the one before.
-        if [ "$got_size" != "$dump_size" ] || [ "$got_sha256" != "$dump_sha256" ]; then
-            echo "s3://$1/$dump_key does not match its manifest s3://$1/$2 (size $got_size, sha256 '$got_sha256')" >&2
-            rm -f "$archive"
-            return 1
-        fi
+        fetched=0
+        attempt "s3://$1/$dump_key" download "$1" "$dump_key" "$dump_size" || fetched=$?
+        case "$fetched" in
+            0) ;;
+            2) return 2 ;;
+            *) read_failed "s3://$1/$dump_key" ;;
+        esac
+        # The same object as its HEAD said (checked by check_backup): its metadata too.
+        [ "$got_sha256" = "$dump_sha256" ] ||
+            fail "s3://$1/$dump_key changed while it was read (sha256 '$got_sha256', its manifest says $dump_sha256)"
         echo "$dump_sha256" >"$dir/expected-sha256"
         echo "$dump_size" >"$dir/expected-size"
     fi
     resolved="s3://$1/$2"
     fetch_data "$1"
+}
+
+# clock_note STAMP STORED: warns when a backup's stamp and the server's time disagree.
+clock_note() {
+    problem=$(clock_problem "$1" "$2")
+    [ -z "$problem" ] || echo "warning: CLOCK: backup $1: stamp $problem; the clock of the pod that made it was wrong (backups are ordered by the server's time)" >&2
 }
 
 # fetch_data BUCKET: what data-restore.sh needs: the snapshot and the repository's password.
@@ -221,8 +291,23 @@ fetch() {
         parse_source "$from"
         case "$key" in
             *.json)
-                read_manifest "$bucket" "$key" "$work/manifest.json" || fail "s3://$bucket/$key is not a good backup"
+                # Its size and the server's time of it, from a request of their own.
+                got=0
+                attempt "s3://$bucket/$key" head_fields "$bucket" "$key" '[ContentLength, LastModified]' || got=$?
+                case "$got" in
+                    0) ;;
+                    2) fail "s3://$bucket/$key does not exist" ;;
+                    *) read_failed "s3://$bucket/$key" ;;
+                esac
+                size=$(cut -f1 "$work/head")
+                stored=$(cut -f2 "$work/head" | awk "$AWK_TIMES"'{ print utc_stamp($0) }')
+                got=0
+                attempt "s3://$bucket/$key" check_backup "$bucket" "$key" "$work/manifest.json" "$size" || got=$?
+                [ "$got" -ne 1 ] || read_failed "s3://$bucket/$key"
+                [ "$got" -eq 0 ] || fail "s3://$bucket/$key is not a good backup"
                 use_manifest "$bucket" "$key" || fail "s3://$bucket/$key is not a good backup"
+                name=${key##*/}
+                ! is_stamp "${name%.json}" || [ "$stored" = - ] || clock_note "${name%.json}" "$stored"
                 ;;
             *)
                 [ -z "$need_data" ] || echo "$key is a database dump alone: the data volume is left as it is"
@@ -237,9 +322,26 @@ fetch() {
     ! data_pending || [ -f "$dir/data-source" ] || echo "none" >"$dir/data-source"
 }
 
-# fetch_dump BUCKET KEY: a dump alone; its SHA-256 metadata, when it has one, is checked at restore.
+# fetch_dump BUCKET KEY [SIZE]: a dump alone; its SHA-256 metadata, when it has one, is checked
+# at restore. SIZE: what the listing says it holds (else a HEAD request asks).
 fetch_dump() {
-    download "$1" "$2" || fail "cannot restore s3://$1/$2"
+    size=${3:-}
+    if [ -z "$size" ]; then
+        got=0
+        attempt "s3://$1/$2" head_fields "$1" "$2" '[ContentLength]' || got=$?
+        case "$got" in
+            0) size=$(cat "$work/head") ;;
+            2) fail "s3://$1/$2 does not exist; cannot restore it" ;;
+            *) read_failed "s3://$1/$2" ;;
+        esac
+    fi
+    got=0
+    attempt "s3://$1/$2" download "$1" "$2" "$size" || got=$?
+    case "$got" in
+        0) ;;
+        2) fail "cannot restore s3://$1/$2" ;;
+        *) read_failed "s3://$1/$2" ;;
+    esac
     if [ -n "$got_sha256" ]; then
         echo "$got_sha256" >"$dir/expected-sha256"
     else
@@ -248,7 +350,10 @@ fetch_dump() {
     echo "$got_size" >"$dir/expected-size"
 }
 
-# fetch_latest: the newest good manifest; without any manifest, the newest dump.
+# fetch_latest: the newest good backup by the server's time of its manifest (LastModified:
+# the manifest is written last, in one request), the stamp breaking ties: a pod whose clock
+# was wrong does not make its backup the newest, nor an older one. Without any manifest, the
+# newest dump (older layouts) by the same rule.
 fetch_latest() {
     bucket=${BACKUP_BUCKET:?BACKUP_BUCKET is not set}
     prefix=${BACKUP_PREFIX:?BACKUP_PREFIX is not set}
@@ -257,14 +362,19 @@ fetch_latest() {
         *) fail "BACKUP_PREFIX must end with /database/ (got '$prefix')" ;;
     esac
     list_keys "$bucket" "${root}backups/" "$work/manifests.keys"
-    while read -r k _; do
+    while read -r k size stored; do
         n=${k#"${root}backups/"}
-        [ "$n" != "${n%.json}" ] && is_stamp "${n%.json}" && echo "$k"
-    done <"$work/manifests.keys" | sort -r >"$work/manifests"
+        [ "$n" != "${n%.json}" ] && is_stamp "${n%.json}" && echo "$stored ${n%.json} $k $size"
+    done <"$work/manifests.keys" | LC_ALL=C sort -r >"$work/manifests"
     if [ -s "$work/manifests" ]; then
-        while read -r k; do
-            if read_manifest "$bucket" "$k" "$work/manifest.json" && use_manifest "$bucket" "$k"; then
-                echo "latest good backup: s3://$bucket/$k"
+        while read -r stored s k size; do
+            got=0
+            attempt "s3://$bucket/$k" check_backup "$bucket" "$k" "$work/manifest.json" "$size" || got=$?
+            [ "$got" -ne 1 ] || read_failed "s3://$bucket/$k (the newest backup not known to be bad)"
+            [ "$got" -ne 0 ] || use_manifest "$bucket" "$k" || got=$?
+            if [ "$got" -eq 0 ]; then
+                echo "latest good backup: s3://$bucket/$k (stored $(echo "$stored" | sed -E 's/^(....)(..)(..)T(..)(..)(..)Z$/\1-\2-\3 \4:\5:\6/') UTC by the server's clock)"
+                clock_note "$s" "$stored"
                 return 0
             fi
             echo "skipping s3://$bucket/$k: not a good backup" >&2
@@ -272,12 +382,13 @@ fetch_latest() {
         fail "no good backup under s3://$bucket/${root}backups/"
     fi
     backup_list "$bucket" "$prefix" "$work/backups"
-    name=$(awk '$2 > 0 { n = $1 } END { print n }' "$work/backups")
-    [ -n "$name" ] || fail "no backup found under s3://$bucket/$prefix"
+    newest=$(awk '$2 > 0 { n = $1 " " $2 } END { print n }' "$work/backups")
+    [ -n "$newest" ] || fail "no backup found under s3://$bucket/$prefix"
+    name=${newest% *}
     echo "no manifest under s3://$bucket/${root}backups/: using the newest dump, $name"
     need_data=""
     resolved="s3://$bucket/$prefix$name"
-    [ -z "$need_dump" ] || fetch_dump "$bucket" "$prefix$name"
+    [ -z "$need_dump" ] || fetch_dump "$bucket" "$prefix$name" "${newest#* }"
 }
 
 wait_for_database() {
