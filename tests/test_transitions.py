@@ -203,6 +203,27 @@ def test_upgrading_this_program_keeps_data_and_runs_only_changed_scripts(commit,
     assert plan.jobs_run() <= allowed, plan.jobs_run() - allowed
 
 
+# The commit the restructuring (issue 17) started from: moving code must change nothing the engine sees.
+RESTRUCTURING_START = "f927cfc"
+
+
+def _by_urn(rendering: dict) -> dict[str, dict]:
+    """Registrations by URN, their dependency lists as sets (the order of `depends_on` means nothing)."""
+    return {r["urn"]: {**r, "depends_on": sorted(r["depends_on"] or [])} for r in rendering["registrations"]}
+
+
+@pytest.mark.parametrize("shape", T.SHAPES)
+def test_the_restructuring_changes_no_resource(shape):
+    before = T.load_rendering(RESTRUCTURING_START, shape)
+    after = render(shape)
+    assert not T.plan(before, after).changes()
+    assert T.full_urns(before) == T.full_urns(after)
+    old, new = _by_urn(before), _by_urn(after)
+    assert old.keys() == new.keys()
+    assert [urn for urn in old if old[urn] != new[urn]] == []
+    assert before["outputs"] == after["outputs"] and before["warnings"] == after["warnings"]
+
+
 def _configmap_data(rendering, name, key):
     for r in T.as_snapshot(rendering)["registrations"]:
         if r["name"] == name:
