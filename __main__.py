@@ -1,13 +1,14 @@
 """A labeling workspace: CVAT on Kubernetes with S3 datasets and backups.
 
-Wiring only: read and check the stack config and the dataset buckets, build
-the workspace, export its outputs.
+Wiring only: load the stack config, check over the network what must hold
+before anything is created (components/preflight.py), build the workspace,
+export its outputs.
 """
 
 import pulumi
 
 from components.config import load_config
-from components.datasets import check_backup_bucket, check_dataset_buckets
+from components.preflight import check_backup_bucket, check_dataset_buckets
 from components.workspace import Workspace, WorkspaceArgs
 
 config = load_config()

@@ -5,6 +5,11 @@ credentials, and builds the clients that suit S3-compatible servers: the
 explicit ``aws.Provider`` for Pulumi resources, a boto3 client for code that
 runs on the user's machine (dynamic providers, preflight), and the environment
 for the AWS CLI in pods.
+
+It is built once: from the config by the storage section
+(``config.storage.endpoint``, components/config/sections.py), or, for the
+in-cluster MinIO of the development stack, from that server's outputs by the
+Workspace. Everything else takes that object; nothing works the URL out again.
 """
 
 from __future__ import annotations
@@ -84,6 +89,17 @@ class S3Endpoint:
     def reachable_from_program(self) -> bool:
         """Whether `pulumi up` on the user's machine can reach this endpoint."""
         return not self.in_cluster
+
+    def program_client(self, secret_key: str, attempts: int = 3) -> Any:
+        """A boto3 client for code that runs with the program (the preflight).
+
+        ``secret_key`` is the plain secret key: this object holds it only as a secret
+        Output. Only for an endpoint the program reaches, whose URL and access key are
+        plain strings (one built from the config).
+        """
+        if self.in_cluster or not isinstance(self.url, str) or not isinstance(self.access_key, str):
+            raise ValueError("only an endpoint built from the config is reachable from the Pulumi program")
+        return s3_client(self.url, self.region, self.access_key, secret_key, attempts=attempts)
 
     def aws_provider(self, name: str, opts: Optional[pulumi.ResourceOptions] = None):
         """The explicit pulumi-aws provider, configured for an S3-compatible server."""

@@ -12,7 +12,7 @@
   bucket never touch each other's rule).
   A configured bucket that already exists (kept by an earlier ``pulumi
   destroy``) is adopted with the ``import`` option when ``adopt_backup_bucket``
-  says so (see ``datasets.check_backup_bucket``); its other rules are kept.
+  says so (see ``preflight.check_backup_bucket``); its other rules are kept.
 - The **dataset buckets** belong to the user: they are only referenced, never
   created, changed or deleted on an external server.
 - A Secret holds the S3 credentials for the pods that need them.
@@ -77,7 +77,7 @@ class ObjectStorageArgs(TypedDict):
     """The workspace is paused: the in-cluster bucket Job is held until it resumes (components/jobs.py)."""
     adopt_backup_bucket: NotRequired[bool]
     """The configured backup bucket exists and is usable: import it instead of creating it
-    (the answer of datasets.check_backup_bucket). Default False."""
+    (the answer of preflight.check_backup_bucket). Default False."""
 
 
 class ObjectStorage(pulumi.ComponentResource):

@@ -68,19 +68,19 @@ class Workspace(pulumi.ComponentResource):
         super().__init__("labeling:index:Workspace", name, None, opts)
         config = args["config"]
         workspace = config.workspace_name
-        size = PRESETS[config.size]
+        size = PRESETS[config.cvat.size]
 
         # The cluster and namespace the workspace was made in: a changed kubeContext or namespace
         # stops the update before the provider or the volumes would be replaced (components/cluster.py).
         binding = ClusterBinding(
-            f"{name}-cluster", config.kube_context, config.namespace, opts=pulumi.ResourceOptions(parent=self)
+            f"{name}-cluster", config.cluster.kube_context, config.cluster.namespace, opts=pulumi.ResourceOptions(parent=self)
         )
         kubernetes = k8s.Provider(
             f"{name}-kubernetes",
-            context=config.kube_context or None,
+            context=config.cluster.kube_context or None,
             # The cluster's identity: the same value never replaces the provider, whatever the
             # kubeconfig file says (pulumi-kubernetes provider.go DiffConfig).
-            cluster_identifier=config.kube_context or None,
+            cluster_identifier=config.cluster.kube_context or None,
             enable_server_side_apply=True,
             # Update Secrets and ConfigMaps in place instead of delete-then-create (their names are
             # fixed); the pods that read them roll through their templates' revision annotations.
@@ -88,10 +88,10 @@ class Workspace(pulumi.ComponentResource):
             enable_secret_mutable=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[binding]),
         )
-        if config.paused:
+        if config.cluster.paused:
             pulumi.log.warn(PAUSED_WARNING)
         namespace_metadata: dict[str, Any] = {
-            "name": config.namespace,
+            "name": config.cluster.namespace,
             "labels": {
                 **kube.labels(workspace, "workspace"),
                 # Pods are built to the "restricted" standard: warn on any that is not, refuse privileged ones.
@@ -100,8 +100,8 @@ class Workspace(pulumi.ComponentResource):
                 "pod-security.kubernetes.io/audit": "restricted",
             },
         }
-        if config.description:
-            namespace_metadata["annotations"] = {"labeling.dev/description": config.description}
+        if config.cvat.description:
+            namespace_metadata["annotations"] = {"labeling.dev/description": config.cvat.description}
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=namespace_metadata,
@@ -111,23 +111,23 @@ class Workspace(pulumi.ComponentResource):
         in_kubernetes = pulumi.ResourceOptions(parent=self, providers=[kubernetes])
 
         minio: Optional[InClusterMinio] = None
-        if config.minio_in_cluster:
+        if config.storage.minio_in_cluster:
             minio = InClusterMinio(
                 f"{name}-minio",
                 {
                     "namespace": namespace_name,
                     "workspace": workspace,
-                    "region": config.storage_region,
+                    "region": config.storage.region,
                     "storage_size": IN_CLUSTER_MINIO_STORAGE,
-                    "storage_class_name": config.storage_class_name,
+                    "storage_class_name": config.cluster.storage_class_name,
                     "resources": size.of("minio"),
-                    "image": config.minio_image,
+                    "image": config.storage.minio_image,
                 },
                 opts=in_kubernetes,
             )
             endpoint = S3Endpoint(
                 provider="minio",
-                region=config.storage_region,
+                region=config.storage.region,
                 url=minio.url,
                 access_key=minio.access_key,
                 secret_key=minio.secret_key,
@@ -135,13 +135,7 @@ class Workspace(pulumi.ComponentResource):
             )
             storage_providers: list[pulumi.ProviderResource] = [kubernetes]
         else:
-            endpoint = S3Endpoint.from_settings(
-                provider=config.storage_provider,
-                region=config.storage_region,
-                endpoint=config.storage_endpoint,
-                access_key=config.storage_access_key,
-                secret_key=config.storage_secret_key,
-            )
+            endpoint = config.storage.endpoint
             # After the binding too: a refused move stops the update before any bucket step.
             s3 = endpoint.aws_provider(f"{name}-s3", pulumi.ResourceOptions(parent=self, depends_on=[binding]))
             storage_providers = [kubernetes, s3]
@@ -152,15 +146,15 @@ class Workspace(pulumi.ComponentResource):
                 "endpoint": endpoint,
                 "namespace": namespace_name,
                 "workspace": workspace,
-                "backup_bucket": config.backup_bucket,
+                "backup_bucket": config.backups.bucket,
                 "backup_bucket_prefix": default_backup_bucket_prefix(config.project, config.stack),
                 "adopt_backup_bucket": args.get("adopt_backup_bucket", False),
                 # Unique per project and stack: workspaces may share a backup bucket.
                 "workspace_prefix": f"{config.workspace_key}/",
-                "dataset_buckets": config.dataset_buckets,
+                "dataset_buckets": config.storage.dataset_buckets,
                 "credentials_secret_name": minio.credentials_secret_name if minio else None,
                 "server": minio.deployment if minio else None,
-                "paused": config.paused,
+                "paused": config.cluster.paused,
             },
             opts=pulumi.ResourceOptions(parent=self, providers=storage_providers),
         )
@@ -169,9 +163,9 @@ class Workspace(pulumi.ComponentResource):
             {
                 "namespace": namespace_name,
                 "workspace": workspace,
-                "username": config.admin_username,
-                "email": config.admin_email,
-                "password": config.admin_password,
+                "username": config.admin.username,
+                "email": config.admin.email,
+                "password": config.admin.password,
             },
             opts=in_kubernetes,
         )
@@ -180,13 +174,13 @@ class Workspace(pulumi.ComponentResource):
             f"{name}-datasets",
             {
                 "namespace": namespace_name,
-                "namespace_name": config.namespace,
+                "namespace_name": config.cluster.namespace,
                 "workspace": workspace,
                 "endpoint": endpoint,
-                "buckets": config.dataset_buckets,
-                "inventory_limit": config.dataset_inventory_limit,
-                "share": config.dataset_access in ("share", "both"),
-                "csi_driver": config.dataset_csi_driver,
+                "buckets": config.storage.dataset_buckets,
+                "inventory_limit": config.storage.dataset_inventory_limit,
+                "share": config.cvat.shares_datasets,
+                "csi_driver": config.cvat.dataset_csi_driver,
             },
             opts=in_kubernetes,
         )
@@ -196,22 +190,22 @@ class Workspace(pulumi.ComponentResource):
                 {
                     "namespace": namespace_name,
                     "workspace": workspace,
-                    "storage_size": config.database_storage_size,
-                    "storage_class_name": config.storage_class_name,
+                    "storage_size": config.cvat.database_storage_size,
+                    "storage_class_name": config.cluster.storage_class_name,
                     "endpoint": endpoint,
                     "s3_credentials_secret_name": storage.credentials_secret_name,
                     "backup_bucket": storage.backup_bucket,
                     "storage_ready": storage.ready,
                     "backup_prefix": f"{config.workspace_key}/database/",
-                    "backup_schedule": config.backup_schedule,
-                    "retention_days": config.backup_retention_days,
-                    "restore_from": config.restore_from,
-                    "restore_force": config.restore_force,
+                    "backup_schedule": config.backups.schedule,
+                    "retention_days": config.backups.retention_days,
+                    "restore_from": config.backups.restore_from,
+                    "restore_force": config.backups.restore_force,
                     "resources": size.of("postgres"),
-                    "cvat_version": config.cvat_version,
+                    "cvat_version": config.cvat.version,
                     # CVAT's data volume is backed up and restored with the database.
                     "data_claim": DATA_CLAIM,
-                    "paused": config.paused,
+                    "paused": config.cluster.paused,
                     "pause_after": pause_after,
                 },
                 opts=in_kubernetes,
@@ -223,16 +217,16 @@ class Workspace(pulumi.ComponentResource):
                 {
                     "namespace": namespace_name,
                     "workspace": workspace,
-                    "version": config.cvat_version,
+                    "version": config.cvat.version,
                     "size": size,
-                    "optional_queues": config.workers,
-                    "hostname": config.hostname,
-                    "ingress_class_name": config.ingress_class_name,
-                    "tls_secret_name": config.tls_secret_name,
-                    "cert_manager_issuer": config.cert_manager_issuer,
-                    "data_size": config.cvat_data_size,
-                    "data_access_mode": config.cvat_data_access_mode,
-                    "storage_class_name": config.storage_class_name,
+                    "optional_queues": config.cvat.workers,
+                    "hostname": config.ingress.hostname,
+                    "ingress_class_name": config.ingress.class_name,
+                    "tls_secret_name": config.ingress.tls_secret_name,
+                    "cert_manager_issuer": config.ingress.cert_manager_issuer,
+                    "data_size": config.cvat.data_size,
+                    "data_access_mode": config.cvat.data_access_mode,
+                    "storage_class_name": config.cluster.storage_class_name,
                     # The database's names are fixed: CVAT may be built before it (a pause).
                     "database_host": DATABASE_SERVICE,
                     "database_port": DATABASE_PORT,
@@ -246,11 +240,11 @@ class Workspace(pulumi.ComponentResource):
                     "admin_email": credentials.email,
                     "admin_password": credentials.password,
                     # The in-cluster MinIO is private too: CVAT's SSRF guard must let it through.
-                    "egress_allow": [*config.egress_allow, *([minio.cluster_ip] if minio else [])],
+                    "egress_allow": [*config.network.egress_allow, *([minio.cluster_ip] if minio else [])],
                     "share_claims": datasets.share_claims,
-                    "ingress_namespaces": config.ingress_namespaces,
-                    "ingress_allow_cidrs": config.ingress_allow_cidrs,
-                    "paused": config.paused,
+                    "ingress_namespaces": config.ingress.namespaces,
+                    "ingress_allow_cidrs": config.ingress.allow_cidrs,
+                    "paused": config.cluster.paused,
                     "backend_annotations": backend_annotations,
                     # The share's volumes mount with the S3 keys: new keys remount them by rolling the pods.
                     "rollout_secrets": (
@@ -259,7 +253,7 @@ class Workspace(pulumi.ComponentResource):
                 },
                 opts=in_kubernetes,
             )
-        if config.paused:
+        if config.cluster.paused:
             # CVAT first: its pods scale to zero, then the final backup, then PostgreSQL.
             cvat = build_cvat([], {})
             database = build_database(cvat.running)
@@ -267,29 +261,29 @@ class Workspace(pulumi.ComponentResource):
             database = build_database([])
             # Migrations wait for the database, a restore, and the backup taken before a new release;
             # the server and workers roll once a restore succeeded.
-            restored = {RESTORE_ANNOTATION: database.restore_request} if config.restore_from else {}
+            restored = {RESTORE_ANNOTATION: database.restore_request} if config.backups.restore_from else {}
             cvat = build_cvat([*database.ready, database.pre_upgrade_backup], restored)
 
         # The bootstrap Job: registers the buckets as cloud storages and creates the label schemas.
-        registered = list(config.dataset_buckets) if config.dataset_access in ("cloudStorage", "both") else []
-        if registered or config.projects:
+        registered = list(config.storage.dataset_buckets) if config.cvat.registers_datasets else []
+        if registered or config.cvat.projects:
             CloudStorages(
                 f"{name}-cloud-storages",
                 {
                     "namespace": namespace_name,
                     "workspace": workspace,
-                    "description": config.description,
+                    "description": config.cvat.description,
                     "backend_image": cvat.backend_image,
                     "backend_url": cvat.backend_url,
                     "endpoint": endpoint,
                     "s3_credentials_secret": storage.credentials_secret_name,
                     "admin_credentials_secret": credentials.secret_name,
                     "buckets": registered,
-                    "projects_json": projects_json(list(config.projects)),
+                    "projects_json": projects_json(list(config.cvat.projects)),
                     "resources": size.of("job"),
                     # The buckets must exist (in-cluster MinIO) and CVAT must be fully up.
                     "cvat_ready": [*cvat.ready, *storage.ready],
-                    "paused": config.paused,
+                    "paused": config.cluster.paused,
                 },
                 opts=in_kubernetes,
             )
@@ -309,14 +303,14 @@ class Workspace(pulumi.ComponentResource):
             "adminEmail": credentials.email,
             "adminPassword": credentials.password,
             "namespace": self.namespace,
-            "datasetBuckets": list(config.dataset_buckets),
+            "datasetBuckets": list(config.storage.dataset_buckets),
             "datasets": datasets.datasets,
             "backupBucket": storage.backup_bucket,
             "backupPrefix": database.backup_prefix,
-            "backupSchedule": config.backup_schedule,
-            "backupRetentionDays": config.backup_retention_days,
-            "cvatVersion": config.cvat_version,
-            "description": config.description,
-            "status": "paused" if config.paused else "running",
+            "backupSchedule": config.backups.schedule,
+            "backupRetentionDays": config.backups.retention_days,
+            "cvatVersion": config.cvat.version,
+            "description": config.cvat.description,
+            "status": "paused" if config.cluster.paused else "running",
         }
         self.register_outputs(self.outputs)

@@ -234,11 +234,13 @@ def render_failure(
 
 
 def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: bool = False, main: Path = MAIN):
-    import components.datasets
+    import importlib.util
 
-    # Earlier releases lack some of the checks: patch those that exist.
-    real_check = getattr(components.datasets, "check_dataset_buckets", None)
-    real_backup_check = getattr(components.datasets, "check_backup_bucket", None)
+    # The preflight checks: components/preflight.py, or components/datasets.py in earlier releases
+    # (which lack some of the checks: patch those that exist).
+    checks = importlib.import_module("components.preflight" if importlib.util.find_spec("components.preflight") else "components.datasets")
+    real_check = getattr(checks, "check_dataset_buckets", None)
+    real_backup_check = getattr(checks, "check_backup_bucket", None)
     mocks = Mocks()
     monitor = RecordingMonitor(mocks)
     settings.ROOT.set(None)
@@ -255,18 +257,18 @@ def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: 
 
     if not preflight:
         if real_check is not None:
-            components.datasets.check_dataset_buckets = lambda config: None
+            checks.check_dataset_buckets = lambda config: None
         if real_backup_check is not None:
-            components.datasets.check_backup_bucket = lambda config: False
+            checks.check_backup_bucket = lambda config: False
     try:
         _sync_await(run_pulumi_func(program))
     except Exception as error:  # the program's own error, handed to the caller
         return monitor, exported, warnings, error
     finally:
         if real_check is not None:
-            components.datasets.check_dataset_buckets = real_check
+            checks.check_dataset_buckets = real_check
         if real_backup_check is not None:
-            components.datasets.check_backup_bucket = real_backup_check
+            checks.check_backup_bucket = real_backup_check
     return monitor, exported, warnings, None
 
 

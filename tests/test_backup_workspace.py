@@ -40,6 +40,9 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
 )
 from test_database import render_database
 
+# Runs the pod scripts against the real servers (conftest: the tiers).
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="session")
 def restic():
@@ -336,7 +339,7 @@ def leave_restore_state(volume: Path) -> None:
 
 
 def backups_command(moto, bucket, *args):
-    from components import backups as command
+    from backups import cli as command
 
     out, err = io.StringIO(), io.StringIO()
     code = command.main(["--endpoint", moto.url, "--region", "us-east-1", "--bucket", bucket, "--prefix", "acme/",

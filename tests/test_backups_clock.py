@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
-from components.backups import Entry
+from backups.catalog import Entry
 from test_backups_command import archive, command, layout, moto, one_error, postgres_tools, rows  # noqa: F401  (fixtures)
 
 YEAR = timedelta(days=365)
@@ -196,7 +196,7 @@ def test_a_stamp_may_lead_by_ten_minutes_and_trail_by_the_longest_backup_and_ten
 
 
 def test_the_longest_backup_is_the_scheduled_jobs_deadline_everywhere():
-    from components.backups import LONGEST_BACKUP
+    from backups.layout import LONGEST_BACKUP
     from components.database import SCHEDULED_DEADLINE_SECONDS
 
     script = (Path(__file__).parent.parent / "components" / "assets" / "s3-cli.sh").read_text()

@@ -1,4 +1,4 @@
-"""`python -m components.backups` against a real S3 server and real pg_dump archives.
+"""`python -m backups` against a real S3 server and real pg_dump archives.
 
 `Layout` writes backups the way docs/backups.md lays them out (manifests,
 dumps with sha256 metadata, legacy dumps, uploads under .incoming/), with the
@@ -31,8 +31,10 @@ from typing import Optional
 
 import pytest
 
-from components import backups
-from components.backups import BackupsError, Progress, Stack, human_age, human_size, location_from_stack, resolve_location
+from backups import cli
+from backups.display import Progress, human_age, human_size
+from backups.errors import BackupsError
+from backups.location import Stack, location_from_stack, resolve_location
 from clocked_s3 import ClockedMotoServer, shared_server
 from harness import ROOT
 
@@ -92,7 +94,9 @@ class Layout:
         """A whole backup: dump with sha256 metadata, then its manifest. `fault` breaks one thing:
         "sha-metadata" (metadata differs from the manifest), "no-metadata", "missing-dump",
         "size" (the manifest's size is wrong), "bytes" (stored bytes differ from what manifest and
-        metadata say: a corrupt download), "bad-json" (the manifest is not JSON)."""
+        metadata say: a corrupt download), "other-dump" (another dump of the same size, whole, with
+        its own sha256 metadata, as another run would have written it: the manifest does not
+        describe it), "bad-json" (the manifest is not JSON)."""
         if at is not None:
             age = datetime.now(timezone.utc) - at
             suffix = new_suffix() if suffix is True else suffix
@@ -103,8 +107,10 @@ class Layout:
 
     def _backup(self, stamp: str, body: bytes, reason: str, data: Optional[dict], fault: Optional[str]) -> str:
         digest = hashlib.sha256(body).hexdigest()
-        stored = body[: len(body) // 2] + bytes(len(body) - len(body) // 2) if fault == "bytes" else body
+        stored = body[: len(body) // 2] + bytes(len(body) - len(body) // 2) if fault in ("bytes", "other-dump") else body
         metadata = {} if fault == "no-metadata" else {"sha256": "0" * 64 if fault == "sha-metadata" else digest}
+        if fault == "other-dump":
+            metadata["sha256"] = hashlib.sha256(stored).hexdigest()
         if fault != "missing-dump":
             self.s3.put_object(Bucket=self.bucket, Key=self.dump_key(stamp), Body=stored, Metadata=metadata)
         manifest = {
@@ -175,7 +181,7 @@ def command(moto, bucket, *args, prefix="acme/database/"):
     argv = ["--endpoint", moto.url, "--region", "us-east-1", "--bucket", bucket, "--prefix", prefix,
             "--access-key", moto.access_key, "--secret-key", moto.secret_key, *args]
     out, err = io.StringIO(), io.StringIO()
-    code = backups.main(argv, out, err)
+    code = cli.main(argv, out, err)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -377,7 +383,7 @@ def test_a_damaged_backup_is_refused_and_a_corrupt_download_leaves_nothing(moto,
     one_error(err, "is corrupt", "differs from the manifest's", "nothing was written")
     code, _, err = command(moto, layout.bucket, "download", sized, "-o", str(tmp_path))
     assert code == 1
-    only_one_line(err, f"backup {sized} is damaged")
+    only_one_line(err, f"backup {sized} is damaged: its dump does not match its manifest (the dump holds")
     code, _, err = command(moto, layout.bucket, "download", missing, "-o", str(tmp_path))
     assert code == 1
     only_one_line(err, "its dump is missing")
@@ -385,6 +391,44 @@ def test_a_damaged_backup_is_refused_and_a_corrupt_download_leaves_nothing(moto,
     assert code == 1
     one_error(err, "not a readable pg_dump archive")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dump_its_manifest_does_not_describe_is_told_from_a_corrupt_dump(moto, layout, archive, tmp_path):
+    other = layout.backup(timedelta(hours=1), archive, fault="other-dump")
+    corrupt = layout.backup(timedelta(hours=2), archive, fault="bytes")
+    url = f"s3://{layout.bucket}/acme/database/{other}.dump"
+    code, _, err = command(moto, layout.bucket, "download", other, "-o", str(tmp_path))
+    assert code == 1
+    line = one_error(err, f"{url} does not match its manifest", "the dump is whole", "the manifest describes another dump",
+                     "nothing was written")
+    assert "corrupt" not in line
+    code, _, err = command(moto, layout.bucket, "download", corrupt, "-o", str(tmp_path))
+    assert code == 1
+    line = one_error(err, "is corrupt", "differs from the manifest's", "and from its sha256 metadata", "nothing was written")
+    assert "does not match its manifest" not in line
+    assert list(tmp_path.iterdir()) == []
+    # `verify` tells them apart the same way, and writes no file of the operator's: it says nothing of one.
+    for stamp, fragment in ((other, "does not match its manifest"), (corrupt, "is corrupt")):
+        code, out, err = command(moto, layout.bucket, "verify", stamp)
+        assert code == 1 and out == ""
+        assert "nothing was written" not in one_error(err, fragment)
+
+
+def test_bytes_the_manifest_describes_are_good_whatever_the_metadata_says(moto, layout, archive, tmp_path):
+    stamp = layout.backup(timedelta(hours=1), archive, fault="sha-metadata")
+    code, out, _ = command(moto, layout.bucket, "list")
+    assert "BAD: dump's sha256 metadata differs from the manifest" in rows(out)[stamp]
+    code, out, err = command(moto, layout.bucket, "download", stamp, "-o", str(tmp_path))
+    assert code == 0, err
+    assert "size and SHA-256 match the manifest (its sha256 metadata differs: the bytes are the manifest's)" in out
+    assert (tmp_path / f"{stamp}.dump").read_bytes() == archive
+
+
+def test_a_failed_check_in_verify_says_nothing_of_files_written(moto, layout, archive):
+    sized = layout.backup(timedelta(hours=1), archive, fault="size")
+    code, _, err = command(moto, layout.bucket, "verify", sized)
+    assert code == 1
+    assert "nothing was written" not in one_error(err, f"backup {sized} is damaged: its dump does not match its manifest")
 
 
 def test_an_interrupted_download_exits_130_and_removes_its_temporary_file(moto, layout, archive, tmp_path):
@@ -399,7 +443,7 @@ def test_an_interrupted_download_exits_130_and_removes_its_temporary_file(moto, 
     argv = ["--endpoint", moto.url, "--region", "us-east-1", "--bucket", layout.bucket, "--prefix", "acme/database/",
             "--access-key", moto.access_key, "--secret-key", moto.secret_key, "download", stamp, "-o", str(tmp_path)]
     err = CtrlC()
-    assert backups.main(argv, io.StringIO(), err) == 130
+    assert cli.main(argv, io.StringIO(), err) == 130
     one_error(err.getvalue(), "interrupted")
     assert list(tmp_path.iterdir()) == []
 
@@ -410,14 +454,14 @@ def test_ctrl_c_on_the_real_command(moto, layout, archive, tmp_path):
     driver = tmp_path / "driver.py"
     driver.write_text(
         "import os, signal, sys, time\n"
-        "from components import backups\n"
-        "original = backups.Progress.__call__\n"
+        "from backups import cli, display\n"
+        "original = display.Progress.__call__\n"
         "def call(self, chunk):\n"
         "    original(self, chunk)\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
         "    time.sleep(10)\n"
-        "backups.Progress.__call__ = call\n"
-        "sys.exit(backups.main())\n"
+        "display.Progress.__call__ = call\n"
+        "sys.exit(cli.main())\n"
     )
     folder = tmp_path / "out"
     folder.mkdir()
@@ -488,7 +532,7 @@ def test_a_dropped_connection_resumes_where_it_stopped(moto, layout, archive, tm
         argv = ["--endpoint", proxy.url, "--region", "us-east-1", "--bucket", layout.bucket, "--prefix", "acme/database/",
                 "--access-key", moto.access_key, "--secret-key", moto.secret_key, "download", stamp, "-o", str(tmp_path)]
         out, err = io.StringIO(), io.StringIO()
-        assert backups.main(argv, out, err) == 0, err.getvalue()
+        assert cli.main(argv, out, err) == 0, err.getvalue()
     finally:
         proxy.close()
     assert proxy.dropped == 1
@@ -561,12 +605,12 @@ def test_status_takes_the_schedule_from_the_stack(moto, layout, archive):
     config = {"storageProvider": "minio", "storageEndpoint": moto.url, "storageRegion": "us-east-1",
               "storageAccessKey": moto.access_key, "storageSecretKey": moto.secret_key}
     out, err = io.StringIO(), io.StringIO()
-    assert backups.main(["status"], out, err, run=fake_pulumi(outputs, config)) == 3
+    assert cli.main(["status"], out, err, run=fake_pulumi(outputs, config)) == 3
     only_one_line(err.getvalue(), "more than 2h", "'0 * * * *'")
     # A bad schedule in the stack is no usage error: exit 1, naming where it came from.
     outputs["backupSchedule"] = "0 3 * *"
     err = io.StringIO()
-    assert backups.main(["status"], io.StringIO(), err, run=fake_pulumi(outputs, config)) == 1
+    assert cli.main(["status"], io.StringIO(), err, run=fake_pulumi(outputs, config)) == 1
     only_one_line(err.getvalue(), "the stack's backupSchedule '0 3 * *'", "bad schedule")
 
 
@@ -630,7 +674,7 @@ def test_explicit_options_derive_the_region_from_the_endpoint(no_env_keys):
 def test_endpoint_without_a_scheme_is_one_error_line(moto, layout):
     out, err = io.StringIO(), io.StringIO()
     argv = ["--endpoint", "localhost:9000", "--bucket", layout.bucket, "--prefix", "acme/database/", "--access-key", "a", "--secret-key", "b", "list"]
-    assert backups.main(argv, out, err) == 2
+    assert cli.main(argv, out, err) == 2
     only_one_line(err.getvalue(), "--endpoint 'localhost:9000' needs a scheme", "http://localhost:9000")
 
 
@@ -644,16 +688,24 @@ def test_in_cluster_minio_stack_explains_how_to_reach_it(no_env_keys):
     assert (location.endpoint_url, location.region, location.bucket, location.prefix) == ("http://localhost:9000", "minio", "b", "dev/database/")
 
 
-def test_keys_are_required(no_env_keys):
-    with pytest.raises(BackupsError, match="no S3 keys"):
+def test_keys_are_required_and_the_missing_one_is_named(no_env_keys):
+    with pytest.raises(BackupsError, match="no S3 keys: pass --access-key and --secret-key, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
         resolve_location(no_options(endpoint="http://x", bucket="b", prefix="p/"))
+    with pytest.raises(BackupsError, match="no S3 secret key: pass --secret-key, or set AWS_SECRET_ACCESS_KEY$"):
+        resolve_location(no_options(endpoint="http://x", bucket="b", prefix="p/", access_key="k"))
+    # Keys the stack should have given are named by its config key too.
+    outputs = {"backupBucket": "b", "backupPrefix": "acme/database/"}
+    config = {"storageProvider": "minio", "storageEndpoint": "http://minio:9000", "storageSecretKey": "s"}
+    with pytest.raises(BackupsError, match=r"no S3 access key \(the stack's storageAccessKey is empty\): pass --access-key, or set AWS_ACCESS_KEY_ID"):
+        resolve_location(no_options(), run=fake_pulumi(outputs, config))
 
 
 def test_without_the_pulumi_cli_it_says_which_options_to_pass(no_env_keys, monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     out, err = io.StringIO(), io.StringIO()
-    assert backups.main(["list"], out, err) == 1
-    only_one_line(err.getvalue(), "the Pulumi CLI is not installed: pass --endpoint, --bucket and --prefix")
+    assert cli.main(["list"], out, err) == 1
+    only_one_line(err.getvalue(), "the Pulumi CLI is not installed: pass --endpoint, --bucket and --prefix instead, "
+                                  "with --access-key and --secret-key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
 
 
 def test_runs_as_a_module_with_the_pulumi_cli(moto, layout, archive, tmp_path):
@@ -671,9 +723,26 @@ def test_runs_as_a_module_with_the_pulumi_cli(moto, layout, archive, tmp_path):
     fake.write_text(f"#!/bin/sh\ncase \"$1\" in stack) echo '{outputs}' ;; config) echo '{config}' ;; esac\n")
     fake.chmod(0o755)
     env = {"PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "components.backups", "list"], cwd=ROOT, env=env, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "backups", "list"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert rows(result.stdout)[stamp].endswith("ok (latest)")
+
+
+def test_the_old_module_name_still_runs_the_command_after_a_notice(moto, layout, archive):
+    stamp = layout.backup(timedelta(hours=1), archive)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": moto.access_key, "AWS_SECRET_ACCESS_KEY": moto.secret_key}
+    where = ["--endpoint", moto.url, "--region", "us-east-1", "--bucket", layout.bucket, "--prefix", "acme/"]
+    result = subprocess.run([sys.executable, "-m", "components.backups", *where, "list"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "components.backups is now `python -m backups`\n"
+    assert rows(result.stdout)[stamp].endswith("ok (latest)")
+    # Its exit codes are the command's.
+    result = subprocess.run([sys.executable, "-m", "components.backups", *where, "lsit"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    notice, error = result.stderr.splitlines()
+    assert notice == "components.backups is now `python -m backups`" and error.startswith("error: argument COMMAND: invalid choice")
 
 
 def test_server_errors_are_one_error_line(moto, moto_with_auth, layout):
@@ -682,18 +751,18 @@ def test_server_errors_are_one_error_line(moto, moto_with_auth, layout):
     out, err = io.StringIO(), io.StringIO()
     argv = ["--endpoint", f"http://127.0.0.1:{free_port()}", "--bucket", "b-unreachable", "--prefix", "acme/database/",
             "--access-key", "a", "--secret-key", "b", "list"]
-    assert backups.main(argv, out, err) == 1
+    assert cli.main(argv, out, err) == 1
     only_one_line(err.getvalue(), "cannot reach the S3 endpoint http://127.0.0.1:")
     missing = f"missing-{uuid.uuid4().hex[:8]}"
     err = io.StringIO()
     argv = ["--endpoint", moto.url, "--bucket", missing, "--prefix", "acme/database/", "--access-key", "a", "--secret-key", "b", "list"]
-    assert backups.main(argv, io.StringIO(), err) == 1
+    assert cli.main(argv, io.StringIO(), err) == 1
     only_one_line(err.getvalue(), f"bucket {missing} does not exist at {moto.url}")
     moto_with_auth.client().create_bucket(Bucket="guarded")
     err = io.StringIO()
     argv = ["--endpoint", moto_with_auth.url, "--region", "us-east-1", "--bucket", "guarded", "--prefix", "acme/database/",
             "--access-key", "AKIAWRONGWRONGWRONG0", "--secret-key", "wrong", "download", "latest"]
-    assert backups.main(argv, io.StringIO(), err) == 1
+    assert cli.main(argv, io.StringIO(), err) == 1
     only_one_line(err.getvalue(), "the S3 server refused the keys", "--access-key/--secret-key")
 
 

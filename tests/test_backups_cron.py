@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from components import cron
-from components.backups import BackupsError, cron_interval, human_duration, parse_duration
+from backups.display import human_duration
+from backups.errors import BackupsError
+from backups.schedule import cron_interval, parse_duration
 
 H, D = timedelta(hours=1), timedelta(days=1)
 

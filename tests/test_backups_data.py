@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from components import backups
+from backups import cli
 # `moto`: the S3 server whose clock `layout` sets, so that a backup "taken 1 hour ago" was stored then.
 from test_backups_command import archive, layout, moto, one_error, only_one_line, postgres_tools, rows  # noqa: F401  (fixtures)
 
@@ -31,7 +31,7 @@ def command(moto, bucket, *args, restic=None):
     argv = ["--endpoint", moto.url, "--region", "us-east-1", "--bucket", bucket, "--prefix", "acme/",
             "--access-key", moto.access_key, "--secret-key", moto.secret_key, *(["--restic", restic] if restic else []), *args]
     out, err = io.StringIO(), io.StringIO()
-    code = backups.main(argv, out, err)
+    code = cli.main(argv, out, err)
     return code, out.getvalue(), err.getvalue()
 
 

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from components import backups
-from components.backups import job_state
+from backups import cli
+from backups.kubectl import job_state
 from test_backups_command import fake_pulumi, only_one_line
 
 FAKE_KUBECTL = r'''#!{python}
@@ -96,7 +96,7 @@ def kubectl(tmp_path, monkeypatch):
 def now(*args, run=None):
     out, err = io.StringIO(), io.StringIO()
     kwargs = {"run": run} if run else {}
-    code = backups.main(["now", "--poll", "0.01", *args], out, err, **kwargs)
+    code = cli.main(["now", "--poll", "0.01", *args], out, err, **kwargs)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -195,7 +195,7 @@ def test_ctrl_c_leaves_the_job_running_and_says_how_to_follow_it(kubectl):
             return super().write(text)
 
     err = io.StringIO()
-    code = backups.main(["now", "--namespace", "cvat-acme", "--name", "backup-x", "--poll", "0.01"], CtrlC(), err)
+    code = cli.main(["now", "--namespace", "cvat-acme", "--name", "backup-x", "--poll", "0.01"], CtrlC(), err)
     assert code == 130
     only_one_line(err.getvalue(), "interrupted; the job goes on in the cluster: kubectl -n cvat-acme logs -f job/backup-x")
     assert not any(call[2:4] == ["delete", "job"] for call in kubectl.calls())

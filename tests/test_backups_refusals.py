@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from components import backups
-from components.backups import redact_text, redact_url
+from backups import cli, download, errors, reference
+from backups import location as where
+from backups.display import redact_text, redact_url
 from harness import ROOT
 from test_backups_command import (  # noqa: F401  (fixtures)
     archive,
@@ -38,7 +39,7 @@ SECRET = "s3cr3t-Pa55"
 
 def run(*argv: str, pulumi=None) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = backups.main(list(argv), out, err, **({"run": pulumi} if pulumi else {}))
+    code = cli.main(list(argv), out, err, **({"run": pulumi} if pulumi else {}))
     return code, out.getvalue(), err.getvalue()
 
 
@@ -80,7 +81,7 @@ def test_a_bad_endpoint_is_a_usage_error_naming_the_flag(no_pulumi, endpoint):
 @pytest.mark.parametrize("endpoint", ["http://[::1", "http://s3_local:9000"])
 def test_the_real_command_ends_a_bad_endpoint_without_a_traceback(endpoint):
     env = {"PATH": "/nonexistent", "HOME": "/nonexistent", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
-    result = subprocess.run([sys.executable, "-m", "components.backups", "--endpoint", endpoint, "--bucket", "b",
+    result = subprocess.run([sys.executable, "-m", "backups", "--endpoint", endpoint, "--bucket", "b",
                              "--prefix", "acme/", "list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     only_one_line(result.stderr, f"--endpoint {endpoint!r}")
@@ -89,7 +90,7 @@ def test_the_real_command_ends_a_bad_endpoint_without_a_traceback(endpoint):
 def test_good_endpoints_pass():
     for endpoint in ("http://localhost:9000", "http://[::1]:9000", "https://s3.fr-par.scw.cloud", "http://10.0.0.7:9000/",
                      "http://minio-1.storage.internal:9000"):
-        assert backups.endpoint_problem(endpoint.rstrip("/")) is None, endpoint
+        assert where.endpoint_problem(endpoint.rstrip("/")) is None, endpoint
 
 
 @pytest.mark.parametrize("options,flag", [
@@ -118,6 +119,47 @@ def test_an_empty_prefix_in_the_stack_names_the_output(monkeypatch):
     only_one_line(err, "the stack's backupPrefix output is empty: pass --prefix")
 
 
+LOCAL = "http://localhost:9000"
+
+
+@pytest.mark.parametrize("given,needed", [
+    ([], "pass --endpoint, --bucket and --prefix instead, with --access-key and --secret-key "
+         "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"),
+    (["--endpoint", LOCAL, "--access-key", "a"], "pass --bucket and --prefix instead, with --secret-key (or AWS_SECRET_ACCESS_KEY)"),
+    (["--endpoint", LOCAL, "--bucket", "b", "--access-key", "a", "--secret-key", "s"], "pass --prefix instead"),
+    (["--bucket", "b", "--prefix", "acme/", "--access-key", "a", "--secret-key", "s"], "pass --endpoint instead"),
+])
+def test_without_the_pulumi_cli_the_error_names_the_options_still_missing(no_pulumi, given, needed):
+    code, out, err = run(*given, "list")
+    assert code == 1 and out == ""
+    only_one_line(err, "the Pulumi CLI is not installed: ")
+    assert err.rstrip().endswith(needed), err
+
+
+def test_a_stack_that_cannot_be_read_names_the_stack_option_and_the_missing_ones(no_pulumi):
+    def failing(command):
+        raise where.StackUnavailable("`pulumi stack output` failed: error: no stack selected")
+
+    code, _, err = run("--endpoint", LOCAL, "--access-key", "a", "--secret-key", "s", "list", pulumi=failing)
+    assert code == 1
+    only_one_line(err, "`pulumi stack output` failed: error: no stack selected: select a stack with --stack, "
+                       "or pass --bucket and --prefix instead")
+
+
+def test_missing_stack_outputs_are_named_with_the_option_to_pass(no_pulumi):
+    config = {"storageProvider": "minio", "storageEndpoint": LOCAL, "storageAccessKey": "a", "storageSecretKey": "b"}
+    code, _, err = run("list", pulumi=fake_pulumi({"backupBucket": "b"}, config))
+    assert code == 1
+    only_one_line(err, "the stack has no backupPrefix output: run `pulumi up` first, or pass --prefix")
+    code, _, err = run("list", pulumi=fake_pulumi({}, config))
+    assert code == 1
+    only_one_line(err, "the stack has no backupBucket and backupPrefix outputs: run `pulumi up` first, or pass --bucket and --prefix")
+    # What the options give is not asked of the stack.
+    args = cli.parser().parse_args(["--prefix", "acme/", "list"])
+    location = where.resolve_location(args, run=fake_pulumi({"backupBucket": "b"}, config))
+    assert (location.endpoint_url, location.bucket, location.prefix) == (LOCAL, "b", "acme/database/")
+
+
 @pytest.mark.parametrize("argv,fragment", [
     ([], "the following arguments are required: COMMAND"),
     (["lsit"], "invalid choice: 'lsit'"),
@@ -135,10 +177,13 @@ def test_usage_errors_exit_2_with_one_error_line(no_pulumi, argv, fragment):
         assert err.rstrip().endswith("--help)")
 
 
-def test_exit_codes_are_documented():
-    help_text = " ".join(backups.parser().format_help().split())
+def test_exit_codes_and_the_options_without_a_stack_are_documented():
+    help_text = " ".join(cli.parser().format_help().split())
     assert "2 usage error" in help_text and "3 (status) the newest good backup is too old" in help_text
-    assert backups.StaleBackups.code == 3 and backups.UsageError.code == 2 and backups.BackupsError.code == 1
+    assert ("without one, pass --endpoint, --bucket and --prefix, with the keys in --access-key and --secret-key "
+            "(or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") in help_text
+    assert help_text.startswith("usage: python -m backups ")
+    assert errors.StaleBackups.code == 3 and errors.UsageError.code == 2 and errors.BackupsError.code == 1
 
 
 # ---------------------------------------------------------------- item 12 (the command's part): credentials
@@ -229,10 +274,10 @@ def test_download_writes_only_a_new_or_a_regular_file(moto, layout, archive, tmp
 
 def test_something_put_in_the_way_during_the_download_is_not_replaced(moto, layout, archive, tmp_path):
     stamp = layout.backup(timedelta(hours=1), archive)
-    location = backups.resolve_location(backups.parser().parse_args([
+    location = where.resolve_location(cli.parser().parse_args([
         "--endpoint", moto.url, "--region", "us-east-1", "--bucket", layout.bucket, "--prefix", "acme/",
         "--access-key", moto.access_key, "--secret-key", moto.secret_key, "list"]))
-    location, entry = backups.resolve(location, stamp, check_data=False)
+    location, entry = reference.resolve(location, stamp, check_data=False)
     target = tmp_path / "x.dump"
 
     class MakesAFifo(io.StringIO):
@@ -241,7 +286,7 @@ def test_something_put_in_the_way_during_the_download_is_not_replaced(moto, layo
                 os.mkfifo(target)
             return super().write(text)
 
-    with pytest.raises(backups.BackupsError, match="is a FIFO"):
-        backups.download_to(location, entry, target, force=True, progress=MakesAFifo())
+    with pytest.raises(errors.BackupsError, match="is a FIFO"):
+        download.download_to(location, entry, target, force=True, progress=MakesAFifo())
     assert stat.S_ISFIFO(target.lstat().st_mode)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["x.dump"]

@@ -8,7 +8,7 @@ from components.config import (
     DEFAULTS,
     INGRESS_NAMESPACES_WARNING,
     ConfigError,
-    WorkspaceConfig,
+    IngressConfig,
     bucket_name_problem,
     dns_label,
     dns_name_problem,
@@ -470,7 +470,7 @@ def ingress_peers(rendering):
 
 def test_ingress_namespaces_default_to_ingress_nginx_and_the_preview_warns():
     assert DEFAULTS["ingressNamespaces"] == ["ingress-nginx"]
-    assert WorkspaceConfig.__dataclass_fields__["ingress_namespaces"].default == ("ingress-nginx",)
+    assert IngressConfig.__dataclass_fields__["namespaces"].default == ("ingress-nginx",)
     rendering = render(SCALEWAY, stack="acme", secrets=SECRETS)
     assert ingress_peers(rendering) == ["ingress-nginx"]
     assert INGRESS_NAMESPACES_WARNING in rendering.warnings

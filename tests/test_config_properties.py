@@ -163,7 +163,7 @@ def test_an_endpoint_ip_is_refused_allowed_or_left_to_the_guard_as_smokescreen_s
         return
     assert not unusable, f"{config['storageEndpoint']} was accepted"
     guarded = any(seen in network for network in SMOKESCREEN_PRIVATE + GO_LINK_LOCAL)
-    assert list(workspace.egress_allow) == ([str(seen)] if guarded else [])
+    assert list(workspace.network.egress_allow) == ([str(seen)] if guarded else [])
 
 
 def command_lines(rendering) -> list[str]:

@@ -1,5 +1,6 @@
 """S3Endpoint: Scaleway regions, MinIO URLs, what it hands to pods."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -116,6 +117,55 @@ def test_in_cluster_endpoint_builds_no_aws_provider():
     assert not endpoint.reachable_from_program
     with pytest.raises(ValueError, match="not reachable"):
         endpoint.aws_provider("s3")
+    with pytest.raises(ValueError, match="reachable from the Pulumi program"):
+        endpoint.program_client("secret")
+
+
+def test_the_program_client_talks_to_the_endpoint_with_the_plain_secret(moto):
+    endpoint = S3Endpoint.from_settings("minio", "us-east-1", moto.url + "/", moto.access_key, "not-this-one")
+    bucket = f"program-{uuid.uuid4().hex[:10]}"
+    client = endpoint.program_client(moto.secret_key, attempts=1)
+    client.create_bucket(Bucket=bucket)
+    assert client.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+# ----- one endpoint: the storage section builds it, and the operator command derives the same -------
+
+STORAGE = {"adminEmail": "lead@acme.example", "hostname": "label.acme.example", "kubeContext": "lab",
+           "allowInsecureHttp": True, "storageAccessKey": "SCWABCDEFGHIJKLMNOPQ", "storageSecretKey": "secret-key-value"}
+
+
+@pytest.mark.parametrize(
+    "settings, region, url",
+    [
+        ({}, "fr-par", "https://s3.fr-par.scw.cloud"),
+        ({"storageRegion": "pl-waw"}, "pl-waw", "https://s3.pl-waw.scw.cloud"),
+        ({"storageProvider": " Scaleway ", "storageRegion": " nl-ams "}, "nl-ams", "https://s3.nl-ams.scw.cloud"),
+        ({"storageProvider": "scaleway", "storageEndpoint": "https://s3.example.com/"}, "fr-par", "https://s3.example.com"),
+        ({"storageProvider": "minio", "storageEndpoint": "https://minio.acme.example:9000/"}, "minio",
+         "https://minio.acme.example:9000"),
+        ({"storageProvider": "MINIO", "storageRegion": "eu-1", "storageEndpoint": " http://10.1.2.3:9000 "}, "eu-1",
+         "http://10.1.2.3:9000"),
+    ],
+)
+def test_the_storage_section_builds_the_endpoint_and_storage_location_agrees(settings, region, url):
+    from components.config import storage_location
+    from harness import render
+
+    rendering = render({**STORAGE, **settings}, stack="acme", secrets=["storageSecretKey"])
+    provider = rendering.one("pulumi:providers:aws")
+    assert (provider.inputs["region"], json.loads(provider.inputs["endpoints"])) == (region, [{"s3": url}])
+    # What the operator command derives from the same raw values (None: unset).
+    raw = [settings.get(key) for key in ("storageProvider", "storageRegion", "storageEndpoint")]
+    assert storage_location(*raw)[1:] == (region, url)
+
+
+def test_storage_location_of_unset_values_is_scaleways_default():
+    from components.config import storage_location
+
+    assert storage_location(None, None, None) == ("scaleway", "fr-par", "https://s3.fr-par.scw.cloud")
+    assert storage_location("", "", "") == ("scaleway", "fr-par", "https://s3.fr-par.scw.cloud")
+    assert storage_location("minio", "", "") == ("minio", "minio", "")  # a MinIO needs its URL
 
 
 def test_every_client_comes_from_a_session_of_its_own(monkeypatch, s3_settings):
