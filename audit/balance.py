@@ -103,11 +103,25 @@ class Shortfall:
         return cell_name(self.label, self.attribute, self.value)
 
     def sentence(self) -> str:
-        """E.g. "12 more `lighting=night` items of `car` needed (30 wanted, 18 exist)"."""
+        """E.g. "12 more `lighting=night` items of `car` needed (30 wanted, 18 exist)".
+
+        Counts are whole and shown exactly; "wanted" is the target rounded
+        down, the number the shortfall is counted from.
+        """
         return (
             f"{self.missing} more `{self.attribute}={self.value}` items of `{self.label}` needed "
-            f"({significant(self.target)} wanted, {self.available} exist)"
+            f"({math.floor(self.target)} wanted, {self.available} exist)"
         )
+
+
+def target_text(target: float) -> str:
+    """A cell's target for people: a whole target exactly, a fractional one to two decimals (5000 / 3: 1666.67).
+
+    Not to 3 significant figures: a count of 1667 must not read 1670.
+    """
+    if float(target).is_integer():
+        return str(int(target))
+    return f"{target:.2f}".rstrip("0")
 
 
 @dataclass
@@ -484,7 +498,7 @@ def console_lines(split: Split) -> list[str]:
                 f"{cell.value} {cell.count}" + ("" if cell.status == OK else f" {cell.status}") for cell in cells
             )
             lines.append(
-                f"  {spread.attribute} (target {significant(cells[0].target)} each): {described}; "
+                f"  {spread.attribute} (target {target_text(cells[0].target)} each): {described}; "
                 f"max/min {significant(spread.ratio)}"
             )
     return lines
@@ -537,7 +551,7 @@ def split_html(split: Split, args, sources: list[str]) -> str:
         css = "ok" if cell.status == OK else "flag"
         parts.append(
             f"<tr><td>{e(cell.label)}</td><td>{e(cell.attribute)}</td><td>{e(cell.value)}</td><td>{cell.count}</td>"
-            f"<td>{e(significant(cell.target))}</td><td>{cell.available}</td><td class='{css}'>{e(cell.status)}</td></tr>"
+            f"<td>{e(target_text(cell.target))}</td><td>{cell.available}</td><td class='{css}'>{e(cell.status)}</td></tr>"
         )
     parts.append("</table><h2>Shortfalls</h2>")
     if split.shortfalls:
@@ -586,7 +600,7 @@ def run_split(args) -> int:
     for shortfall in split.shortfalls:
         print(f"short: {shortfall.sentence()}")
     if split.cut:
-        print("cut: " + ", ".join(f"{cell.name} {cell.count} of {significant(cell.target)}" for cell in split.cut))
+        print("cut: " + ", ".join(f"{cell.name} {cell.count} of {target_text(cell.target)}" for cell in split.cut))
     for note in split.notes:
         print(f"note: {note}")
     if args.json:

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 import matplotlib.text  # noqa: E402
 
 from .output import p_text, significant  # noqa: E402
+from .stats import NOT_INFORMATIVE  # noqa: E402
 
 # Colour-blind-safe palette (Okabe & Ito), cycled for attributes with many values.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -62,15 +63,17 @@ def association_chart(
     q_value: float | None = None,
     v_low: float | None = None,
     v_high: float | None = None,
+    v_name: str = "V",
 ) -> bytes:
     """One bar per target label, split into the shares of the attribute's values (audited items only), as PNG.
 
     The statistics given go into the title, rounded: `state` (flagged,
     inconclusive, ok, not computable; from `flagged` when not given), q and p,
-    and V (the report gives the bias-corrected one) with its 95 % interval
-    `v_low`–`v_high`.
+    and V under the name `v_name` (the report gives the bias-corrected one,
+    "V corrected") with its 95 % interval `v_low`–`v_high` (when `v_high`
+    is None with a `v_low`, the interval said nothing, and the title says so).
     """
-    statistics = {"state": state, "q_value": q_value, "v_low": v_low, "v_high": v_high}
+    statistics = {"state": state, "q_value": q_value, "v_low": v_low, "v_high": v_high, "v_name": v_name}
     return png(association_figure(attribute, kind, table, values, flagged, p_value, cramers_v, **statistics))
 
 
@@ -87,10 +90,11 @@ def association_figure(
     q_value: float | None = None,
     v_low: float | None = None,
     v_high: float | None = None,
+    v_name: str = "V",
 ):
     """The figure of `association_chart`; every text on it is plain text."""
     with matplotlib.rc_context(PLAIN_TEXT):
-        title = chart_title(attribute, kind, flagged, p_value, cramers_v, state, q_value, v_low, v_high)
+        title = chart_title(attribute, kind, flagged, p_value, cramers_v, state, q_value, v_low, v_high, v_name)
         colour = TITLE_COLOURS.get(state or ("flagged" if flagged else ""), "black")
         figure = draw_association(attribute, table, values, title, colour)
         plain_text(figure)
@@ -107,6 +111,7 @@ def chart_title(
     q_value: float | None = None,
     v_low: float | None = None,
     v_high: float | None = None,
+    v_name: str = "V",
 ) -> str:
     """The title: attribute, state, and the statistics given, rounded as on the console (`< 0.001`, 3 figures)."""
     state = state or ("flagged" if flagged else None)
@@ -122,7 +127,9 @@ def chart_title(
         interval = ""
         if v_low is not None and v_high is not None:
             interval = f" (95% {significant(v_low)}–{significant(v_high)})"
-        numbers.append(f"V = {significant(cramers_v)}{interval}")
+        elif v_low is not None:
+            interval = f" ({NOT_INFORMATIVE})"
+        numbers.append(f"{v_name} = {significant(cramers_v)}{interval}")
     return title + ("\n" + ", ".join(numbers) if numbers else "")
 
 

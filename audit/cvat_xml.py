@@ -42,7 +42,9 @@ two tasks, or of two jobs, of one project do not collide, and a frame has the
 same name in a task export and in a project export. Without an id in the meta
 the name is `<video>:<frame>` alone. A video task exported as "CVAT for
 images 1.1" has one <image> per frame (named `frame_000012`): its frames are
-named the same way. Images keep their own names.
+named the same way. Images keep their own names, and remember the task or
+job they come from (`Frame.origin`, `task12` or `job57`), so that images of
+two tasks or jobs that share a name can be told apart (see `exports`).
 
 Shapes of every kind in SHAPES are read. A shape, track or tag whose label is
 empty (Datumaro's own CVAT test assets have them) is skipped and counted.
@@ -340,7 +342,8 @@ class _Reader:
             if not name:
                 raise KeyError("an <image> without a name")
         subset = element.get("subset")
-        frame = Frame(name=name, subset=self.shared.text(subset) if subset is not None else None, video=video)
+        origin = self.shared.text(f"{source.kind}{source.id}") if source is not None and source.id else None
+        frame = Frame(name=name, subset=self.shared.text(subset) if subset is not None else None, video=video, origin=origin)
         frame.tags = self.shared.sequence(self.frame_tags)
         frame.objects = self.shared.sequence(self.frame_objects)
         self.frame_tags, self.frame_objects = [], []

@@ -57,6 +57,7 @@ from .model import (
     Shared,
     Tally,
 )
+from .exports import qualify_by_origin
 from .schema import ProjectSchema
 
 CONDITION = "condition"
@@ -129,7 +130,10 @@ class Dataset:
     `units` says what the items are and what they are resampled in, e.g.
     "images", "tracks", "objects in 40 images", "frames in 3 videos", "tags in
     50 images", or several of these joined by " and " when the exports mix
-    them ("tracks and objects in 40 images").
+    them ("tracks and objects in 40 images"). `item_unit` and `cluster_unit`
+    name the items and their clusters in one plural word each ("objects",
+    "images"; "tracks or objects", "tracks or images" when mixed), for the
+    sentences that count them.
     """
 
     items: list[Item]
@@ -138,12 +142,16 @@ class Dataset:
     excluded: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     units: str = ""
+    item_unit: str = ""
+    cluster_unit: str = ""
 
     def __post_init__(self):
         if not self.units:
             # A dataset built by hand: say what can be said from the clusters alone.
             clusters = self.clusters()
             self.units = "items" if clusters == len(self.items) else f"items in {clusters} clusters"
+        self.item_unit = self.item_unit or "items"
+        self.cluster_unit = self.cluster_unit or "clusters"
 
     def fully_audited(self) -> list[Item]:
         """Items with a real value for every audited attribute their label carries."""
@@ -444,6 +452,15 @@ def units_text(kinds: dict[tuple, set[str]]) -> str:
     return " and ".join(parts)
 
 
+def unit_words(kinds: dict[tuple, set[str]]) -> tuple[str, str]:
+    """The items and their clusters in one word each: ("objects", "images"); joined by " or " when mixed."""
+    present = [kind for kind in UNIT_ORDER if kind in kinds]
+    items = dict.fromkeys(what for what, _ in present)
+    # An item that is not grouped in anything (an image, a track) is its own cluster.
+    clusters = dict.fromkeys(f"{container}s" if container else what for what, container in present)
+    return " or ".join(items) or "items", " or ".join(clusters) or "clusters"
+
+
 def reading_notes(exports: list[Export], mode: str, excluded: dict[str, int]) -> list[str]:
     """What the reading decided that the user should know: skipped labels, tracks that changed, repeated tags."""
     notes = []
@@ -485,7 +502,7 @@ def build_dataset(
     export holds little more than its items and their ids.
     """
     mode = mode_of(per_object, multi_label)
-    notes = check_exports(exports, mode)
+    notes = check_exports(exports, mode) + qualify_by_origin(exports)
     seen = [seen_in(export, mode) for export in exports]
     attributes, attribute_notes = audited_attributes(exports, seen, schema)
     names = [attribute.name for attribute in attributes]
@@ -515,7 +532,8 @@ def build_dataset(
             "no attribute to audit: declare conditions and protected attributes in the schema (--schema), "
             f"or give the attributes an `{UNLABELED}` value"
         )
-    return Dataset(items, attributes, mode, excluded, notes, units_text(kinds))
+    item_unit, cluster_unit = unit_words(kinds)
+    return Dataset(items, attributes, mode, excluded, notes, units_text(kinds), item_unit, cluster_unit)
 
 
 def duplicate_message(exports: list[Export], mode: str, item_id: str) -> str:
@@ -536,6 +554,12 @@ def duplicate_message(exports: list[Export], mode: str, item_id: str) -> str:
 
 def require_items(dataset: Dataset) -> None:
     """Stop with a clear error when the exports gave no item at all."""
+    if not dataset.items and dataset.mode == MODE_PER_OBJECT:
+        notes = "".join(f"; {note}" for note in dataset.notes)
+        raise AuditError(
+            "the exports hold no object (no shape or track with a label), and --per-object makes every object an "
+            f"item: if they hold tags, try without --per-object{notes}"
+        )
     if not dataset.items:
         reasons = (
             "; ".join(dataset.notes)

@@ -14,12 +14,20 @@ name twice (two subsets of a project), those frames are told apart as
 `<subset>/<name>`. A track (CVAT for video, or COCO annotations sharing a
 `track_id`) is read whole and named by its reader (`task12/clip.mp4#track3`,
 `default#track3`).
+
+Images of different tasks or jobs may share names (every task of a project
+may start at `0000.jpg`). When one image id occurs in more than one task or
+job, within one export or across the exports audited together, every image
+of those tasks or jobs is named `task<id>/<name>` (or `job<id>/<name>`)
+instead, with a note (`qualify_by_origin`). Other images keep their plain
+names, which prediction files use. The same task or job given twice (an
+export passed twice) is not told apart: it is refused as a duplicate.
 """
 
 from __future__ import annotations
 
 import zipfile
-from itertools import pairwise
+from itertools import groupby, pairwise
 from operator import attrgetter
 from pathlib import Path
 
@@ -109,5 +117,44 @@ def assign_item_ids(export: Export) -> None:
         frame.item_id = f"{frame.subset}/{frame.name}" if repeated and frame.subset else frame.name
     by_name.sort(key=attrgetter("item_id"))
     for first, second in pairwise(by_name):
-        if first.item_id == second.item_id:
+        # Images of two tasks or jobs are told apart later, by `qualify_by_origin`.
+        if first.item_id == second.item_id and (first.origin is None or first.origin == second.origin):
             raise AuditError(f"{export.path}: the item {first.item_id!r} appears twice in the export")
+
+
+def word_list(words: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def qualify_by_origin(exports: list[Export]) -> list[str]:
+    """Name `<origin>/<name>` every image of the tasks or jobs that share an image id with another; the notes.
+
+    An image id held by images of more than one origin (task or job; images
+    without one cannot be qualified) marks those origins; every image of a
+    marked origin takes its qualified name. The same origin twice (one task
+    in two exports) is not a reason: that is a duplicate, refused later.
+    Found by sorting references to the images, not by a table of every name.
+    """
+    images = sorted(
+        (frame for export in exports for frame in export.frames if frame.video is None), key=attrgetter("item_id")
+    )
+    marked: set[str] = set()
+    example = None
+    for item_id, group in groupby(images, key=attrgetter("item_id")):
+        frames = list(group)
+        origins = {frame.origin for frame in frames}
+        if len(origins) > 1:
+            named = sorted(origins - {None})
+            marked.update(named)
+            example = example or (item_id, named, next(frame.name for frame in frames if frame.origin == named[0]))
+    if not example:
+        return []
+    for frame in images:
+        if frame.origin in marked:
+            frame.item_id = f"{frame.origin}/{frame.name}"
+    item_id, origins, name = example
+    return [
+        f"images of {word_list(sorted(marked))} share names (e.g. {item_id!r} in {' and '.join(origins)}): every image "
+        f"of those is named after its task or job, e.g. {origins[0] + '/' + name!r}; name them so in prediction files"
+    ]

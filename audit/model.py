@@ -64,6 +64,9 @@ class Frame:
     objects: Sequence[Annotation] = ()
     item_id: str = ""
     video: str | None = None
+    # The task or job an image comes from (`task12`, `job57`), when the export says: it tells apart images
+    # of different tasks that share a name.
+    origin: str | None = None
 
 
 @dataclass(slots=True)

@@ -13,12 +13,13 @@ more attribute. For each attribute or intersection:
   chi-square (for two groups this is the pooled two-proportion z-test,
   χ² = z²), exact when an expected count is below 5 (Fisher for two groups,
   a permutation test for more), and, when items are clustered (objects of
-  one image, frames of one track), a permutation test that moves whole
-  clusters. Permutation tests draw `stats.permutations_needed(alpha, m)`
+  one image, frames of one track), a permutation test that exchanges whole
+  clusters of similar size. Permutation tests draw `stats.permutations_needed(alpha, m)`
   permutations, m being the number of tests, seeded by the attribute's
   position (the same exports and predictions give the same p-values);
 - Benjamini–Hochberg q-values across everything tested (`tests` = m): the
-  attribute is flagged when q < alpha;
+  attribute is flagged when q < alpha; the test's notes (e.g. clusters that
+  could not be exchanged) and its design effect go with it;
 - `difference` (highest − lowest rate) whenever two groups have items, and
   `ratio` (highest / lowest), None when the lowest rate is 0;
 - per class, one-vs-rest from each group's confusion matrix, the
@@ -29,6 +30,8 @@ more attribute. For each attribute or intersection:
   top-label expected calibration error over 10 equal-width bins,
   ECE = Σ_b (n_b / n) · |accuracy_b − mean score_b|, per group and overall.
   Bin b holds the scores in [b/10, (b+1)/10); a score of 1 is in the last.
+  An ECE below ROUNDING is the floating-point noise of a sum of means
+  (1.8e-15 for perfectly calibrated scores), and is 0.
 
 Loss weights are Kamiran–Calders reweighing (`weights`), written to
 weights.csv. Everything goes into one document (`errors_document`), which is
@@ -62,6 +65,8 @@ INTERSECTION = "intersection"
 # Joins the values that name an intersectional group, and the attributes that name the intersection.
 JOIN = " × "
 CALIBRATION_BINS = 10
+# An expected calibration error below this is floating-point noise: 0.
+ROUNDING = 1e-12
 SCORE_COLUMN = "score"
 DEFAULT_ALPHA = 0.01
 
@@ -321,7 +326,7 @@ def calibration(pairs: list[tuple[float, bool]]) -> Calibration | None:
         if count:
             ece += count / len(pairs) * abs(accuracy - confidence)
         bins.append(CalibrationBin(index / CALIBRATION_BINS, (index + 1) / CALIBRATION_BINS, count, accuracy, confidence))
-    return Calibration(len(pairs), ece, tuple(bins))
+    return Calibration(len(pairs), 0.0 if ece < ROUNDING else ece, tuple(bins))
 
 
 def scored_calibration(members: list[Scored]) -> Calibration | None:
@@ -498,9 +503,11 @@ def result_document(result: GroupingErrors) -> dict:
         "min_expected": clean(test.min_expected) if test else None,
         "permutations": test.permutations if test else None,
         "clusters": test.clusters if test else None,
+        "design_effect": clean(test.design_effect) if test else None,
         "p_value": clean(test.p_value) if test else None,
         "q_value": clean(result.q_value),
         "flagged": result.flagged,
+        "notes": list(test.notes) if test else [],
     }
 
 
@@ -572,6 +579,8 @@ def print_summary(document: dict) -> None:
     for entry in document["attributes"]:
         spread_part = spread_text(entry)
         print(f"{entry['name']} ({entry['kind']}): " + (spread_part + "; " if spread_part else "") + verdict_text(entry))
+        for note in entry["notes"]:
+            print(f"  note: {note}")
         for name, group in entry["groups"].items():
             if not group["n"]:
                 print(f"  {name}: no item")
@@ -694,7 +703,7 @@ def html_test(entry: dict) -> str:
         if entry["permutations"]:
             words += f", {entry['permutations']} permutations"
         if entry["method"] == CLUSTER_PERMUTATION:
-            words += f" (whole images or tracks moved: {entry['clusters']} of them)"
+            words += f" (whole images or tracks exchanged among those of similar size: {entry['clusters']} of them)"
         words += "."
     return f"<p>{words}</p>"
 
@@ -703,6 +712,7 @@ def html_attribute(index: int, entry: dict, alpha: float) -> list[str]:
     """The section of one attribute or intersection."""
     e = html.escape
     parts = [f"<h2 id='errors-{index}'>{e(entry['name'])} <small>({e(entry['kind'])})</small></h2>", html_test(entry)]
+    parts += [f"<p>Note: {e(note)}</p>" for note in entry["notes"]]
     if not entry["untested"]:
         css, words = ("meaning", FLAGGED_MEANING) if entry["flagged"] else ("plain", NOT_FLAGGED_MEANING)
         parts.append(f"<p class='{css}'>{e(words.format(alpha=significant(alpha)))}</p>")
@@ -714,6 +724,12 @@ def html_attribute(index: int, entry: dict, alpha: float) -> list[str]:
 
 def html_weights(weights: dict) -> list[str]:
     """The loss weights section."""
+    if not weights["protected"]:
+        return [
+            "<h2>Loss weights</h2>",
+            "<p>There is no protected attribute to weigh by (name them under <code>protected</code> in the schema, "
+            "<code>--schema</code>): every item weighs 1 in <code>weights.csv</code>.</p>",
+        ]
     return [
         "<h2>Loss weights</h2>",
         "<p>Kamiran–Calders reweighing: w = P(label) · P(group) / P(label, group) over the combinations of the "
@@ -740,7 +756,7 @@ def render_html(document: dict) -> str:
         f"{', '.join('<code>' + e(path) + '</code>' for path in document['exports'])}.</p>",
         "<p>For every attribute, the error rate is tested for being the same in every group: chi-square test of "
         "homogeneity (for two groups, the two-proportion z-test), exact when an expected count is below 5, and a "
-        "permutation of whole images or tracks when items are clustered in them. "
+        "permutation of whole images or tracks (among those of similar size) when items are clustered in them. "
         f"{document['tests']} tests; q-values by Benjamini–Hochberg across them; an attribute is <b>flagged</b> "
         f"when q &lt; {html_number(alpha)}. The difference is the highest group's rate minus the lowest's; the ratio "
         "is n/a when the lowest rate is 0.</p>",

@@ -7,16 +7,18 @@ For each attribute, over the items where it is audited (value other than
 - the test of independence (`stats.association_test`): chi-square, or exact
   (Fisher for 2×2, a permutation test otherwise) when an expected count is
   below 5; when items are clustered (objects of one image, frames of one
-  video, tags of one image: `Item.cluster`) a permutation test that moves
-  whole clusters. Permutation tests draw B = `stats.permutations_needed(alpha,
-  m)` permutations, seeded from `--seed` and the attribute's name;
+  video, tags of one image: `Item.cluster`) a permutation test that
+  exchanges the values of whole clusters among clusters of similar size.
+  Permutation tests draw B = `stats.permutations_needed(alpha, m)`
+  permutations, seeded from `--seed` and the attribute's name;
 - Benjamini–Hochberg q-values over the m attributes of the report that have a
   computable test (at least two labels and two values with audited items);
   an attribute without one is `not computable` and does not count in m;
 - Cramér's V, Bergsma's bias-corrected V, and the 95 % interval of the
-  population V from the noncentral chi-square (on the items' table: with
-  clustered items it is narrower than it should be, which is why the flag
-  also needs the cluster-aware q);
+  population V from the noncentral chi-square; with clustered items, from
+  χ²/δ and n/δ, δ the design effect the permutation test measures
+  (`design_effect`; 1 for independent items). When the interval says
+  nothing (χ² below chance), `v_high` is null and a note says why;
 - every cell's observed ÷ expected with its 95 % interval and adjusted residual.
 
 Its state is one of:
@@ -26,12 +28,17 @@ Its state is one of:
   bound rises towards the true V as data grows, so a real association of
   V above `--min-v` stays flagged (a gate on the point estimate of plain V
   at 0.3 made a true 0.2 vanish);
-- `inconclusive`: not flagged, and too few audited items for the chi-square
-  test at alpha to detect V = 0.2 with 80 % power (`stats.power` for the
-  tested table's shape; at alpha itself, the level of one test, not the
-  stricter one Benjamini–Hochberg may apply). The power planner gives the audited items needed in
-  all and, spread over the labels, how many more per label. With clustered
-  items it counts clusters instead (conservative: a cluster counts as one);
+- `inconclusive`: not flagged, and too few audited items for a real
+  association of V = 0.2 to be flagged with 80 % probability, by the flag's
+  own rule (`stats.power`: p < alpha and the lower end of the interval of V
+  at least `--min-v`, for the tested table's shape; at alpha itself, the
+  level of one test, not the stricter one Benjamini–Hochberg may apply).
+  The power planner gives the audited units needed in all and, spread over
+  the labels, how many more per label, in the unit it counts: the items
+  (images, tracks), or their clusters when items are clustered (images,
+  videos: conservative, a cluster counts as one). With `--min-v` at or
+  above 0.2 no amount of data gets V = 0.2 flagged: no plan is given, and
+  no attribute is inconclusive;
 - `ok`: neither;
 - `not computable`: no test (fewer than two labels or two values audited).
 
@@ -57,6 +64,7 @@ from .errors import AuditError
 from .output import clean, p_text, significant, write_json
 from .sources import gather, unit_interval
 from .stats import (
+    NOT_INFORMATIVE,
     TableTest,
     association_test,
     benjamini_hochberg,
@@ -144,7 +152,7 @@ def attribute_seed(seed: int, name: str) -> int:
 
 
 def test_tabulation(tabulation: Tabulation, permutations: int, seed: int) -> TableTest:
-    """The association test of one attribute's audited items, with its whole clusters moved together."""
+    """The association test of one attribute's audited items, their clusters exchanged whole (see `stats`)."""
     return association_test(
         tabulation.observed_labels,
         tabulation.observed_values,
@@ -156,20 +164,24 @@ def test_tabulation(tabulation: Tabulation, permutations: int, seed: int) -> Tab
     )
 
 
-def planner(tabulation: Tabulation, result: TableTest, alpha: float) -> dict:
-    """The power planner: audited units needed to detect V = DETECTABLE_V at `alpha` with TARGET_POWER.
+def planner(tabulation: Tabulation, result: TableTest, alpha: float, min_v: float, unit_words: tuple[str, str]) -> dict:
+    """The power planner: audited units needed for V = DETECTABLE_V to be flagged with TARGET_POWER.
 
-    The units are the audited items, or their clusters when items are
-    clustered (a cluster's items may tell little more than one of them, so
-    counting items would promise power that is not there). The shape is the
-    tested table's; without a test, the labels with items that carry the
-    attribute × its values (no plan when either is below two). Gives
-    `power` (now), `power_unit`, `items_needed` (in all) and
-    `more_per_label` (what is missing, spread over the labels).
+    Flagged by the report's rule: p < `alpha` and the lower end of the
+    interval of V at least `min_v` (`stats.power`). The units are the
+    audited items, or their clusters when items are clustered (a cluster's
+    items may tell little more than one of them, so counting items would
+    promise power that is not there); `unit_words` names them (items,
+    clusters), e.g. ("tracks", "videos"). The shape is the tested table's;
+    without a test, the labels with items that carry the attribute × its
+    values (no plan when either is below two). Gives `power` (now),
+    `power_unit` (its word), `audited_units` (now), `items_needed` (in all;
+    None when no amount will do) and `more_per_label` (what is missing,
+    spread over the labels).
     """
     clustered = result.clusters is not None and result.clusters < tabulation.audited
     units = result.clusters if clustered else tabulation.audited
-    plan = {"power": None, "power_unit": "clusters" if clustered else "items"}
+    plan = {"power": None, "power_unit": unit_words[1] if clustered else unit_words[0], "audited_units": units}
     plan.update(items_needed=None, more_per_label=None)
     if result.computable:
         rows, columns = result.rows, result.columns
@@ -178,10 +190,11 @@ def planner(tabulation: Tabulation, result: TableTest, alpha: float) -> dict:
         columns = len(tabulation.attribute.values)
     if rows < 2 or columns < 2:
         return plan
-    needed = items_needed(DETECTABLE_V, rows, columns, alpha, TARGET_POWER)
+    needed = items_needed(DETECTABLE_V, rows, columns, alpha, TARGET_POWER, min_v)
     plan["items_needed"] = needed
-    plan["more_per_label"] = math.ceil(max(0, needed - units) / rows)
-    plan["power"] = power(units, DETECTABLE_V, rows, columns, alpha) if units else 0.0
+    if needed is not None:
+        plan["more_per_label"] = math.ceil(max(0, needed - units) / rows)
+    plan["power"] = power(units, DETECTABLE_V, rows, columns, alpha, min_v) if units else 0.0
     return plan
 
 
@@ -227,12 +240,18 @@ def coverage_per_label(tabulation: Tabulation) -> dict[str, dict]:
 
 
 def attribute_entry(
-    tabulation: Tabulation, result: TableTest, q_value: float | None, alpha: float, min_v: float
+    tabulation: Tabulation,
+    result: TableTest,
+    q_value: float | None,
+    alpha: float,
+    min_v: float,
+    unit_words: tuple[str, str] = ("items", "clusters"),
 ) -> dict:
-    """The JSON entry of one attribute, once its test and q-value are known."""
+    """The JSON entry of one attribute, once its test and q-value are known (`unit_words`: see `planner`)."""
     attribute = tabulation.attribute
-    plan = planner(tabulation, result, alpha)
-    state = state_of(result, q_value, plan["power"], alpha, min_v)
+    plan = planner(tabulation, result, alpha, min_v, unit_words)
+    # Without a plan (no amount of data gets V = 0.2 flagged at this --min-v), nothing is inconclusive for want of it.
+    state = state_of(result, q_value, plan["power"] if plan["items_needed"] is not None else None, alpha, min_v)
     carried = sum(tabulation.items_per_label.values())
     return {
         "name": attribute.name,
@@ -257,8 +276,10 @@ def attribute_entry(
         "v_corrected": clean(result.v_corrected),
         "v_low": clean(result.v_low),
         "v_high": clean(result.v_high),
+        "design_effect": clean(result.design_effect),
         "power": clean(plan["power"]),
         "power_unit": plan["power_unit"],
+        "audited_units": plan["audited_units"],
         "items_needed": plan["items_needed"],
         "more_per_label": plan["more_per_label"],
         "cells": cells_of(tabulation),
@@ -290,7 +311,7 @@ def build_report(dataset: Dataset, exports: list[str], alpha: float, min_v: floa
         "target_power": TARGET_POWER,
         "notes": list(dataset.notes),
         "attributes": [
-            attribute_entry(tabulation, result, q_value, alpha, min_v)
+            attribute_entry(tabulation, result, q_value, alpha, min_v, (dataset.item_unit, dataset.cluster_unit))
             for tabulation, result, q_value in zip(tabulations, results, q_values)
         ],
     }
@@ -329,9 +350,18 @@ def cell_sentence(entry: dict) -> str | None:
     )
 
 
+def interval_text(entry: dict) -> str:
+    """The 95 % interval of V, rounded, or why it says nothing."""
+    if entry["v_high"] is None:
+        return NOT_INFORMATIVE
+    return f"95% {significant(entry['v_low'])}–{significant(entry['v_high'])}"
+
+
 def v_text(entry: dict) -> str:
-    """The bias-corrected V and the 95 % interval of V, rounded."""
-    return f"{significant(entry['v_corrected'])} (95% {significant(entry['v_low'])}–{significant(entry['v_high'])})"
+    """The bias-corrected V and the 95 % interval of V, rounded (or that the interval says nothing)."""
+    if entry["v_high"] is None:
+        return f"{significant(entry['v_corrected'])}, {NOT_INFORMATIVE}"
+    return f"{significant(entry['v_corrected'])} ({interval_text(entry)})"
 
 
 def method_text(entry: dict) -> str:
@@ -345,18 +375,28 @@ def method_text(entry: dict) -> str:
 
 
 def power_units(entry: dict) -> tuple[str, int]:
-    """What the power planner counts (items, or clusters), and how many of them are audited."""
-    unit = entry["power_unit"]
-    return unit, entry["clusters"] if unit == "clusters" else entry["coverage"]
+    """What the power planner counts (images, tracks, or the clusters of clustered items), and how many are audited."""
+    return entry["power_unit"], entry["audited_units"]
+
+
+def flag_rule(report: dict) -> str:
+    """The flag's rule at one test's level, in words."""
+    alpha, min_v = significant(report["alpha"]), significant(report["min_v"])
+    return f"p < {alpha} and the lower end of the 95% interval of V ≥ {min_v}"
 
 
 def planner_sentence(entry: dict, report: dict) -> str:
-    """How many more audited items (or clusters) per label would detect V = 0.2, in words."""
+    """How many more audited units per label would get V = 0.2 flagged, in words (in the unit counted)."""
     unit, now = power_units(entry)
+    if entry["items_needed"] is None:
+        return (
+            f"no number of audited {unit} would get a real V = {report['detectable_v']} flagged: --min-v "
+            f"{significant(report['min_v'])} is not below it"
+        )
     return (
-        f"about {entry['more_per_label']} more audited {unit} per label would detect V = {report['detectable_v']} "
-        f"at alpha = {significant(report['alpha'])} with {report['target_power']:.0%} power "
-        f"({entry['items_needed']} audited {unit} in all, {now} now)"
+        f"about {entry['more_per_label']} more audited {unit} per label would get a real V = "
+        f"{report['detectable_v']} flagged {report['target_power']:.0%} of the time ({flag_rule(report)}; "
+        f"{entry['items_needed']} audited {unit} in all, {now} now)"
     )
 
 
@@ -370,23 +410,29 @@ def explanation(entry: dict, report: dict) -> str:
         return MEANING[entry["kind"]]
     if state == INCONCLUSIVE:
         return (
-            f"Inconclusive: no flag, but too few audited items to tell. Even a real association of V = "
-            f"{report['detectable_v']} would likely be missed; {planner_sentence(entry, report)}."
+            f"Inconclusive: no flag, but too few audited {entry['power_unit']} to tell. Even a real association of "
+            f"V = {report['detectable_v']} would be flagged less than {report['target_power']:.0%} of the time; "
+            f"{planner_sentence(entry, report)}."
         )
     if entry["q_value"] < report["alpha"]:
         return (
             f"An association is likely (q < {alpha}), but it may be negligible: the 95% interval of V reaches "
-            f"below {min_v} ({significant(entry['v_low'])}–{significant(entry['v_high'])})."
+            f"below {min_v} ({interval_text(entry)})."
         )
     unit, now = power_units(entry)
+    if entry["items_needed"] is None:
+        return (
+            f"No association found (q ≥ {alpha}). With --min-v {min_v}, an association of V = "
+            f"{report['detectable_v']} counts as negligible and is never flagged, so there is no plan for it."
+        )
     return (
-        f"No association found (q ≥ {alpha}), and the {now} audited {unit} were enough to detect "
-        f"V = {report['detectable_v']} with {report['target_power']:.0%} power."
+        f"No association found (q ≥ {alpha}), and the {now} audited {unit} were enough for a real association "
+        f"of V = {report['detectable_v']} to be flagged at least {report['target_power']:.0%} of the time."
     )
 
 
 def console_line(entry: dict, report: dict) -> str:
-    """One line of the console summary: state, q, p, V corrected with its interval, method, coverage."""
+    """The console summary of one attribute: state, q, p, V corrected with its interval, method, coverage; notes below."""
     state = entry["state"].upper() if entry["state"] == FLAGGED else entry["state"]
     line = (
         f"{entry['name']} ({entry['kind']}): {state}, "
@@ -399,6 +445,8 @@ def console_line(entry: dict, report: dict) -> str:
         )
     if entry["state"] == INCONCLUSIVE:
         line += f"\n  inconclusive: {planner_sentence(entry, report)}"
+    for note in entry["notes"]:
+        line += f"\n  note: {note}"
     return line
 
 
@@ -406,6 +454,24 @@ def q_or_p(value) -> str:
     """A p- or q-value after `=` or as `< 0.001`."""
     text = p_text(value)
     return text if text.startswith("<") else f"= {text}"
+
+
+def chart_arguments(entry: dict) -> dict:
+    """What the chart of one attribute shows: its table, state, q, p, and the bias-corrected V named so."""
+    return {
+        "attribute": entry["name"],
+        "kind": entry["kind"],
+        "table": entry["table"],
+        "values": entry["values"],
+        "flagged": entry["flagged"],
+        "p_value": entry["p_value"],
+        "cramers_v": entry["v_corrected"],
+        "q_value": entry["q_value"],
+        "state": entry["state"],
+        "v_low": entry["v_low"],
+        "v_high": entry["v_high"],
+        "v_name": "V corrected",
+    }
 
 
 def write_report(report: dict, out: Path) -> None:
@@ -416,19 +482,7 @@ def write_report(report: dict, out: Path) -> None:
     charts_dir.mkdir(exist_ok=True)
     charts = []
     for index, entry in enumerate(report["attributes"]):
-        data = association_chart(
-            entry["name"],
-            entry["kind"],
-            entry["table"],
-            entry["values"],
-            entry["flagged"],
-            entry["p_value"],
-            entry["v_corrected"],
-            q_value=entry["q_value"],
-            state=entry["state"],
-            v_low=entry["v_low"],
-            v_high=entry["v_high"],
-        )
+        data = association_chart(**chart_arguments(entry))
         (charts_dir / chart_file_name(index, entry["name"])).write_bytes(data)
         charts.append(base64.b64encode(data).decode("ascii"))
     (out / "report.html").write_text(render_html(report, charts), encoding="utf-8")
@@ -504,12 +558,16 @@ def intro_html(report: dict) -> str:
         f"q &lt; {alpha} keeps the expected share of false flags among the flags at most {alpha}.</p>"
         f"<p><b>Flagged</b>: q &lt; {alpha} and the lower bound of the 95% interval of V is at least {min_v}: "
         "an association that is there and not negligible. <b>Inconclusive</b>: not flagged, but with so few "
-        f"audited items that even an association of V = {report['detectable_v']} would be missed more than "
-        f"{1 - report['target_power']:.0%} of the time; the page says how many more audited items per label "
-        "would tell. <b>ok</b>: no association found with enough items, or a likely but negligible one.</p>"
+        f"audited items that even an association of V = {report['detectable_v']} would go unflagged more than "
+        f"{1 - report['target_power']:.0%} of the time (by the rule of the flag, the lower bound of V included); "
+        "the page says how many more audited units per label would tell, counting images or tracks, or the images "
+        "and videos that hold clustered items. <b>ok</b>: no association found with enough items, or a likely but "
+        "negligible one.</p>"
         f"<p><b>The unit of analysis</b> is one item ({html.escape(report['units'])}). Items that are not "
         "independent (objects of one image, frames of one video, tags of one image) belong to a cluster, and their "
-        "p-value comes from a permutation test that moves whole clusters, never from counting them as independent. "
+        "p-value comes from a permutation test that exchanges the values of whole clusters among clusters of similar "
+        "size, never from counting them as independent; their V and its interval allow for the clustering (the "
+        "design effect). "
         "An association is not proof of a problem, and no association does not prove its absence: it tells where "
         "to look.</p>"
     )
@@ -548,7 +606,13 @@ def attribute_html(entry: dict, report: dict, chart: str) -> str:
         statistics = (
             f" Test: {e(method_text(entry))}. χ² = {significant(entry['chi2'])}, dof = {entry['dof']}, "
             f"p {e(q_or_p(entry['p_value']))}, q {e(q_or_p(entry['q_value']))}; Cramér's V = "
-            f"{significant(entry['cramers_v'])}, bias-corrected V = {e(v_text(entry))}."
+            f"{significant(entry['cramers_v'])}, bias-corrected V = {e(v_text(entry))}"
+            + (
+                f" (from χ² ÷ {significant(entry['design_effect'])}, the design effect of the clusters)"
+                if entry["design_effect"] is not None and entry["design_effect"] > 1
+                else ""
+            )
+            + "."
         )
     parts.append(
         f"<p>State: {state_html(entry['state'])}. Coverage: {entry['coverage']} audited items"

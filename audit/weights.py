@@ -70,6 +70,7 @@ class Weights:
     association_before: float | None  # Cramér's V, label × group, unweighted
     association_after: float | None  # the same, weighted
     grouped: int = 0  # items in a group (the ones reweighed)
+    protected: tuple[str, ...] = ()  # the protected attributes the groups come from
 
 
 def max_weight_option(text: str) -> float:
@@ -136,7 +137,8 @@ def reweighing(dataset: Dataset, max_weight: float = DEFAULT_MAX_WEIGHT) -> Weig
                 group = tuple(item.values[attribute.name] for attribute in protected)
                 cell_items.setdefault((item.label, group), []).append(item.id)
     if not cell_items:
-        return Weights(by_item, [], 0, max_weight, float(len(by_item)), 1.0 if by_item else None, None, None, 0)
+        names = tuple(attribute.name for attribute in protected)
+        return Weights(by_item, [], 0, max_weight, float(len(by_item)), 1.0 if by_item else None, None, None, 0, names)
     keys = sorted(cell_items)
     labels = sorted({label for label, _ in keys})
     groups = sorted({group for _, group in keys})
@@ -183,6 +185,7 @@ def reweighing(dataset: Dataset, max_weight: float = DEFAULT_MAX_WEIGHT) -> Weig
         association_before=cramers_v(table),
         association_after=cramers_v(weighted),
         grouped=int(total),
+        protected=tuple(attribute.name for attribute in protected),
     )
 
 
@@ -195,6 +198,7 @@ def weights_json(weights: Weights) -> dict:
     """The weights' summary as JSON (full precision; null where undefined); the per-item weights are in weights.csv."""
     return {
         "method": "Kamiran-Calders reweighing over label x protected group",
+        "protected": list(weights.protected),
         "max_weight": weights.max_weight,
         "grouped": weights.grouped,
         "clipped": weights.clipped,
@@ -209,6 +213,11 @@ def weights_json(weights: Weights) -> dict:
 
 def describe(weights: Weights) -> list[str]:
     """What the weights do, in lines for the console (numbers to 3 significant figures)."""
+    if not weights.protected:
+        return [
+            "weights: every item 1 (there is no protected attribute to weigh by: name them under `protected` "
+            "in the schema, --schema)"
+        ]
     if not weights.grouped:
         return ["weights: every item 1 (no item has a value for every protected attribute)"]
     lines = [

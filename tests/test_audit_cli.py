@@ -63,6 +63,9 @@ def cases(tmp_path):
         (["report", good, "--schema", f"{t}/none.yaml", "--out", f"{t}/o"], "cannot read the schema"),
         (["report", good, "--schema", f"{t}/absent.yaml", "--out", f"{t}/o"], "the schema's attribute 'weather' is not in"),
         (["report", good, "--multi-label", "--per-object", "--out", f"{t}/o"], "--multi-label and --per-object"),
+        # A tags-only export in per-object mode: it said "hold no item (0 frames without a tag, 0 with several)".
+        (["report", good, "--per-object", "--out", f"{t}/o"], "no object (no shape or track with a label)"),
+        (["report", good, "--per-object", "--out", f"{t}/o"], "try without --per-object"),
         (["report", good, "--out", f"{t}/blocker/out"], "blocker"),
         (["split", f"{t}/coco.json", "--per-object", "--per-cell", "2", "--out", f"{t}/m.csv"], "nothing to balance"),
         (["errors", good, "--predictions", f"{t}/none.csv", "--out", f"{t}/o"], "cannot read the predictions"),

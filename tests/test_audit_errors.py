@@ -429,3 +429,27 @@ def test_bad_predictions_are_clear_errors(planted_files, tmp_path, capsys, conte
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]
+
+
+def test_the_tests_notes_reach_the_json_the_page_and_the_console(tmp_path):
+    # --per-object: 12 night images of 4 boxes and 2 day images of 60: the group goes with the image size, so the
+    # permutation test has nothing to exchange, and says so; the errors command used to drop that note.
+    images = [Image(f"n{i}.jpg", shapes=[("car", {"light": "night"})] * 4) for i in range(12)]
+    images += [Image(f"d{i}.jpg", shapes=[("car", {"light": "day"})] * 60) for i in range(2)]
+    export = write_export(tmp_path, images, ["car", "bus"], {"light": ["day", "night"]})
+    rows = [(f"n{i}.jpg#{n}", "bus" if n == 0 else "car") for i in range(12) for n in range(4)]
+    rows += [(f"d{i}.jpg#{n}", "bus" if n < 5 else "car") for i in range(2) for n in range(60)]
+    out = tmp_path / "out"
+    argv = ["errors", *export, "--per-object", "--predictions", write_predictions(tmp_path / "p.csv", rows)]
+    code, stdout = run_cli([*argv, "--out", str(out), "--json", str(out / "e.json")])
+    assert code == 0
+    light = by_name(json.loads((out / "e.json").read_text()))["light"]
+    assert light["method"] == "cluster permutation" and light["p_value"] == 1.0
+    assert any("goes with cluster size" in note for note in light["notes"])
+    assert light["design_effect"] >= 1.0
+    assert "  note: the value goes with cluster size" in stdout
+    page = html.unescape((out / "errors.html").read_text())
+    assert "Note: the value goes with cluster size" in page
+    # Without a schema there is no protected attribute: the weights say so, not that nobody was audited.
+    assert "weights: every item 1 (there is no protected attribute" in stdout
+    assert "There is no protected attribute to weigh by" in page

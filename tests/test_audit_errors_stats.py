@@ -342,3 +342,52 @@ def test_small_groups_with_equal_error_rates_are_rarely_flagged_by_the_exact_tes
         flagged += result.flagged
     assert methods == {"permutation"}
     assert flagged <= 6
+
+
+def test_perfectly_calibrated_scores_have_an_ece_of_exactly_zero():
+    # 19 of 20 right at 0.95, 7 of 10 at 0.7: accuracy equals confidence in every bin; the sums left 3e-16.
+    pairs = [(0.95, True)] * 19 + [(0.95, False)] + [(0.7, True)] * 7 + [(0.7, False)] * 3
+    scored = [
+        Scored(make_item(f"i{index}", "cat", {"g": "ab"[index % 2]}), "cat" if right else "dog", not right, score)
+        for index, (score, right) in enumerate(pairs)
+    ]
+    assert run(scored, [protected("g", "ab")]).calibration.ece == 0.0
+    # Miscalibration is not rounded away: 0.9 said, all right.
+    confident = [Scored(make_item(f"j{index}", "cat", {"g": "a"}), "cat", False, 0.9) for index in range(10)]
+    assert run(confident, [protected("g", "ab")]).calibration.ece == pytest.approx(0.1, rel=1e-9)
+
+
+def test_a_group_of_no_errors_has_a_wilson_interval_from_exactly_zero():
+    result = run(scored_groups({"a": (100, 0), "b": (100, 100)}), [protected("g", "ab")]).results[0]
+    assert result.groups["a"].low == 0.0 and result.groups["b"].high == 1.0
+    assert result.groups["a"].high == pytest.approx(proportion_confint(0, 100, method="wilson")[1], rel=1e-12)
+
+
+def review_clustered_scores(mixed: bool) -> list[Scored]:
+    """The review's example: 40 images of 1 to 40 people, alternately female and male; errors 30 % vs 5 %.
+
+    With `mixed`, the first person of the largest image has the other group: one image of mixed groups.
+    """
+    rng = random.Random(0)
+    scored = []
+    for image in range(40):
+        group = "female" if image % 2 else "male"
+        for person in range(image + 1):
+            value = group
+            if mixed and image == 39 and person == 0:
+                value = "male" if group == "female" else "female"
+            item = make_item(f"img{image}#{person}", "person", {"gender": value}, cluster=f"img{image}")
+            wrong = rng.random() < (0.3 if value == "female" else 0.05)
+            scored.append(Scored(item, "car" if wrong else "person", wrong))
+    return scored
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_one_image_of_mixed_groups_does_not_take_the_power_away(mixed):
+    # Before, the one mixed image left only shuffles inside images: p = 0.64, not flagged.
+    scored = review_clustered_scores(mixed)
+    analysis = analyse(Dataset([entry.item for entry in scored], [protected("gender", ["female", "male"])],
+                               "per-object"), scored, 0.01)  # fmt: skip
+    result = analysis.results[0]
+    assert result.test.method == "cluster permutation" and result.test.clusters == 40
+    assert result.test.p_value < 0.001 and result.flagged

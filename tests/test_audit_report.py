@@ -14,6 +14,7 @@ import random
 import re
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from audit_exports import (
     CAR_NIGHT,
@@ -22,6 +23,8 @@ from audit_exports import (
     UNAUDITED_PER_LABEL,
     Image,
     images_xml,
+    track,
+    video_xml,
     write_planted,
     zipped,
 )
@@ -31,7 +34,7 @@ from statsmodels.stats.multitest import multipletests
 from audit.charts import association_figure
 from audit.cli import main
 from audit.dataset import Attribute, Dataset, Item
-from audit.report import build_report, write_report
+from audit.report import build_report, chart_arguments, write_report
 
 LABEL_COUNT = 3
 ITEMS = LABEL_COUNT * (FULL_PER_LABEL + PARTIAL_PER_LABEL + UNAUDITED_PER_LABEL)
@@ -320,7 +323,8 @@ def test_an_18_image_export_flagged_three_times_by_chi_square_gets_no_flag_from_
         assert entry["more_per_label"] == math.ceil((entry["items_needed"] - entry["coverage"]) / rows)
     out = capsys.readouterr().out
     more = attributes["lighting"]["more_per_label"]
-    assert f"inconclusive: about {more} more audited items per label would detect V = 0.2" in out
+    # The planner counts in the unit it plans for (images here), and by the rule of the flag.
+    assert f"inconclusive: about {more} more audited images per label would get a real V = 0.2 flagged 80% of" in out
 
 
 # --- q-values and the flag ---------------------------------------------------------------------------------
@@ -452,7 +456,7 @@ def test_objects_of_an_export_are_tested_by_moving_whole_images(tmp_path):
     document = json.loads((tmp_path / "out" / "report.json").read_text())
     entry = document["attributes"][0]
     assert document["units"] == "objects in 40 images"
-    assert entry["method"] == "cluster permutation" and entry["clusters"] == 40 and entry["power_unit"] == "clusters"
+    assert entry["method"] == "cluster permutation" and entry["clusters"] == 40 and entry["power_unit"] == "images"
     assert entry["permutations"] == 1999 and not entry["flagged"]
     page = (tmp_path / "out" / "report.html").read_text()
     assert "objects in 40 images" in page and "cluster permutation, 1999 permutations of 40 clusters" in page
@@ -491,3 +495,100 @@ def test_names_from_the_export_are_escaped_in_the_driving_cell(tmp_path):
     page = (tmp_path / "report.html").read_text()
     assert "<script>" not in page and "&lt;export&gt;" in page
     assert "<code>&lt;script&gt;alert(1)&lt;/script&gt;</code> is <code>lighting</code> = <code>day</code>" in page
+
+
+def chart_title_of(entry: dict) -> str:
+    """The title of the chart the report draws for `entry`."""
+    figure = association_figure(**chart_arguments(entry))
+    try:
+        return figure.axes[0].get_title(loc="left")
+    finally:
+        plt.close(figure)
+
+
+def test_the_reports_chart_names_the_bias_corrected_v_as_such(report):
+    _, document = report
+    title = chart_title_of(by_name(document)["lighting"])
+    # The value is the bias-corrected V (0.387; plain V is 0.389): the title said "V =".
+    assert "V corrected = 0.387 (95% 0.304–0.473)" in title and " V = " not in title
+
+
+# --- the V interval, the design effect and the planner ------------------------------------------------------
+
+
+def test_an_interval_below_chance_is_said_to_say_nothing_in_json_console_page_and_chart(tmp_path, capsys):
+    # Exactly even within both labels: χ² = 0, below the 2.5% point of its null distribution.
+    images = [Image(f"{label}-{index}.jpg", tags=[(label, {"lighting": "day" if index % 2 else "night"})])
+              for label in ("car", "pedestrian") for index in range(40)]  # fmt: skip
+    export = tmp_path / "annotations.xml"
+    export.write_bytes(images_xml(images, labels=["car", "pedestrian"], attributes={"lighting": ["day", "night"]}))
+    assert main(["report", str(export), "--out", str(tmp_path / "out")]) == 0
+    entry = json.loads((tmp_path / "out" / "report.json").read_text())["attributes"][0]
+    assert entry["chi2"] == 0 and entry["v_low"] == 0 and entry["v_high"] is None
+    assert any("not informative" in note for note in entry["notes"])
+    out = capsys.readouterr().out
+    assert "interval not informative (χ² below chance)" in out and "95% 0–0" not in out
+    page = page_text((tmp_path / "out" / "report.html").read_text())
+    assert "interval not informative (χ² below chance)" in page and "95% 0–0" not in page
+    assert "interval not informative (χ² below chance)" in chart_title_of(entry)
+
+
+def test_the_design_effect_is_in_the_json_and_widens_the_interval_of_clustered_items():
+    # 40 tracks of 30 frames each, car tracks mostly by day: the frames of one track are one cluster.
+    tracks = [
+        (label, "day" if (index % 10 < 7) == (label == "car") else "night", 30)
+        for label in ("car", "pedestrian")
+        for index in range(20)
+    ]
+    dataset = make_dataset(track_frames(tracks), [make_attribute("lighting", ("day", "night"))], "per-object")
+    entry = build_report(dataset, [], 0.01, 0.1)["attributes"][0]
+    # Labels and values are constant over each track's 30 frames: the chi-square is about 30 times what 40 tracks
+    # give, and the design effect the permutations measure says so.
+    assert entry["design_effect"] == pytest.approx(30, rel=0.15)
+    table = [list(row.values()) for row in entry["table"].values()]
+    counted_as_frames = Table(np.asarray(table)).test_nominal_association().statistic
+    assert entry["chi2"] == pytest.approx(counted_as_frames)
+    # V itself does not change; its interval is that of 40 tracks, not of 1200 frames.
+    per_track = [[count // 30 for count in row] for row in table]
+    assert entry["cramers_v"] == pytest.approx(math.sqrt(counted_as_frames / 1200))
+    assert entry["v_high"] - entry["v_low"] > 0.4
+    independent = build_report(make_dataset(association_items("x", {"car": {"day": 14, "night": 6},
+        "pedestrian": {"day": 6, "night": 14}}, "lighting"), [make_attribute("lighting", ("day", "night"))]), [], 0.01,
+        0.1)["attributes"][0]  # fmt: skip
+    assert independent["design_effect"] == 1.0
+    assert per_track == [[14, 6], [6, 14]]
+    assert entry["v_low"] == pytest.approx(independent["v_low"], abs=0.05)
+
+
+def test_the_planner_promises_what_the_flag_rule_delivers():
+    # 400 items of a 2×2 table: the chi-square test alone has 92 % power for V = 0.2, the flag (which also needs the
+    # lower end of V ≥ 0.1) about 52 %: inconclusive, with about 785 items needed in all.
+    items = association_items("x", {"car": {"day": 100, "night": 100}, "bus": {"day": 100, "night": 100}}, "lighting")
+    entry = build_report(make_dataset(items, [make_attribute("lighting", ("day", "night"))]), [], 0.01, 0.1)
+    entry = entry["attributes"][0]
+    assert entry["state"] == "inconclusive"
+    assert entry["power"] == pytest.approx(0.516, abs=0.01)
+    assert 770 <= entry["items_needed"] <= 800 and entry["more_per_label"] == math.ceil((entry["items_needed"] - 400) / 2)
+
+
+def test_with_min_v_at_or_above_0_2_nothing_is_inconclusive_for_want_of_a_plan():
+    items = association_items("x", {"car": {"day": 20, "night": 20}, "bus": {"day": 20, "night": 20}}, "lighting")
+    entry = build_report(make_dataset(items, [make_attribute("lighting", ("day", "night"))]), [], 0.01, 0.2)
+    entry = entry["attributes"][0]
+    assert entry["items_needed"] is None and entry["more_per_label"] is None and entry["state"] == "ok"
+
+
+def test_the_planner_counts_tracks_in_a_video_export(tmp_path, capsys):
+    # Six tracks: far too few to see V = 0.2; the planner says how many more tracks, not items.
+    tracks = [track(number, label, [{"lighting": lighting}] * 5, start=number * 6)
+              for number, (label, lighting) in enumerate([("car", "day"), ("car", "night"), ("car", "day"),
+                                                          ("pedestrian", "night"), ("pedestrian", "day"),
+                                                          ("pedestrian", "night")])]  # fmt: skip
+    export = tmp_path / "annotations.xml"
+    export.write_bytes(video_xml(tracks, labels=["car", "pedestrian"], attributes={"lighting": ["day", "night"]}))
+    assert main(["report", str(export), "--per-object", "--out", str(tmp_path / "out")]) == 0
+    entry = json.loads((tmp_path / "out" / "report.json").read_text())["attributes"][0]
+    assert entry["state"] == "inconclusive" and entry["power_unit"] == "tracks" and entry["audited_units"] == 6
+    out = capsys.readouterr().out
+    assert f"about {entry['more_per_label']} more audited tracks per label" in out
+    assert "items per label" not in out

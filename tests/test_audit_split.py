@@ -384,3 +384,24 @@ def test_an_attribute_carried_by_some_labels_binds_only_those():
     assert Counter(item.label for item in split.items) == {"cat": 4, "dog": 4}
     assert Counter(item.values["light"] for item in split.items if item.label == "cat") == {"day": 2, "night": 2}
     assert [cell.name for cell in split.cells] == ["cat|light=day", "cat|light=night"]
+
+
+def test_counts_and_targets_in_the_thousands_are_shown_exactly(tmp_path, capsys):
+    # One label, 7000 audited images: day 3000, night 3000, dusk 1000. --size 5000 aims at 5000 / 3 = 1666.67 per
+    # value; dusk is short by 666 (1666 wanted), so day and night are cut to dusk's 1000. Rounded to 3 significant
+    # figures these read "1670 wanted" and "of 1670".
+    counts = {"day": 3000, "night": 3000, "dusk": 1000}
+    images = [Image(f"{value}-{index:04d}.jpg", tags=[("car", {"lighting": value})])
+              for value, count in counts.items() for index in range(count)]  # fmt: skip
+    export = tmp_path / "annotations.xml"
+    export.write_bytes(images_xml(images, labels=["car"], attributes={"lighting": list(counts)}))
+    html_page = tmp_path / "split.html"
+    _, document, _ = run_split(export, tmp_path, "--size", "5000", "--html", str(html_page), attributes=["lighting"])
+    out = capsys.readouterr().out
+    assert "short: 666 more `lighting=dusk` items of `car` needed (1666 wanted, 1000 exist)" in out
+    assert "lighting (target 1666.67 each): day 1000 cut, night 1000 cut, dusk 1000 short" in out
+    assert "car|lighting=day 1000 of 1666.67" in out
+    assert "1670" not in out and "1670" not in html_page.read_text()
+    assert "<td>1666.67</td>" in html_page.read_text()
+    # The JSON keeps the target itself.
+    assert {cell["target"] for cell in document["cells"].values()} == {5000 / 3}

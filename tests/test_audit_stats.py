@@ -9,16 +9,19 @@ bias-corrected V (Bergsma 2013, "A bias-correction for Cramér's V and
 Tschuprow's T", J. Korean Stat. Soc. 42:323–328) from its formula, the
 noncentral chi-square interval from a noncentral cdf written here (Poisson
 mixture of central chi-squares) and by its coverage in seeded simulations,
-the cell diagnostics and power against statsmodels. The cluster permutation
-test is checked for its false-positive rate on clustered null data, where
-the chi-square test that counts clustered items as independent false-flags
-often.
+the cell diagnostics and power against statsmodels, the power of the flag
+(the V gate included) against the noncentral cdf written here and a seeded
+simulation of the flag rule. The cluster permutation test is checked for
+its false-positive rate on clustered null data, where the chi-square test
+that counts clustered items as independent false-flags often (more in
+test_audit_clusters.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import time
 
 import numpy as np
 import pytest
@@ -408,3 +411,121 @@ def test_wilson_intervals_are_statsmodels(successes, n):
     low, high = stats.wilson_interval(successes, n)
     reference = proportion_confint(successes, n, alpha=0.05, method="wilson")
     assert (low, high) == pytest.approx(reference, abs=1e-12)
+
+
+# --- the Monte-Carlo exact test at scale -------------------------------------------------------------------
+
+
+def test_the_exact_test_of_a_600k_item_table_with_a_tiny_row_takes_well_under_two_seconds():
+    # A row of 6 items puts expected counts below 5: the exact test. Shuffling 600k items 1999 times took minutes.
+    table = [[200_000, 200_000, 199_990], [1, 2, 3]]
+    started = time.perf_counter()
+    result = stats.table_test(table, permutations=1999, seed=2)
+    elapsed = time.perf_counter() - started
+    assert result.method == stats.PERMUTATION and result.permutations == 1999
+    assert elapsed < 2.0
+    assert result == stats.table_test(table, permutations=1999, seed=2)
+    assert 0.05 < result.p_value < 1  # margins like these make the tiny row's split unremarkable
+
+
+# --- an interval that says nothing ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "table",
+    [[[50, 50], [50, 50]], [[500, 501], [501, 500]], [[10, 10, 10], [10, 10, 10], [10, 10, 11]], [[52, 48], [48, 52]],
+     [[14, 8, 8], [8, 14, 8], [8, 8, 14]], [[11, 10, 9], [10, 10, 10], [9, 10, 12]]],
+)  # fmt: skip
+def test_below_the_lower_quantile_of_chance_the_v_interval_says_nothing_instead_of_0_to_0(table):
+    result = stats.table_test(table)
+    chi2 = pearson_chi2(table)
+    below_chance = noncentral_chi2_cdf(chi2, result.dof, 0.0) <= 0.025
+    assert (result.v_high is None) == below_chance
+    if below_chance:
+        assert result.v_low == 0.0 and any("not informative" in note for note in result.notes)
+    else:
+        assert result.v_high > 0 and not result.notes
+
+
+def test_the_seeded_tables_include_both_kinds_of_interval():
+    kinds = {stats.table_test(table).v_high is None for table in ([[50, 50], [50, 50]], [[52, 48], [48, 52]])}
+    assert kinds == {True, False}
+
+
+# --- rounding noise ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [10, 100, 1000, 12345])
+def test_wilson_intervals_end_exactly_at_0_and_1(n):
+    # The formula gives 3.5e-18 instead of 0 for 0 of 100, and 0.9999999999999999 instead of 1 for 10 of 10.
+    assert stats.wilson_interval(0, n)[0] == 0.0
+    assert stats.wilson_interval(n, n)[1] == 1.0
+    low, high = stats.wilson_interval(1, n)
+    assert 0 < low < high < 1
+
+
+# --- the power of the flag, V gate included -----------------------------------------------------------------
+
+
+def central_quantile_like(target: float, dof: int, lam: float) -> float:
+    """The x with P(X ≤ x | λ) = target for the noncentral chi-square written above, by bisection."""
+    low, high = 0.0, 1.0
+    while noncentral_chi2_cdf(high, dof, lam) < target:
+        high *= 2
+    for _ in range(60):
+        middle = (low + high) / 2
+        if noncentral_chi2_cdf(middle, dof, lam) < target:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def flag_power(n: int, v: float, dof: int, k: int, alpha: float, min_v: float) -> float:
+    """P(flag) = P(χ² ≥ max(critical value, gate)), with λ = n (k − 1) v², the gate at λ₀ = n (k − 1) min_v²."""
+    critical = central_quantile_like(1 - alpha, dof, 0.0)
+    gate = central_quantile_like(0.975, dof, n * (k - 1) * min_v**2)
+    return 1 - noncentral_chi2_cdf(max(critical, gate), dof, n * (k - 1) * v**2)
+
+
+@pytest.mark.parametrize(("n", "rows", "columns"), [(292, 2, 2), (785, 2, 2), (400, 3, 2), (250, 3, 4)])
+def test_the_power_of_the_flag_includes_the_v_gate(n, rows, columns):
+    k, dof = min(rows, columns), (rows - 1) * (columns - 1)
+    expected = flag_power(n, 0.2, dof, k, 0.01, 0.1)
+    assert stats.power(n, 0.2, rows, columns, 0.01, min_v=0.1) == pytest.approx(expected, rel=1e-6)
+    # Below the power of the chi-square test alone, which promised 80 % at 292 items.
+    assert stats.power(n, 0.2, rows, columns, 0.01, min_v=0.1) < stats.power(n, 0.2, rows, columns, 0.01)
+
+
+def test_the_review_table_292_items_give_41_percent_and_about_785_give_80():
+    assert stats.items_needed(0.2, 2, 2, 0.01) == 292
+    assert stats.power(292, 0.2, 2, 2, 0.01, min_v=0.1) == pytest.approx(0.40, abs=0.02)
+    needed = stats.items_needed(0.2, 2, 2, 0.01, 0.8, min_v=0.1)
+    assert flag_power(needed, 0.2, 1, 2, 0.01, 0.1) >= 0.8 > flag_power(needed - 1, 0.2, 1, 2, 0.01, 0.1)
+    assert 770 <= needed <= 800
+
+
+def simulated_flag_rate(n: int, runs: int, generator: np.random.Generator) -> float:
+    """How often the report's flag rule (p < 0.01, lower end of V ≥ 0.1) flags a 2×2 sample of a population with φ = 0.2."""
+    # P(x) = P(y) = 1/2, P(b | x) = 0.6, P(b | y) = 0.4: φ = (0.3 · 0.3 − 0.2 · 0.2) / 0.25 = 0.2.
+    probabilities = [0.3, 0.2, 0.2, 0.3]
+    flags = 0
+    for _ in range(runs):
+        table = generator.multinomial(n, probabilities).reshape(2, 2)
+        result = stats.table_test(table)
+        flags += result.p_value < 0.01 and result.v_low >= 0.1
+    return flags / runs
+
+
+@pytest.mark.parametrize("n", [292, 785])
+def test_the_planned_power_is_what_a_simulation_of_the_flag_rule_gives(n):
+    runs = 600
+    rate = simulated_flag_rate(n, runs, np.random.default_rng(n))
+    planned = stats.power(n, 0.2, 2, 2, 0.01, min_v=0.1)
+    assert abs(rate - planned) <= 4 * math.sqrt(planned * (1 - planned) / runs), (rate, planned)
+
+
+def test_no_number_of_items_gets_a_v_below_min_v_flagged():
+    assert stats.items_needed(0.2, 2, 2, 0.01, 0.8, min_v=0.2) is None
+    assert stats.items_needed(0.2, 2, 3, 0.01, 0.8, min_v=0.3) is None
+    assert stats.power(100_000, 0.2, 2, 2, 0.01, min_v=0.25) < 0.01

@@ -179,6 +179,51 @@ def test_two_job_exports_of_one_project_load_together_without_a_name_collision(t
         dataset_of([first, again], per_object=True)
 
 
+def numbered_images(first_value: dict, count: int = 3, start: int = 0) -> list[Image]:
+    """Images named as CVAT names the frames of every task: 0000.jpg, 0001.jpg, ..."""
+    return [Image(f"{n:04d}.jpg", tags=[("car", first_value if n % 2 == 0 else UNLABELED)]) for n in range(start, start + count)]
+
+
+def test_images_of_two_task_exports_with_the_same_names_are_named_after_their_task(tmp_path):
+    # Every task starts at 0000.jpg: the two exports used to be refused as "the same export passed twice".
+    first = write(tmp_path, "task_7.xml", images_xml(numbered_images(DAY), attributes=LIGHTING, task_id=7))
+    second = write(tmp_path, "task_8.xml", images_xml(numbered_images(NIGHT, 4), attributes=LIGHTING, task_id=8))
+    dataset = dataset_of([first, second])
+    assert values_of(dataset) == {
+        **{f"task7/{n:04d}.jpg": ("car", "day" if n % 2 == 0 else "unlabeled") for n in range(3)},
+        **{f"task8/{n:04d}.jpg": ("car", "night" if n % 2 == 0 else "unlabeled") for n in range(4)},
+    }
+    assert any("task7 and task8 share names" in note and "'task7/0000.jpg'" in note for note in dataset.notes)
+    # The same task passed twice is still refused, with the message of a duplicate.
+    again = write(tmp_path, "task_7_again.xml", (tmp_path / "task_7.xml").read_bytes())
+    with pytest.raises(AuditError, match=r"'0000\.jpg' is in both .*task_7\.xml and .*task_7_again\.xml: pass each export once"):
+        dataset_of([first, again])
+
+
+def test_images_of_two_job_exports_with_the_same_names_are_named_after_their_job(tmp_path, capsys):
+    first = write(tmp_path, "job_5.xml", images_xml(numbered_images(DAY), attributes=LIGHTING, job=5))
+    second = write(tmp_path, "job_6.xml", images_xml(numbered_images(NIGHT), attributes=LIGHTING, job=6))
+    out = tmp_path / "list.csv"
+    assert main(["sample", first, second, "--size", "6", "--include-audited", "--out", str(out)]) == 0
+    listed = out.read_text()
+    assert all(f"job{job}/{n:04d}.jpg" in listed for job in (5, 6) for n in range(3))
+    assert "note: images of job5 and job6 share names" in capsys.readouterr().err
+
+
+def test_images_of_tasks_that_share_no_name_keep_their_plain_names(tmp_path):
+    # Prediction files name images as they are: only a name held by two tasks makes their images qualified.
+    first = write(tmp_path, "task_7.xml", images_xml(numbered_images(DAY), attributes=LIGHTING, task_id=7))
+    second = write(tmp_path, "task_8.xml", images_xml(numbered_images(NIGHT, start=3), attributes=LIGHTING, task_id=8))
+    third = write(tmp_path, "task_9.xml", images_xml(numbered_images(NIGHT, start=10), attributes=LIGHTING, task_id=9))
+    dataset = dataset_of([first, second, third])
+    assert [item.id for item in dataset.items] == [f"{n:04d}.jpg" for n in [0, 1, 2, 3, 4, 5, 10, 11, 12]]
+    assert not any("share names" in note for note in dataset.notes)
+    # With a fourth task repeating 0010.jpg, only the tasks that share a name are qualified.
+    fourth = write(tmp_path, "task_4.xml", images_xml(numbered_images(DAY, 1, start=10), attributes=LIGHTING, task_id=4))
+    ids = [item.id for item in dataset_of([first, second, third, fourth]).items]
+    assert ids == [f"{n:04d}.jpg" for n in range(6)] + ["task4/0010.jpg"] + [f"task9/{n:04d}.jpg" for n in (10, 11, 12)]
+
+
 def test_job_exports_of_video_frames_for_images_are_named_by_job_and_frame(tmp_path):
     def job_images(job_id):
         frames = [Image(f"frame_{n:06d}", tags=[("car", DAY)], frame_id=n) for n in range(3)]

@@ -293,3 +293,16 @@ def test_the_summary_rounds_for_people_and_the_json_keeps_full_precision(planted
     assert document["association_before"] == weights.association_before
     assert document["effective_sample_size"] == weights.effective_sample_size
     assert document["clipped"] == 0 and len(document["cells"]) == 12
+
+
+def test_the_summary_says_when_there_is_no_protected_attribute_at_all():
+    # Before, it said that no item had a value for every protected attribute, as if there were some.
+    items = [Item(f"i{n}", "ab"[n % 2], {"lighting": "day", "group": "unlabeled"}) for n in range(9)]
+    conditions_only = reweighing(Dataset(items, [Attribute("lighting", "condition", ("day", "night"))], "tag"))
+    (line,) = describe(conditions_only)
+    assert "there is no protected attribute" in line and "no item has a value" not in line
+    assert weights_json(conditions_only)["protected"] == []
+    # With a protected attribute nobody audited, the old sentence is the right one.
+    unaudited = reweighing(Dataset(items, [Attribute("group", "protected", ("x", "y"))], "tag"))
+    assert describe(unaudited) == ["weights: every item 1 (no item has a value for every protected attribute)"]
+    assert weights_json(unaudited)["protected"] == ["group"]
