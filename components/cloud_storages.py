@@ -17,22 +17,20 @@ from __future__ import annotations
 from typing import NotRequired, Optional, Sequence, TypedDict
 
 import pulumi
-import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import jobs, kube
 from components.endpoint import S3Endpoint
 
 SCRIPT = "cloud_storages.py"
-BACKEND_UID = 1000
 # CVAT's organization slugs: at most 16 letters, digits, '-' or '_'.
 SLUG_LENGTH = 16
 # CVAT's Organization.name is at most 64 characters (organizations/models.py).
 NAME_LENGTH = 64
-# The Job is bounded by its own deadline; Pulumi waits a little longer, so that what a
-# stuck Job reports is the Job's own DeadlineExceeded, not Pulumi's timeout.
-JOB_DEADLINE_SECONDS = kube.AWAIT_TIMEOUT_SECONDS
-JOB_AWAIT_SECONDS = JOB_DEADLINE_SECONDS + 120
+# The Job's deadline, and Pulumi's wait for it (components/jobs.py).
+JOB_DEADLINE = jobs.PREPARATION
+JOB_DEADLINE_SECONDS = JOB_DEADLINE.seconds
+JOB_AWAIT_SECONDS = JOB_DEADLINE.await_seconds
 
 
 def organization_slug(workspace: str) -> str:
@@ -74,109 +72,97 @@ class CloudStorages(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CloudStoragesArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:index:CloudStorages", name, None, opts)
-        endpoint = args["endpoint"]
+        self._resource_name = name
+        self._args = args
         labels = kube.labels(args["workspace"], "cvat-cloud-storages")
         slug = organization_slug(args["workspace"])
-        scripts = k8s.core.v1.ConfigMap(
-            f"{name}-scripts",
-            metadata={"name": "cvat-cloud-storages", "namespace": args["namespace"], "labels": labels},
-            data={SCRIPT: kube.asset(SCRIPT)},
-            opts=pulumi.ResourceOptions(parent=self),
+        scripts = jobs.scripts_configmap(
+            f"{name}-scripts", {"name": "cvat-cloud-storages", "namespace": args["namespace"], "labels": labels},
+            [SCRIPT], parent=self,
         )
-        buckets = list(args["buckets"])
-        projects = args.get("projects_json") or "[]"
-        paused = bool(args.get("paused", False))
-        storage_keepers: dict = {}
-        if buckets:
-            storage_keepers = {
-                "buckets": " ".join(buckets),
-                "endpoint": endpoint.url,
-                "region": endpoint.region,
-                "access_key": pulumi.Output.secret(endpoint.access_key),
-                "secret_key": pulumi.Output.secret(endpoint.secret_key),
-            }
+        revision, storages_revision = self._revisions()
+        container = {
+            "name": "register",
+            "image": args["backend_image"],
+            "command": ["python3", f"{jobs.SCRIPTS_DIR}/{SCRIPT}"],
+            "env": self._environment(slug, storages_revision),
+            "resources": args["resources"],
+            "securityContext": kube.container_security_context(),
+            "volumeMounts": [jobs.scripts_mount()],
+        }
+        template = jobs.script_pod(
+            labels, [container], [jobs.scripts_volume(scripts.metadata["name"])],
+            kube.pod_security_context(kube.CVAT_UID, fs_group=kube.CVAT_UID),
+        )
+        jobs.one_shot_job(
+            f"{name}-job",
+            {"name": revision.apply(lambda hex_: f"cvat-cloud-storages-{hex_}"), "namespace": args["namespace"], "labels": labels},
+            template, backoff_limit=3, deadline=JOB_DEADLINE,
+            # Runs once per revision (its name); held while the workspace is paused.
+            options=jobs.JobOptions(parent=self, held=bool(args.get("paused", False)), depends_on=list(args["cvat_ready"])),
+        )
+        self.organization = slug
+        self.register_outputs({"organization": slug})
+
+    def _storage_keepers(self) -> dict[str, pulumi.Input[str]]:
+        """What the registered storages are made of: the buckets, the endpoint and the keys."""
+        endpoint = self._args["endpoint"]
+        if not self._args["buckets"]:
+            return {}
+        return {
+            "buckets": " ".join(self._args["buckets"]),
+            "endpoint": endpoint.url,
+            "region": endpoint.region,
+            "access_key": pulumi.Output.secret(endpoint.access_key),
+            "secret_key": pulumi.Output.secret(endpoint.secret_key),
+        }
+
+    def _revisions(self) -> tuple[pulumi.Output[str], Optional[pulumi.Output[str]]]:
+        """(the Job's revision, the storages' revision or None without buckets).
+
+        The Job's is renewed with anything it does (a new run); the storages' own, which the
+        script compares with the one each registered storage records, with the buckets,
+        endpoint and keys only: a change of the schemas alone re-sends no keys.
+        """
+        storage_keepers = self._storage_keepers()
         keepers: dict = {"script": kube.content_hash(kube.asset(SCRIPT)), **storage_keepers}
+        projects = self._args.get("projects_json") or "[]"
         if projects != "[]":
             # The schemas themselves: any change (a label, an attribute, a value, a color) re-runs the Job.
             keepers["projects"] = projects
-        # Names the Job: renewed with anything it does (a new run).
-        revision = random.RandomId(
-            f"{name}-revision",
-            byte_length=4,
-            keepers=keepers,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        # The storages' own revision, which the script compares with the one each registered
-        # storage records: a change of the schemas alone re-sends no keys.
-        storages_revision = random.RandomId(
-            f"{name}-storages-revision",
-            byte_length=4,
-            keepers=storage_keepers,
-            opts=pulumi.ResourceOptions(parent=self),
-        ) if buckets else None
+        child = pulumi.ResourceOptions(parent=self)
+        revision = random.RandomId(f"{self._resource_name}-revision", byte_length=4, keepers=keepers, opts=child)
+        if not storage_keepers:
+            return revision.hex, None
+        storages = random.RandomId(f"{self._resource_name}-storages-revision", byte_length=4, keepers=storage_keepers, opts=child)
+        return revision.hex, storages.hex
 
+    def _environment(self, slug: str, storages_revision: Optional[pulumi.Output[str]]) -> list[dict]:
+        """The script's environment: CVAT and the organization, the buckets (when there are any), the
+        projects, the admin's login and the S3 keys from their Secrets."""
+        args = self._args
+        endpoint = args["endpoint"]
         env = [
             {"name": "CVAT_URL", "value": args["backend_url"]},
             {"name": "ORGANIZATION_SLUG", "value": slug},
             {"name": "ORGANIZATION_NAME", "value": organization_name(args["workspace"], args["description"])},
         ]
-        if buckets:
+        if storages_revision is not None:
             env += [
-                {"name": "BUCKETS", "value": " ".join(buckets)},
+                {"name": "BUCKETS", "value": " ".join(args["buckets"])},
                 {"name": "S3_ENDPOINT_URL", "value": endpoint.url},
                 {"name": "S3_REGION", "value": endpoint.region},
-                {"name": "CREDENTIALS_REVISION", "value": storages_revision.hex},
+                {"name": "CREDENTIALS_REVISION", "value": storages_revision},
             ]
         # Not secret: label names and values; plain JSON the script reads.
-        env.append({"name": "PROJECTS", "value": projects})
+        env.append({"name": "PROJECTS", "value": args.get("projects_json") or "[]"})
         env += [
             kube.secret_env("ADMIN_USERNAME", args["admin_credentials_secret"], "username"),
             kube.secret_env("ADMIN_PASSWORD", args["admin_credentials_secret"], "password"),
         ]
-        if buckets:
+        if storages_revision is not None:
             env += [
                 kube.secret_env("AWS_ACCESS_KEY_ID", args["s3_credentials_secret"], "accessKeyId"),
                 kube.secret_env("AWS_SECRET_ACCESS_KEY", args["s3_credentials_secret"], "secretAccessKey"),
             ]
-        container = {
-            "name": "register",
-            "image": args["backend_image"],
-            "command": ["python3", f"/scripts/{SCRIPT}"],
-            "env": env,
-            "resources": args["resources"],
-            "securityContext": kube.container_security_context(),
-            "volumeMounts": [{"name": "scripts", "mountPath": "/scripts", "readOnly": True}],
-        }
-        k8s.batch.v1.Job(
-            f"{name}-job",
-            metadata={
-                "name": revision.hex.apply(lambda hex_: f"cvat-cloud-storages-{hex_}"),
-                "namespace": args["namespace"],
-                "labels": labels,
-                "annotations": jobs.annotations(paused, JOB_AWAIT_SECONDS),
-            },
-            spec=jobs.spec({
-                "backoffLimit": 3,
-                "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "automountServiceAccountToken": False,
-                        "securityContext": kube.pod_security_context(BACKEND_UID, fs_group=BACKEND_UID),
-                        "containers": [container],
-                        "volumes": [{"name": "scripts", "configMap": {"name": scripts.metadata["name"]}}],
-                    },
-                },
-            }, paused),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=list(args["cvat_ready"]),
-                # Wins over the annotation (pulumi-kubernetes metadata.TimeoutDuration); kept equal to it.
-                custom_timeouts=pulumi.CustomTimeouts(create=f"{JOB_AWAIT_SECONDS}s", update=f"{JOB_AWAIT_SECONDS}s"),
-                # Runs once per revision (its name); held while the workspace is paused.
-                ignore_changes=jobs.ignored(paused),
-            ),
-        )
-        self.organization = slug
-        self.register_outputs({"organization": slug})
+        return env

@@ -7,6 +7,7 @@ credentials are stored in a Kubernetes Secret for the superuser step to read.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, TypedDict
 
 import pulumi
@@ -14,9 +15,21 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import kube
+from components.config import AdminConfig
 
 SECRET_NAME = "admin-credentials"
 GENERATED_PASSWORD_LENGTH = 24
+
+
+@dataclass(frozen=True)
+class AdminLogin:
+    """The admin's login as the other components use it: the values, and the Secret that holds
+    them (keys username, email, password), which their pods read."""
+
+    username: pulumi.Output[str]
+    email: pulumi.Output[str]
+    password: pulumi.Output[str]
+    secret_name: pulumi.Output[str]
 
 
 class AdminCredentialsArgs(TypedDict):
@@ -24,9 +37,8 @@ class AdminCredentialsArgs(TypedDict):
 
     namespace: pulumi.Input[str]
     workspace: str
-    username: str
-    email: str
-    password: Optional[pulumi.Input[str]]
+    admin: AdminConfig
+    """The configured username and e-mail, and the password (None: generated once)."""
 
 
 class AdminCredentials(pulumi.ComponentResource):
@@ -36,11 +48,15 @@ class AdminCredentials(pulumi.ComponentResource):
     email: pulumi.Output[str]
     password: pulumi.Output[str]
     secret_name: pulumi.Output[str]
+    login: AdminLogin
 
     def __init__(self, name: str, args: AdminCredentialsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:index:AdminCredentials", name, None, opts)
-        password = args["password"]
-        if password is None:
+        admin = args["admin"]
+        password: pulumi.Input[str]
+        if admin.password is not None:
+            password = admin.password
+        else:
             # Letters, digits and a few symbols that survive shells, URLs and copy-paste.
             generated = random.RandomPassword(
                 f"{name}-password",
@@ -63,16 +79,17 @@ class AdminCredentials(pulumi.ComponentResource):
             },
             type="Opaque",
             string_data={
-                "username": args["username"],
-                "email": args["email"],
+                "username": admin.username,
+                "email": admin.email,
                 "password": pulumi.Output.secret(password),
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.username = pulumi.Output.from_input(args["username"])
-        self.email = pulumi.Output.from_input(args["email"])
+        self.username = pulumi.Output.from_input(admin.username)
+        self.email = pulumi.Output.from_input(admin.email)
         self.password = pulumi.Output.secret(password)
         self.secret_name = secret.metadata["name"]
+        self.login = AdminLogin(self.username, self.email, self.password, self.secret_name)
         self.register_outputs(
             {
                 "username": self.username,

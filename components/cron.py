@@ -247,6 +247,9 @@ _UNIT_BYTES = {unit.encode(): size for unit, size in _UNITS.items()}
 _UINT64 = 2**64
 
 
+_DIGITS = b"0123456789"
+
+
 def parse_go_duration(text: str) -> int:
     """Go's time.ParseDuration, in nanoseconds; ValueError when Go refuses the text.
 
@@ -264,58 +267,9 @@ def parse_go_duration(text: str) -> int:
     if not data:
         raise invalid
     total = 0
-    digits = b"0123456789"
     while data:
-        if not (data[0] == ord(".") or data[0] in digits):
-            raise invalid
-        # leadingInt: [0-9]*, an error past 1<<63.
-        index, whole = 0, 0
-        while index < len(data) and data[index] in digits:
-            if whole > (1 << 63) // 10:
-                raise invalid
-            whole = whole * 10 + data[index] - ord("0")
-            if whole > 1 << 63:
-                raise invalid
-            index += 1
-        pre = index > 0
-        data = data[index:]
-        fraction, scale, post = 0, 1.0, False
-        if data[:1] == b".":
-            data = data[1:]
-            # leadingFraction: stops accumulating precision on overflow, never fails.
-            index, overflow = 0, False
-            while index < len(data) and data[index] in digits:
-                if not overflow:
-                    if fraction > ((1 << 63) - 1) // 10:
-                        overflow = True
-                    else:
-                        candidate = fraction * 10 + data[index] - ord("0")
-                        if candidate > 1 << 63:
-                            overflow = True
-                        else:
-                            fraction, scale = candidate, scale * 10
-                index += 1
-            post = index > 0
-            data = data[index:]
-        if not pre and not post:
-            raise invalid
-        index = 0
-        while index < len(data) and not (data[index] == ord(".") or data[index] in digits):
-            index += 1
-        if index == 0:
-            raise ValueError(f"time: missing unit in duration {_quote(text)}")
-        unit_bytes, data = data[:index], data[index:]
-        unit = _UNIT_BYTES.get(unit_bytes)
-        if unit is None:
-            raise ValueError(f"time: unknown unit {_quote(unit_bytes.decode('utf-8', 'replace'), 20)} in duration {_quote(text)}")
-        if whole > (1 << 63) // unit:
-            raise invalid
-        whole *= unit
-        if fraction > 0:
-            whole += int(float(fraction) * (float(unit) / scale))
-            if whole > 1 << 63:
-                raise invalid
-        total = (total + whole) % _UINT64  # Go's uint64 addition wraps
+        value, data = _duration_term(data, text, invalid)
+        total = (total + value) % _UINT64  # Go's uint64 addition wraps
         if total > 1 << 63:
             raise invalid
     if neg:
@@ -323,6 +277,76 @@ def parse_go_duration(text: str) -> int:
     if total > _INT64_MAX:
         raise invalid
     return total
+
+
+def _duration_term(data: bytes, text: str, invalid: ValueError) -> tuple[int, bytes]:
+    """One `<number>[.<fraction>]<unit>` of a duration: its nanoseconds, and the bytes after it."""
+    if not (data[0] == ord(".") or data[0] in _DIGITS):
+        raise invalid
+    whole, count = _leading_int(data, invalid)
+    pre = count > 0
+    data = data[count:]
+    fraction, scale, post = 0, 1.0, False
+    if data[:1] == b".":
+        fraction, scale, count = _leading_fraction(data[1:])
+        post = count > 0
+        data = data[1 + count:]
+    if not pre and not post:
+        raise invalid
+    unit, data = _leading_unit(data, text)
+    if whole > (1 << 63) // unit:
+        raise invalid
+    whole *= unit
+    if fraction > 0:
+        whole += int(float(fraction) * (float(unit) / scale))
+        if whole > 1 << 63:
+            raise invalid
+    return whole, data
+
+
+def _leading_int(data: bytes, invalid: ValueError) -> tuple[int, int]:
+    """Go's leadingInt: the value of the leading digits ([0-9]*) and their count; an error past 1<<63."""
+    index, whole = 0, 0
+    while index < len(data) and data[index] in _DIGITS:
+        if whole > (1 << 63) // 10:
+            raise invalid
+        whole = whole * 10 + data[index] - ord("0")
+        if whole > 1 << 63:
+            raise invalid
+        index += 1
+    return whole, index
+
+
+def _leading_fraction(data: bytes) -> tuple[int, float, int]:
+    """Go's leadingFraction: (the digits' value, its scale, their count); stops accumulating
+    precision on overflow, never fails."""
+    index, fraction, scale, overflow = 0, 0, 1.0, False
+    while index < len(data) and data[index] in _DIGITS:
+        if not overflow:
+            if fraction > ((1 << 63) - 1) // 10:
+                overflow = True
+            else:
+                candidate = fraction * 10 + data[index] - ord("0")
+                if candidate > 1 << 63:
+                    overflow = True
+                else:
+                    fraction, scale = candidate, scale * 10
+        index += 1
+    return fraction, scale, index
+
+
+def _leading_unit(data: bytes, text: str) -> tuple[int, bytes]:
+    """The unit after a number (everything up to the next digit or '.'), in nanoseconds, and the bytes after it."""
+    index = 0
+    while index < len(data) and not (data[index] == ord(".") or data[index] in _DIGITS):
+        index += 1
+    if index == 0:
+        raise ValueError(f"time: missing unit in duration {_quote(text)}")
+    unit_bytes, rest = data[:index], data[index:]
+    unit = _UNIT_BYTES.get(unit_bytes)
+    if unit is None:
+        raise ValueError(f"time: unknown unit {_quote(unit_bytes.decode('utf-8', 'replace'), 20)} in duration {_quote(text)}")
+    return unit, rest
 
 
 # ---------------------------------------------------------------- schedules

@@ -16,16 +16,23 @@ that each can be read and tested on its own.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, TypedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import jobs, kube, network
+from components.config import CvatConfig, IngressConfig
+from components.credentials import AdminLogin
 from components.cvat_release import RELEASES, CvatRelease
 from components.endpoint import CHECKSUM_ENV
-from components.sizes import Size
+from components.sizes import PRESETS
+
+if TYPE_CHECKING:
+    # Not imported at run time: the database's backups mount CVAT's data volume (DATA_LABEL).
+    from components.database import DatabaseConnection
 
 BACKEND_IMAGE = "cvat/server"
 UI_IMAGE = "cvat/ui"
@@ -34,7 +41,6 @@ OPA_IMAGE = "openpolicyagent/opa:1.12.2"
 REDIS_IMAGE = "redis:7.2.16-alpine"
 KVROCKS_IMAGE = "apache/kvrocks:2.15.0"
 
-BACKEND_UID = 1000
 REDIS_UID, REDIS_GID = 999, 1000  # the image's `redis` user
 KVROCKS_UID = 999
 OPA_UID = 1000
@@ -70,10 +76,6 @@ SHARE_ROOT = "/home/django/share"
 # Queues whose workers read the connected file share (with the server).
 SHARE_QUEUES = {"import", "export", "chunks", "annotation"}
 WAIT = pulumi.CustomTimeouts(create="30m", update="30m")
-# One-shot Jobs end on their own deadline, a little before Pulumi stops waiting,
-# so that the awaiter sees DeadlineExceeded; a failed one is replaced on the next up.
-MIGRATION_DEADLINE_SECONDS = 3600
-SUPERUSER_DEADLINE_SECONDS = 900
 # The migrations run again for a new image or command (a CVAT release), not for a new size,
 # host name or egress list (the environment of `init`): those are ignored, the name with them.
 MIGRATION_HOW_IT_RUNS = (
@@ -83,6 +85,56 @@ MIGRATION_HOW_IT_RUNS = (
     "spec.template.spec.containers[0].env",
     "spec.template.spec.containers[0].resources",
     "spec.template.spec.containers[0].securityContext",
+)
+
+
+@dataclass(frozen=True)
+class Store:
+    """A Redis-protocol store of CVAT (Redis, Kvrocks): what differs between the two."""
+
+    key: str
+    image: str
+    port: int
+    uid: int
+    gid: int
+    command: list[str]
+    data_path: str
+    extra_mounts: list[dict] = field(default_factory=list)
+    extra_volumes: list[dict] = field(default_factory=list)
+
+    @property
+    def component(self) -> str:
+        """Its app.kubernetes.io/name, also the StatefulSet's name."""
+        return f"cvat-{self.key}"
+
+    @property
+    def service(self) -> str:
+        """Its Service, also the StatefulSet's serviceName."""
+        return f"cvat-{self.key}"
+
+    def config_volume(self, secret_name: pulumi.Input[str]) -> dict[str, Any]:
+        """The store's config file (it holds the password), from its Secret, readable by its group only."""
+        config_file = STORE_CONFIG_FILES[self.key]
+        return {
+            "name": "config",
+            "secret": {"secretName": secret_name, "items": [{"key": config_file, "path": config_file}], "defaultMode": 0o440},
+        }
+
+
+REDIS = Store(
+    "redis", REDIS_IMAGE, REDIS_PORT, REDIS_UID, REDIS_GID,
+    ["redis-server", f"/etc/redis/{STORE_CONFIG_FILES['redis']}", "--appendonly", "yes", "--dir", "/data"],
+    "/data",
+)
+# The image's entrypoint with our config file (kvrocks takes the settings it lacks from its
+# defaults); data below /var/lib/kvrocks, where the claim has always been mounted.
+KVROCKS = Store(
+    "kvrocks", KVROCKS_IMAGE, KVROCKS_PORT, KVROCKS_UID, KVROCKS_UID,
+    ["kvrocks", "-c", f"/etc/kvrocks/{STORE_CONFIG_FILES['kvrocks']}", "--dir", "/var/lib/kvrocks/data",
+     "--pidfile", "/var/run/kvrocks/kvrocks.pid", "--bind", "0.0.0.0"],
+    "/var/lib/kvrocks/data",
+    extra_mounts=[{"name": "run", "mountPath": "/var/run/kvrocks"}],
+    extra_volumes=[{"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}],
 )
 
 
@@ -128,10 +180,11 @@ def backend_environment(
     `secrets` maps redis, kvrocks and django to the names of their Secrets.
     """
     namespace = args["namespace"]
+    database = args["database"]
     hosts = pulumi.Output.all(namespace).apply(
         lambda values: ",".join(
             [
-                args["hostname"],
+                args["ingress"].hostname,
                 BACKEND_SERVICE,
                 f"{BACKEND_SERVICE}.{values[0]}",
                 f"{BACKEND_SERVICE}.{values[0]}.svc",
@@ -142,11 +195,11 @@ def backend_environment(
         )
     )
     return [
-        {"name": "CVAT_POSTGRES_HOST", "value": args["database_host"]},
-        {"name": "CVAT_POSTGRES_PORT", "value": str(args["database_port"])},
-        {"name": "CVAT_POSTGRES_DBNAME", "value": args["database_name"]},
-        {"name": "CVAT_POSTGRES_USER", "value": args["database_user"]},
-        kube.secret_env("CVAT_POSTGRES_PASSWORD", args["database_password_secret"], args["database_password_key"]),
+        {"name": "CVAT_POSTGRES_HOST", "value": database.host},
+        {"name": "CVAT_POSTGRES_PORT", "value": str(database.port)},
+        {"name": "CVAT_POSTGRES_DBNAME", "value": database.name},
+        {"name": "CVAT_POSTGRES_USER", "value": database.user},
+        database.password_env("CVAT_POSTGRES_PASSWORD"),
         {"name": "CVAT_REDIS_INMEM_HOST", "value": REDIS_SERVICE},
         {"name": "CVAT_REDIS_INMEM_PORT", "value": str(REDIS_PORT)},
         kube.secret_env("CVAT_REDIS_INMEM_PASSWORD", secrets["redis"], "password"),
@@ -173,29 +226,17 @@ class CvatArgs(TypedDict):
 
     namespace: pulumi.Input[str]
     workspace: str
-    version: str
-    """A release of components.cvat_release.RELEASES (checked by the config)."""
-    size: Size
-    optional_queues: Sequence[str]
-    hostname: str
-    ingress_class_name: str
-    tls_secret_name: str
-    cert_manager_issuer: str
-    data_size: str
-    data_access_mode: str
+    settings: CvatConfig
+    """The release (a key of components.cvat_release.RELEASES, checked by the config), the size
+    preset, the optional queues, and the data volume's size and access mode."""
     storage_class_name: str
-    database_host: pulumi.Input[str]
-    database_port: int
-    database_name: str
-    database_user: str
-    database_password_secret: pulumi.Input[str]
-    database_password_key: str
+    """Of the data volume and the stores' volumes; empty: the cluster's default class."""
+    ingress: IngressConfig
+    """The host name, its TLS, the ingress class, and where the ingress controller's traffic comes from."""
+    database: "DatabaseConnection"
     database_ready: Sequence[pulumi.Resource]
     """Migrations wait for these (the database, and its restore when there is one)."""
-    admin_credentials_secret: pulumi.Input[str]
-    admin_username: pulumi.Input[str]
-    admin_email: pulumi.Input[str]
-    admin_password: pulumi.Input[str]
+    admin: AdminLogin
     egress_allow: Sequence[pulumi.Input[str]]
     """Private IP addresses and CIDR ranges CVAT may reach (a private S3 endpoint, the in-cluster MinIO's ClusterIP)."""
     share_claims: dict[str, pulumi.Input[str]]
@@ -204,10 +245,6 @@ class CvatArgs(TypedDict):
     """Scale every Deployment and store to zero (volumes, Jobs and the Ingress stay)."""
     backend_annotations: dict[str, pulumi.Input[str]]
     """Extra annotations of the server's and workers' pod templates: a change rolls them (a restore request)."""
-    ingress_namespaces: Sequence[str]
-    """Namespaces of the ingress controller: the only ones that may reach the backend and UI."""
-    ingress_allow_cidrs: Sequence[str]
-    """Address ranges the ingress controller's traffic comes from when not from its pods (host network, load balancer)."""
     rollout_secrets: dict[str, pulumi.Input[str]]
     """Secret values the backend pods depend on outside their env (the share's S3 keys): a change rolls them."""
 
@@ -223,11 +260,13 @@ class Cvat(pulumi.ComponentResource):
         super().__init__("labeling:index:Cvat", name, None, opts)
         self.name = name
         self.args = args
-        self.release = RELEASES[args["version"]]
+        self.settings = args["settings"]
+        self.ingress = args["ingress"]
+        self.release = RELEASES[self.settings.version]
         self.workspace = args["workspace"]
         self.namespace = args["namespace"]
-        self.size = args["size"]
-        self.backend_image = f"{BACKEND_IMAGE}:{args['version']}"
+        self.size = PRESETS[self.settings.size]
+        self.backend_image = f"{BACKEND_IMAGE}:{self.settings.version}"
 
         self.passwords, self.secrets = self._secrets()
         self.scripts = self._scripts()
@@ -256,9 +295,9 @@ class Cvat(pulumi.ComponentResource):
         # What runs against the database and data volume: all scaled down before a pause's final backup.
         self.running = [server, *workers, ui, opa, *stores]
         self.backend_url = f"http://{BACKEND_SERVICE}:{BACKEND_PORT}"
-        self.url = f"{'https' if (args['tls_secret_name'] or args['cert_manager_issuer']) else 'http'}://{args['hostname']}"
+        self.url = f"{'https' if self.ingress.tls_enabled else 'http'}://{self.ingress.hostname}"
         self.backend_service = pulumi.Output.from_input(BACKEND_SERVICE)
-        self.register_outputs({"url": self.url, "backend_service": self.backend_service, "version": args["version"]})
+        self.register_outputs({"url": self.url, "backend_service": self.backend_service, "version": self.settings.version})
 
     def _pods(self, migration: k8s.batch.v1.Job) -> tuple[k8s.apps.v1.Deployment, list[k8s.apps.v1.Deployment],
                                                          k8s.apps.v1.Deployment, k8s.apps.v1.Deployment]:
@@ -339,20 +378,17 @@ class Cvat(pulumi.ComponentResource):
     def _data_claim(self) -> k8s.core.v1.PersistentVolumeClaim:
         """CVAT's data volume. Its access mode and class are fixed when it is made (changing them
         would replace the claim and lose the data): later changes are ignored, with a warning."""
-        args = self.args
-        spec: dict[str, Any] = {"accessModes": [args["data_access_mode"]], "resources": {"requests": {"storage": args["data_size"]}}}
-        if args["storage_class_name"]:
-            spec["storageClassName"] = args["storage_class_name"]
+        settings, storage_class = self.settings, self.args["storage_class_name"]
         claim = k8s.core.v1.PersistentVolumeClaim(
             f"{self.name}-data",
             metadata=self._metadata(DATA_CLAIM, "cvat-data"),
-            spec=spec,
+            spec=kube.claim_spec(settings.data_size, storage_class, settings.data_access_mode),
             opts=self._child(custom_timeouts=WAIT, ignore_changes=["spec.accessModes", "spec.storageClassName"]),
         )
         pulumi.Output.all(claim.spec.access_modes, claim.spec.storage_class_name).apply(
             lambda made: warn_if_claim_differs(
                 DATA_CLAIM, ("cvatDataAccessMode", "storageClassName"),
-                configured=(args["data_access_mode"], args["storage_class_name"]), made=(made[0], made[1]),
+                configured=(settings.data_access_mode, storage_class), made=(made[0], made[1]),
             )
         )
         return claim
@@ -360,13 +396,13 @@ class Cvat(pulumi.ComponentResource):
     def _data_is_read_write_once(self) -> pulumi.Output[bool]:
         """Whether the data volume, as it was made, attaches to one node at a time."""
         return self.data_claim.spec.access_modes.apply(
-            lambda modes: "ReadWriteOnce" in (modes or [self.args["data_access_mode"]])
+            lambda modes: "ReadWriteOnce" in (modes or [self.settings.data_access_mode])
         )
 
     def _backend_pod_spec(self, containers: list[dict], volumes: list[dict], mounts_data: bool) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "automountServiceAccountToken": False,
-            "securityContext": kube.pod_security_context(BACKEND_UID, fs_group=BACKEND_UID),
+            "securityContext": kube.pod_security_context(kube.CVAT_UID, fs_group=kube.CVAT_UID),
             "containers": containers,
             "volumes": volumes,
         }
@@ -440,127 +476,88 @@ class Cvat(pulumi.ComponentResource):
 
     # ----- Redis and Kvrocks ---------------------------------------------
 
-    def _store(self, key: str, component: str, image: str, port: int, uid: int, gid: int, command: list[str],
-               data_path: str, storage: str, extra_mounts: list[dict], extra_volumes: list[dict],
-               after: Sequence[pulumi.Resource] = ()) -> k8s.apps.v1.StatefulSet:
-        """A Redis-protocol store (Redis, Kvrocks): one replica, its password in a config file from a Secret, data on a claim."""
-        password_secret = self.secrets[key]
-        config_mount = {"name": "config", "mountPath": f"/etc/{key}", "readOnly": True}
-        config_volume = {
-            "name": "config",
-            "secret": {"secretName": password_secret, "items": [{"key": STORE_CONFIG_FILES[key], "path": STORE_CONFIG_FILES[key]}],
-                       "defaultMode": 0o440},
-        }
-        revision = self._secrets_revision(key, {"password": self.passwords[key]})
-        ping = ["sh", "-c", f"redis-cli -p {port} ping | grep -q PONG"]
-        claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": storage}}}
-        if self.args["storage_class_name"]:
-            claim["storageClassName"] = self.args["storage_class_name"]
-        self._service(key, f"cvat-{key}", component, port)
+    def _store(self, store: "Store", storage: str, after: Sequence[pulumi.Resource] = ()) -> k8s.apps.v1.StatefulSet:
+        """A Redis-protocol store (Redis, Kvrocks): one replica, its password in a config file from a
+        Secret, data on a claim of `storage`. `after`: what stops first (a pause)."""
+        revision = self._secrets_revision(store.key, {"password": self.passwords[store.key]})
+        self._service(store.key, store.service, store.component, store.port)
+        labels = kube.labels(self.workspace, store.component)
         return k8s.apps.v1.StatefulSet(
-            f"{self.name}-{key}",
-            metadata=self._metadata(component, component),
+            f"{self.name}-{store.key}",
+            metadata=self._metadata(store.component, store.component),
             spec={
-                "serviceName": f"cvat-{key}",
+                "serviceName": store.service,
                 "replicas": 0 if self.args["paused"] else 1,
-                "selector": {"matchLabels": kube.selector(self.workspace, component)},
+                "selector": {"matchLabels": kube.selector(self.workspace, store.component)},
                 "template": {
-                    "metadata": {
-                        "labels": kube.labels(self.workspace, component),
-                        "annotations": {SECRETS_REVISION_ANNOTATION: revision},
-                    },
+                    "metadata": {"labels": labels, "annotations": {SECRETS_REVISION_ANNOTATION: revision}},
                     "spec": {
                         "automountServiceAccountToken": False,
-                        "securityContext": kube.pod_security_context(uid, gid, fs_group=gid),
-                        "containers": [
-                            {
-                                "name": key,
-                                "image": image,
-                                "command": command,
-                                # redis-cli reads the password from here (probes); the environment is not in `ps`.
-                                "env": [kube.secret_env("REDISCLI_AUTH", password_secret, "password")],
-                                "ports": [{"name": "tcp", "containerPort": port}],
-                                "readinessProbe": {"exec": {"command": ping}, "periodSeconds": 10, "timeoutSeconds": 5},
-                                "livenessProbe": {
-                                    "exec": {"command": ping},
-                                    "initialDelaySeconds": 30,
-                                    "periodSeconds": 20,
-                                    "timeoutSeconds": 5,
-                                    "failureThreshold": 6,
-                                },
-                                "resources": self.size.of(key),
-                                "securityContext": kube.container_security_context(),
-                                "volumeMounts": [{"name": "data", "mountPath": data_path}, config_mount, *extra_mounts],
-                            }
-                        ],
-                        "volumes": [config_volume, *extra_volumes],
+                        "securityContext": kube.pod_security_context(store.uid, store.gid, fs_group=store.gid),
+                        "containers": [self._store_container(store)],
+                        "volumes": [store.config_volume(self.secrets[store.key]), *store.extra_volumes],
                     },
                 },
-                "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": kube.labels(self.workspace, component)}, "spec": claim}],
+                "volumeClaimTemplates": [
+                    {"metadata": {"name": "data", "labels": labels}, "spec": kube.claim_spec(storage, self.args["storage_class_name"])}
+                ],
             },
             # Claim templates are immutable: the volume keeps the size it was made with.
             opts=self._child(custom_timeouts=WAIT, ignore_changes=["spec.volumeClaimTemplates"], depends_on=list(after)),
         )
 
+    def _store_container(self, store: "Store") -> dict[str, Any]:
+        """The store's server, probed with redis-cli."""
+        ping = ["sh", "-c", f"redis-cli -p {store.port} ping | grep -q PONG"]
+        return {
+            "name": store.key,
+            "image": store.image,
+            "command": store.command,
+            # redis-cli reads the password from here (probes); the environment is not in `ps`.
+            "env": [kube.secret_env("REDISCLI_AUTH", self.secrets[store.key], "password")],
+            "ports": [{"name": "tcp", "containerPort": store.port}],
+            "readinessProbe": {"exec": {"command": ping}, "periodSeconds": 10, "timeoutSeconds": 5},
+            "livenessProbe": {
+                "exec": {"command": ping},
+                "initialDelaySeconds": 30,
+                "periodSeconds": 20,
+                "timeoutSeconds": 5,
+                "failureThreshold": 6,
+            },
+            "resources": self.size.of(store.key),
+            "securityContext": kube.container_security_context(),
+            "volumeMounts": [{"name": "data", "mountPath": store.data_path},
+                             {"name": "config", "mountPath": f"/etc/{store.key}", "readOnly": True}, *store.extra_mounts],
+        }
+
     def _redis(self, after: Sequence[pulumi.Resource] = ()) -> k8s.apps.v1.StatefulSet:
         """Redis for RQ queues and cache: password, append-only persistence. `after`: what stops first (a pause)."""
-        return self._store(
-            "redis", "cvat-redis", REDIS_IMAGE, REDIS_PORT, REDIS_UID, REDIS_GID,
-            ["redis-server", f"/etc/redis/{STORE_CONFIG_FILES['redis']}", "--appendonly", "yes", "--dir", "/data"],
-            "/data", "1Gi", [], [], after,
-        )
+        return self._store(REDIS, "1Gi", after)
 
     def _kvrocks(self, after: Sequence[pulumi.Resource] = ()) -> k8s.apps.v1.StatefulSet:
         """Kvrocks, CVAT's on-disk media cache: password, data on a volume. `after`: what stops first (a pause)."""
-        # The image's entrypoint with our config file (kvrocks takes the settings it lacks from its
-        # defaults); data below /var/lib/kvrocks, where the claim has always been mounted.
-        return self._store(
-            "kvrocks", "cvat-kvrocks", KVROCKS_IMAGE, KVROCKS_PORT, KVROCKS_UID, KVROCKS_UID,
-            ["kvrocks", "-c", f"/etc/kvrocks/{STORE_CONFIG_FILES['kvrocks']}", "--dir", "/var/lib/kvrocks/data",
-             "--pidfile", "/var/run/kvrocks/kvrocks.pid", "--bind", "0.0.0.0"],
-            "/var/lib/kvrocks/data", self.size.kvrocks_storage,
-            [{"name": "run", "mountPath": "/var/run/kvrocks"}],
-            [{"name": "run", "emptyDir": {"sizeLimit": "16Mi"}}], after,
-        )
+        return self._store(KVROCKS, self.size.kvrocks_storage, after)
 
     # ----- Jobs ----------------------------------------------------------
 
-    def _job_pod(self, component: str, container: dict, volumes: list[dict]) -> dict[str, Any]:
-        return {
-            "metadata": {"labels": kube.labels(self.workspace, component)},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "securityContext": kube.pod_security_context(BACKEND_UID, fs_group=BACKEND_UID),
-                "containers": [container],
-                "volumes": volumes,
-            },
-        }
-
-    def _one_shot_job(self, key: str, job_name: pulumi.Input[str], component: str, container: dict, volumes: list[dict],
-                      deadline_seconds: int, depends_on: Sequence[pulumi.Resource],
+    def _one_shot_job(self, key: str, job_name: pulumi.Input[str], container: dict, volumes: list[dict],
+                      deadline: jobs.Deadline, depends_on: Sequence[pulumi.Resource],
                       how_it_runs: Sequence[str] = jobs.HOW_IT_RUNS) -> k8s.batch.v1.Job:
-        """A Job that runs once per name, ends by its own deadline, and is replaced when it failed
-        (components/jobs.py: changes of `how_it_runs` do not run it again; held while paused).
+        """A Job of the backend image, `cvat-<key>`, that runs once per name, ends by its own deadline,
+        and is replaced when it failed (components/jobs.py: changes of `how_it_runs` do not run it
+        again; held while paused).
 
         `pulumi.com/replaceUnready`: a Job that failed stays in the state; without it every
         later `pulumi up` would await it again, see it failed, and block what depends on it.
         """
-        wait_seconds = deadline_seconds + 5 * 60
-        paused = self.args["paused"]
-        return k8s.batch.v1.Job(
-            f"{self.name}-{key}",
-            metadata=self._metadata(job_name, component, annotations=jobs.annotations(paused)),
-            spec=jobs.spec({
-                "backoffLimit": 4,
-                "activeDeadlineSeconds": deadline_seconds,
-                "template": self._job_pod(component, container, volumes),
-            }, paused),
-            opts=self._child(
-                depends_on=list(depends_on),
-                custom_timeouts=pulumi.CustomTimeouts(create=f"{wait_seconds // 60}m", update=f"{wait_seconds // 60}m"),
-                ignore_changes=jobs.ignored(paused, how_it_runs),
-            ),
+        component = f"cvat-{key}"
+        template = jobs.script_pod(
+            kube.labels(self.workspace, component), [container], volumes,
+            kube.pod_security_context(kube.CVAT_UID, fs_group=kube.CVAT_UID),
+        )
+        return jobs.one_shot_job(
+            f"{self.name}-{key}", self._metadata(job_name, component), template, backoff_limit=4, deadline=deadline,
+            options=jobs.JobOptions(parent=self, held=self.args["paused"], depends_on=depends_on, how_it_runs=how_it_runs),
         )
 
     def _migration_job(self, stores: list[pulumi.Resource]) -> k8s.batch.v1.Job:
@@ -573,50 +570,49 @@ class Cvat(pulumi.ComponentResource):
             "resources": self.size.of("job"),
             "securityContext": kube.container_security_context(read_only_root=False),
         }
-        version = self.args["version"].replace(".", "-")
+        version = self.settings.version.replace(".", "-")
         # The name of a new Job: its release and a hash of how it ran until the migrations were
         # defined by the image alone (names made so far are kept: MIGRATION_HOW_IT_RUNS).
         plain_egress = [entry for entry in self.args["egress_allow"] if isinstance(entry, str)]
-        revision = kube.content_hash(self.backend_image, container["args"], self.size.name, self.args["hostname"], plain_egress)
+        revision = kube.content_hash(self.backend_image, container["args"], self.size.name, self.ingress.hostname, plain_egress)
         return self._one_shot_job(
-            "migrate", f"cvat-migrate-{version}-{revision}", "cvat-migrate", container, [],
-            MIGRATION_DEADLINE_SECONDS, [*self.args["database_ready"], *stores], MIGRATION_HOW_IT_RUNS,
+            "migrate", f"cvat-migrate-{version}-{revision}", container, [],
+            jobs.MIGRATION, [*self.args["database_ready"], *stores], MIGRATION_HOW_IT_RUNS,
         )
 
     def _superuser_job(self, migration: k8s.batch.v1.Job) -> k8s.batch.v1.Job:
         """Creates the admin, or updates its e-mail and password; runs again when they or its script change."""
+        admin = self.args["admin"]
         # A random id renewed with the credentials names the Job: nothing derived from the password shows.
         revision = random.RandomId(
             f"{self.name}-superuser-revision",
             byte_length=4,
             keepers={
-                "username": self.args["admin_username"],
-                "email": self.args["admin_email"],
-                "password": pulumi.Output.secret(self.args["admin_password"]),
-                "version": self.args["version"],
+                "username": admin.username,
+                "email": admin.email,
+                "password": pulumi.Output.secret(admin.password),
+                "version": self.settings.version,
                 "script": kube.content_hash(kube.asset(SUPERUSER_SCRIPT)),
             },
             opts=self._child(),
         )
-        secret = self.args["admin_credentials_secret"]
         container = {
             "name": "superuser",
             "image": self.backend_image,
-            "command": ["django-admin", "shell", "--command", f"exec(open('/scripts/{SUPERUSER_SCRIPT}').read())"],
+            "command": ["django-admin", "shell", "--command", f"exec(open('{jobs.SCRIPTS_DIR}/{SUPERUSER_SCRIPT}').read())"],
             "env": self._backend_env(1)
             + [
-                kube.secret_env("ADMIN_USERNAME", secret, "username"),
-                kube.secret_env("ADMIN_EMAIL", secret, "email"),
-                kube.secret_env("ADMIN_PASSWORD", secret, "password"),
+                kube.secret_env("ADMIN_USERNAME", admin.secret_name, "username"),
+                kube.secret_env("ADMIN_EMAIL", admin.secret_name, "email"),
+                kube.secret_env("ADMIN_PASSWORD", admin.secret_name, "password"),
             ],
             "resources": self.size.of("job"),
             "securityContext": kube.container_security_context(read_only_root=False),
-            "volumeMounts": [{"name": "scripts", "mountPath": "/scripts", "readOnly": True}],
+            "volumeMounts": [jobs.scripts_mount()],
         }
-        volumes = [{"name": "scripts", "configMap": {"name": self.scripts.metadata["name"]}}]
         return self._one_shot_job(
-            "superuser", revision.hex.apply(lambda hex_: f"cvat-superuser-{hex_}"), "cvat-superuser", container, volumes,
-            SUPERUSER_DEADLINE_SECONDS, [migration],
+            "superuser", revision.hex.apply(lambda hex_: f"cvat-superuser-{hex_}"), container,
+            [jobs.scripts_volume(self.scripts.metadata["name"])], jobs.SUPERUSER, [migration],
         )
 
     # ----- long-running pods ---------------------------------------------
@@ -681,7 +677,7 @@ class Cvat(pulumi.ComponentResource):
         """The RQ workers of :func:`worker_layout`, each a Deployment."""
         deployments = []
         share_volumes, share_mounts = self._share()
-        for key, queues in worker_layout(self.args["optional_queues"]).items():
+        for key, queues in worker_layout(self.settings.workers).items():
             reads_share = bool(SHARE_QUEUES & set(queues))
             # As the chart of the same release: at least NUMPROCS workers on these queues (queue names only).
             probe = {"exec": {"command": ["django-admin", "workerprobe", *queues, "--expected-num-workers", str(self.size.worker_processes)]}}
@@ -713,7 +709,7 @@ class Cvat(pulumi.ComponentResource):
         tcp = {"tcpSocket": {"port": UI_PORT}}
         container = {
             "name": "ui",
-            "image": f"{UI_IMAGE}:{self.args['version']}",
+            "image": f"{UI_IMAGE}:{self.settings.version}",
             "ports": [{"name": "http", "containerPort": UI_PORT}],
             "readinessProbe": {**tcp, "periodSeconds": 10, "failureThreshold": 5},
             "livenessProbe": {**tcp, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 5},
@@ -770,13 +766,13 @@ class Cvat(pulumi.ComponentResource):
         Made once the backend and UI are ready. Pulumi does not wait for a load-balancer
         address: many controllers (kind, k3d, host-network ones) never publish one.
         """
-        args = self.args
+        ingress = self.ingress
 
         def path(prefix: str, service: str, port: int) -> dict[str, Any]:
             return {"path": prefix, "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": port}}}}
 
         annotations = {
-            "pulumi.com/skipAwait": "true",
+            kube.SKIP_AWAIT_ANNOTATION: "true",
             # CVAT uploads in 100 MB chunks and exports large archives (ingress-nginx; Traefik needs none).
             "nginx.ingress.kubernetes.io/proxy-body-size": "0",
             "nginx.ingress.kubernetes.io/proxy-request-buffering": "off",
@@ -786,7 +782,7 @@ class Cvat(pulumi.ComponentResource):
         spec: dict[str, Any] = {
             "rules": [
                 {
-                    "host": args["hostname"],
+                    "host": ingress.hostname,
                     "http": {
                         "paths": [path(f"/{p}", BACKEND_SERVICE, BACKEND_PORT) for p in ("api", "admin", "static", "django-rq")]
                         + [path("/", UI_SERVICE, UI_PORT)]
@@ -794,14 +790,14 @@ class Cvat(pulumi.ComponentResource):
                 }
             ]
         }
-        if args["ingress_class_name"]:
-            spec["ingressClassName"] = args["ingress_class_name"]
-        tls_secret = args["tls_secret_name"]
-        if args["cert_manager_issuer"]:
-            annotations["cert-manager.io/cluster-issuer"] = args["cert_manager_issuer"]
+        if ingress.class_name:
+            spec["ingressClassName"] = ingress.class_name
+        tls_secret = ingress.tls_secret_name
+        if ingress.cert_manager_issuer:
+            annotations["cert-manager.io/cluster-issuer"] = ingress.cert_manager_issuer
             tls_secret = f"cvat-{self.workspace}-tls"
         if tls_secret:
-            spec["tls"] = [{"hosts": [args["hostname"]], "secretName": tls_secret}]
+            spec["tls"] = [{"hosts": [ingress.hostname], "secretName": tls_secret}]
             annotations["nginx.ingress.kubernetes.io/ssl-redirect"] = "true"
         return k8s.networking.v1.Ingress(
             f"{self.name}-ingress",
@@ -812,10 +808,10 @@ class Cvat(pulumi.ComponentResource):
 
     def _network_policies(self) -> None:
         """The NetworkPolicies of :func:`network_policies`, one object each."""
-        workers = [f"cvat-worker-{key}" for key in worker_layout(self.args["optional_queues"])]
+        workers = [f"cvat-worker-{key}" for key in worker_layout(self.settings.workers)]
         policies = network_policies(
-            self.args["ingress_namespaces"], self.args["ingress_allow_cidrs"], workers,
-            acme_solver=bool(self.args["cert_manager_issuer"]), egress_allow=self.args["egress_allow"],
+            self.ingress.namespaces, self.ingress.allow_cidrs, workers,
+            acme_solver=bool(self.ingress.cert_manager_issuer), egress_allow=self.args["egress_allow"],
         )
         made = []
         for policy, spec in policies.items():

@@ -18,6 +18,13 @@ PART_OF = "labeling-workspace"
 WORKSPACE_LABEL = "labeling.dev/workspace"
 # Generous enough for a first image pull on a slow link.
 AWAIT_TIMEOUT_SECONDS = 900
+# How long `pulumi up` waits for an object to be ready (pulumi-kubernetes metadata.TimeoutDuration).
+TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
+# `pulumi up` does not wait for the object at all.
+SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
+# The `django` user of CVAT's backend image: runs the server, workers and CVAT's Jobs, and owns
+# CVAT's data volume (the database's backups and restores read and write it as this user).
+CVAT_UID = 1000
 
 
 def labels(workspace: str, component: str) -> dict[str, str]:
@@ -61,6 +68,19 @@ def container_security_context(read_only_root: bool = True) -> dict[str, Any]:
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+
+
+def awaited(seconds: int = AWAIT_TIMEOUT_SECONDS) -> dict[str, str]:
+    """The annotation that bounds `pulumi up`'s wait for a workload to be ready."""
+    return {TIMEOUT_ANNOTATION: str(seconds)}
+
+
+def claim_spec(size: str, storage_class_name: str, access_mode: str = "ReadWriteOnce") -> dict[str, Any]:
+    """A volume claim's spec; an empty class leaves the choice to the cluster's default class."""
+    spec: dict[str, Any] = {"accessModes": [access_mode], "resources": {"requests": {"storage": size}}}
+    if storage_class_name:
+        spec["storageClassName"] = storage_class_name
+    return spec
 
 
 def secret_env(var: str, secret: Any, key: str) -> dict[str, Any]:

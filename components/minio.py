@@ -65,131 +65,20 @@ class InClusterMinio(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: InClusterMinioArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:index:InClusterMinio", name, None, opts)
-        namespace = args["namespace"]
-        labels = kube.labels(args["workspace"], "minio")
-        selector = kube.selector(args["workspace"], "minio")
-        child = pulumi.ResourceOptions(parent=self)
+        self._resource_name = name
+        self._args = args
+        self._labels = kube.labels(args["workspace"], "minio")
 
-        root_user = random.RandomString(
-            f"{name}-root-user",
-            length=20,
-            special=False,
-            upper=False,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
-        )
-        root_password = random.RandomPassword(f"{name}-root-password", length=40, special=False, opts=child)
-        credentials = k8s.core.v1.Secret(
-            f"{name}-root",
-            metadata={"name": SECRET_NAME, "namespace": namespace, "labels": labels},
-            type="Opaque",
-            string_data={
-                "accessKeyId": pulumi.Output.secret(root_user.result),
-                "secretAccessKey": root_password.result,
-            },
-            opts=child,
-        )
-        claim_spec: dict = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": args["storage_size"]}}}
-        if args["storage_class_name"]:
-            claim_spec["storageClassName"] = args["storage_class_name"]
-        claim = k8s.core.v1.PersistentVolumeClaim(
-            f"{name}-data",
-            metadata={"name": CLAIM_NAME, "namespace": namespace, "labels": labels},
-            spec=claim_spec,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                # Bound only once the pod exists on clusters with WaitForFirstConsumer.
-                custom_timeouts=pulumi.CustomTimeouts(create="15m"),
-                ignore_changes=CLAIM_IGNORED_CHANGES,
-            ),
-        )
-        configured_class = args["storage_class_name"]
-        claim.spec.apply(lambda spec: warn_if_class_differs(configured_class, spec))
-
-        container = {
-            "name": "minio",
-            "image": args.get("image") or MINIO_IMAGE,
-            "command": ["minio"],
-            "args": [
-                "server",
-                "/data",
-                f"--address=:{API_PORT}",
-                f"--console-address=:{CONSOLE_PORT}",
-                "--certs-dir=/tmp/minio-certs",
-            ],
-            "env": [
-                kube.secret_env("MINIO_ROOT_USER", credentials.metadata["name"], "accessKeyId"),
-                kube.secret_env("MINIO_ROOT_PASSWORD", credentials.metadata["name"], "secretAccessKey"),
-                {"name": "MINIO_SITE_REGION", "value": args["region"]},
-                {"name": "HOME", "value": "/tmp"},
-            ],
-            "ports": [
-                {"name": "api", "containerPort": API_PORT},
-                {"name": "console", "containerPort": CONSOLE_PORT},
-            ],
-            "readinessProbe": {
-                "httpGet": {"path": "/minio/health/ready", "port": "api"},
-                "periodSeconds": 10,
-                "timeoutSeconds": 5,
-            },
-            "livenessProbe": {
-                "httpGet": {"path": "/minio/health/live", "port": "api"},
-                "initialDelaySeconds": 10,
-                "periodSeconds": 20,
-                "timeoutSeconds": 5,
-                "failureThreshold": 6,
-            },
-            "resources": args["resources"],
-            "securityContext": kube.container_security_context(),
-            "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
-        }
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-server",
-            metadata={
-                "name": "minio",
-                "namespace": namespace,
-                "labels": labels,
-                "annotations": {"pulumi.com/timeoutSeconds": str(kube.AWAIT_TIMEOUT_SECONDS)},
-            },
-            spec={
-                "replicas": 1,
-                # One pod owns the ReadWriteOnce volume at a time.
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "automountServiceAccountToken": False,
-                        "securityContext": kube.pod_security_context(MINIO_UID, fs_group=MINIO_UID),
-                        "containers": [container],
-                        "volumes": [
-                            {"name": "data", "persistentVolumeClaim": {"claimName": claim.metadata["name"]}},
-                            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-                        ],
-                    },
-                },
-            },
-            opts=child,
-        )
-        service = k8s.core.v1.Service(
-            f"{name}-service",
-            metadata={"name": SERVICE_NAME, "namespace": namespace, "labels": labels},
-            spec={
-                "selector": selector,
-                # The S3 API only. The console is not exposed: reach it through the pod,
-                # `kubectl -n <namespace> port-forward deploy/minio 9001`.
-                "ports": [{"name": "api", "port": API_PORT, "targetPort": "api"}],
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
-        )
-
-        self.service = service
+        self.access_key, self.secret_key = self._root_credentials()
+        self.credentials_secret_name = self._credentials_secret()
+        claim = self._claim()
+        self.deployment = self._server(claim)
+        self.service = self._service()
         # Smokescreen in CVAT must be told to let cloud-storage traffic reach this private address.
-        self.cluster_ip = service.spec.cluster_ip
-        self.deployment = deployment
-        self.url = pulumi.Output.concat("http://", service.metadata["name"], ".", service.metadata["namespace"], f".svc:{API_PORT}")
-        self.access_key = pulumi.Output.secret(root_user.result)
-        self.secret_key = root_password.result
-        self.credentials_secret_name = credentials.metadata["name"]
+        self.cluster_ip = self.service.spec.cluster_ip
+        self.url = pulumi.Output.concat(
+            "http://", self.service.metadata["name"], ".", self.service.metadata["namespace"], f".svc:{API_PORT}"
+        )
         self.register_outputs(
             {
                 "url": self.url,
@@ -198,6 +87,118 @@ class InClusterMinio(pulumi.ComponentResource):
                 "credentials_secret_name": self.credentials_secret_name,
             }
         )
+
+    def _root_credentials(self) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The generated root user (lower-case letters and digits, a secret) and password."""
+        root_user = random.RandomString(
+            f"{self._resource_name}-root-user",
+            length=20,
+            special=False,
+            upper=False,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["result"]),
+        )
+        root_password = random.RandomPassword(
+            f"{self._resource_name}-root-password", length=40, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return pulumi.Output.secret(root_user.result), root_password.result
+
+    def _credentials_secret(self) -> pulumi.Output[str]:
+        """The root credentials, in a Secret with the keys the S3 credentials Secret has."""
+        secret = k8s.core.v1.Secret(
+            f"{self._resource_name}-root",
+            metadata={"name": SECRET_NAME, "namespace": self._args["namespace"], "labels": self._labels},
+            type="Opaque",
+            string_data={"accessKeyId": self.access_key, "secretAccessKey": self.secret_key},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return secret.metadata["name"]
+
+    def _claim(self) -> k8s.core.v1.PersistentVolumeClaim:
+        """The data volume; what would replace it is ignored, with a warning when the class differs."""
+        configured_class = self._args["storage_class_name"]
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            f"{self._resource_name}-data",
+            metadata={"name": CLAIM_NAME, "namespace": self._args["namespace"], "labels": self._labels},
+            spec=kube.claim_spec(self._args["storage_size"], configured_class),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # Bound only once the pod exists on clusters with WaitForFirstConsumer.
+                custom_timeouts=pulumi.CustomTimeouts(create="15m"),
+                ignore_changes=CLAIM_IGNORED_CHANGES,
+            ),
+        )
+        claim.spec.apply(lambda spec: warn_if_class_differs(configured_class, spec))
+        return claim
+
+    def _server(self, claim: k8s.core.v1.PersistentVolumeClaim) -> k8s.apps.v1.Deployment:
+        """One pod, recreated (never two at once: one pod owns the ReadWriteOnce volume at a time)."""
+        args = self._args
+        return k8s.apps.v1.Deployment(
+            f"{self._resource_name}-server",
+            metadata={"name": "minio", "namespace": args["namespace"], "labels": self._labels, "annotations": kube.awaited()},
+            spec={
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": kube.selector(args["workspace"], "minio")},
+                "template": {
+                    "metadata": {"labels": self._labels},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "securityContext": kube.pod_security_context(MINIO_UID, fs_group=MINIO_UID),
+                        "containers": [
+                            minio_container(args.get("image") or MINIO_IMAGE, args["region"], self.credentials_secret_name,
+                                            args["resources"])
+                        ],
+                        "volumes": [
+                            {"name": "data", "persistentVolumeClaim": {"claimName": claim.metadata["name"]}},
+                            {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
+                        ],
+                    },
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _service(self) -> k8s.core.v1.Service:
+        """The S3 API only. The console is not exposed: reach it through the pod,
+        `kubectl -n <namespace> port-forward deploy/minio 9001`."""
+        return k8s.core.v1.Service(
+            f"{self._resource_name}-service",
+            metadata={"name": SERVICE_NAME, "namespace": self._args["namespace"], "labels": self._labels},
+            spec={
+                "selector": kube.selector(self._args["workspace"], "minio"),
+                "ports": [{"name": "api", "port": API_PORT, "targetPort": "api"}],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.deployment]),
+        )
+
+
+def minio_container(image: str, region: str, credentials_secret: pulumi.Input[str], resources: dict) -> dict[str, Any]:
+    """The MinIO server: the API and the console, its root credentials from their Secret."""
+    return {
+        "name": "minio",
+        "image": image,
+        "command": ["minio"],
+        "args": ["server", "/data", f"--address=:{API_PORT}", f"--console-address=:{CONSOLE_PORT}", "--certs-dir=/tmp/minio-certs"],
+        "env": [
+            kube.secret_env("MINIO_ROOT_USER", credentials_secret, "accessKeyId"),
+            kube.secret_env("MINIO_ROOT_PASSWORD", credentials_secret, "secretAccessKey"),
+            {"name": "MINIO_SITE_REGION", "value": region},
+            {"name": "HOME", "value": "/tmp"},
+        ],
+        "ports": [{"name": "api", "containerPort": API_PORT}, {"name": "console", "containerPort": CONSOLE_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/minio/health/ready", "port": "api"}, "periodSeconds": 10, "timeoutSeconds": 5},
+        "livenessProbe": {
+            "httpGet": {"path": "/minio/health/live", "port": "api"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 20,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
+        "resources": resources,
+        "securityContext": kube.container_security_context(),
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
+    }
 
 
 def warn_if_class_differs(configured: str, spec: Any) -> Optional[str]:

@@ -24,7 +24,7 @@ buckets are created there empty, for the user to fill).
 
 from __future__ import annotations
 
-from typing import NotRequired, Optional, Sequence, TypedDict
+from typing import Any, NotRequired, Optional, Sequence, TypedDict
 
 import pulumi
 import pulumi_aws as aws
@@ -47,10 +47,13 @@ ABORT_MULTIPART_DAYS = 1
 # Keys of the credentials Secret, the same for the generated in-cluster MinIO Secret.
 ACCESS_KEY_KEY = "accessKeyId"
 SECRET_KEY_KEY = "secretAccessKey"
-# The bucket Job is bounded by its own deadline; Pulumi waits a little longer, so that
-# what a stuck Job reports is the Job's own DeadlineExceeded, not Pulumi's timeout.
-JOB_DEADLINE_SECONDS = kube.AWAIT_TIMEOUT_SECONDS
-JOB_AWAIT_SECONDS = JOB_DEADLINE_SECONDS + 120
+# The bucket Job's deadline, and Pulumi's wait for it (components/jobs.py).
+JOB_DEADLINE = jobs.PREPARATION
+JOB_DEADLINE_SECONDS = JOB_DEADLINE.seconds
+JOB_AWAIT_SECONDS = JOB_DEADLINE.await_seconds
+# The AWS CLI image needs no user of its own (HOME is /tmp): any non-root one.
+AWS_CLI_UID = 1000
+JOB_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
 
 
 class ObjectStorageArgs(TypedDict):
@@ -92,62 +95,16 @@ class ObjectStorage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ObjectStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("labeling:index:ObjectStorage", name, None, opts)
-        endpoint = args["endpoint"]
-        child = pulumi.ResourceOptions(parent=self)
-
-        if args["backup_bucket"]:
-            bucket_name: pulumi.Input[str] = args["backup_bucket"]
-        else:
-            # Bucket names are global on Scaleway: a random suffix, kept in the state, avoids clashes.
-            suffix = random.RandomId(f"{name}-backup-bucket-suffix", byte_length=4, opts=child)
-            bucket_name = pulumi.Output.concat(args["backup_bucket_prefix"], "-", suffix.hex)
-
-        if args["credentials_secret_name"] is not None:
-            secret_name = pulumi.Output.from_input(args["credentials_secret_name"])
-        else:
-            secret = k8s.core.v1.Secret(
-                f"{name}-credentials",
-                metadata={
-                    "name": CREDENTIALS_SECRET_NAME,
-                    "namespace": args["namespace"],
-                    "labels": kube.labels(args["workspace"], "object-storage"),
-                },
-                type="Opaque",
-                string_data={
-                    ACCESS_KEY_KEY: pulumi.Output.secret(endpoint.access_key),
-                    SECRET_KEY_KEY: pulumi.Output.secret(endpoint.secret_key),
-                },
-                opts=child,
-            )
-            secret_name = secret.metadata["name"]
-
-        rule_id = lifecycle_rule_id_prefix(args["workspace_prefix"])
-        incoming = incoming_prefix(args["workspace_prefix"])
-        if endpoint.reachable_from_program:
-            bucket = aws.s3.Bucket(
-                f"{name}-backups",
-                bucket=bucket_name,
-                force_destroy=False,
-                # Backups outlive the workspace: `pulumi destroy` leaves the bucket.
-                opts=pulumi.ResourceOptions(
-                    parent=self, retain_on_delete=True, import_=_adopted_bucket(args)
-                ),
-            )
-            rules = BucketLifecycleRules(
-                f"{name}-backup-lifecycle",
-                endpoint=endpoint,
-                bucket=bucket.bucket,
-                rule_id_prefix=rule_id,
-                prefix=incoming,
-                expiration_days=INCOMING_EXPIRATION_DAYS,
-                abort_multipart_days=ABORT_MULTIPART_DAYS,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[bucket]),
-            )
-            rules.supported.apply(_warn_if_unsupported)
+        self._resource_name = name
+        self._args = args
+        bucket_name = self._backup_bucket_name()
+        secret_name = self._credentials_secret()
+        if args["endpoint"].reachable_from_program:
+            bucket = self._backup_bucket(bucket_name)
             self.backup_bucket = bucket.bucket
             self.ready: list[pulumi.Resource] = [bucket]
         else:
-            job = self._ensure_buckets_in_cluster(name, args, bucket_name, secret_name, rule_id, incoming)
+            job = self._ensure_buckets_in_cluster(bucket_name, secret_name)
             self.backup_bucket = pulumi.Output.from_input(bucket_name)
             self.ready = [job]
 
@@ -163,101 +120,125 @@ class ObjectStorage(pulumi.ComponentResource):
             }
         )
 
-    def _ensure_buckets_in_cluster(
-        self,
-        name: str,
-        args: ObjectStorageArgs,
-        bucket_name: pulumi.Input[str],
-        secret_name: pulumi.Input[str],
-        rule_id: str,
-        incoming: str,
-    ) -> k8s.batch.v1.Job:
-        """A Job inside the cluster creates the buckets and sets the backup bucket's rule."""
-        endpoint = args["endpoint"]
-        paused = bool(args.get("paused", False))
-        labels = kube.labels(args["workspace"], "ensure-buckets")
-        script = kube.asset(BUCKETS_SCRIPT)
-        scripts = k8s.core.v1.ConfigMap(
-            f"{name}-bucket-scripts",
-            metadata={"name": "bucket-scripts", "namespace": args["namespace"], "labels": labels},
-            data={BUCKETS_SCRIPT: script, kube.S3_HELPERS: kube.asset(kube.S3_HELPERS)},
+    def _backup_bucket_name(self) -> pulumi.Input[str]:
+        """The configured name, or the prefix and a random suffix kept in the state."""
+        if self._args["backup_bucket"]:
+            return self._args["backup_bucket"]
+        # Bucket names are global on Scaleway: a random suffix, kept in the state, avoids clashes.
+        suffix = random.RandomId(
+            f"{self._resource_name}-backup-bucket-suffix", byte_length=4, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return pulumi.Output.concat(self._args["backup_bucket_prefix"], "-", suffix.hex)
+
+    def _credentials_secret(self) -> pulumi.Output[str]:
+        """The name of the Secret with the S3 keys: the in-cluster MinIO's, or one made here."""
+        args = self._args
+        if args["credentials_secret_name"] is not None:
+            return pulumi.Output.from_input(args["credentials_secret_name"])
+        secret = k8s.core.v1.Secret(
+            f"{self._resource_name}-credentials",
+            metadata={
+                "name": CREDENTIALS_SECRET_NAME,
+                "namespace": args["namespace"],
+                "labels": kube.labels(args["workspace"], "object-storage"),
+            },
+            type="Opaque",
+            string_data={
+                ACCESS_KEY_KEY: pulumi.Output.secret(args["endpoint"].access_key),
+                SECRET_KEY_KEY: pulumi.Output.secret(args["endpoint"].secret_key),
+            },
             opts=pulumi.ResourceOptions(parent=self),
         )
-        # Jobs are immutable: a new name (hash of what it does) makes it run again.
-        revision = kube.content_hash(
-            script,
-            AWS_CLI_IMAGE,
-            args["backup_bucket"],
-            rule_id,
-            incoming,
-            INCOMING_EXPIRATION_DAYS,
-            sorted(args["dataset_buckets"]),
+        return secret.metadata["name"]
+
+    def _backup_bucket(self, bucket_name: pulumi.Input[str]) -> aws.s3.Bucket:
+        """The backup bucket on a server the program reaches, and its clean-up rule."""
+        args = self._args
+        bucket = aws.s3.Bucket(
+            f"{self._resource_name}-backups",
+            bucket=bucket_name,
+            force_destroy=False,
+            # Backups outlive the workspace: `pulumi destroy` leaves the bucket.
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, import_=_adopted_bucket(args)),
+        )
+        rules = BucketLifecycleRules(
+            f"{self._resource_name}-backup-lifecycle",
+            endpoint=args["endpoint"],
+            bucket=bucket.bucket,
+            rule_id_prefix=lifecycle_rule_id_prefix(args["workspace_prefix"]),
+            prefix=incoming_prefix(args["workspace_prefix"]),
+            expiration_days=INCOMING_EXPIRATION_DAYS,
+            abort_multipart_days=ABORT_MULTIPART_DAYS,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[bucket]),
+        )
+        rules.supported.apply(_warn_if_unsupported)
+        return bucket
+
+    def _ensure_buckets_in_cluster(self, bucket_name: pulumi.Input[str], secret_name: pulumi.Input[str]) -> k8s.batch.v1.Job:
+        """A Job inside the cluster creates the buckets and sets the backup bucket's rule."""
+        args = self._args
+        paused = bool(args.get("paused", False))
+        labels = kube.labels(args["workspace"], "ensure-buckets")
+        scripts = jobs.scripts_configmap(
+            f"{self._resource_name}-bucket-scripts",
+            {"name": "bucket-scripts", "namespace": args["namespace"], "labels": labels},
+            [BUCKETS_SCRIPT, kube.S3_HELPERS], parent=self,
+        )
+        container = _ensure_buckets_container(args, bucket_name, secret_name)
+        template = jobs.script_pod(
+            labels, [container],
+            [jobs.scripts_volume(scripts.metadata["name"], executable=True), {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            kube.pod_security_context(AWS_CLI_UID),
+        )
+        return jobs.one_shot_job(
+            f"{self._resource_name}-ensure-buckets",
+            {"name": f"ensure-buckets-{_buckets_revision(args)}", "namespace": args["namespace"], "labels": labels},
+            template, backoff_limit=3, deadline=JOB_DEADLINE,
+            # Runs once per name (a hash of what it does); the in-cluster MinIO's region or
+            # image does not run it again; held while the workspace is paused (components/jobs.py).
+            options=jobs.JobOptions(parent=self, held=paused, depends_on=[args["server"]] if args["server"] is not None else []),
         )
 
-        plain_env = {
-            **endpoint.cli_environment(),
-            "BUCKETS": pulumi.Output.all(bucket_name, *args["dataset_buckets"]).apply(" ".join),
-            "LIFECYCLE_BUCKET": bucket_name,
-            "LIFECYCLE_PREFIX": incoming,
-            "LIFECYCLE_RULE_ID": rule_id,
-            "LIFECYCLE_EXPIRATION_DAYS": str(INCOMING_EXPIRATION_DAYS),
-            "HOME": "/tmp",
-        }
-        return k8s.batch.v1.Job(
-            f"{name}-ensure-buckets",
-            metadata={
-                "name": f"ensure-buckets-{revision}",
-                "namespace": args["namespace"],
-                "labels": labels,
-                "annotations": jobs.annotations(paused, JOB_AWAIT_SECONDS),
-            },
-            spec=jobs.spec({
-                "backoffLimit": 3,
-                "activeDeadlineSeconds": JOB_DEADLINE_SECONDS,
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "automountServiceAccountToken": False,
-                        "securityContext": kube.pod_security_context(1000),
-                        "containers": [
-                            {
-                                "name": "ensure-buckets",
-                                "image": AWS_CLI_IMAGE,
-                                "command": ["/bin/sh", f"/scripts/{BUCKETS_SCRIPT}"],
-                                "env": [{"name": key, "value": value} for key, value in plain_env.items()]
-                                + [
-                                    kube.secret_env("AWS_ACCESS_KEY_ID", secret_name, ACCESS_KEY_KEY),
-                                    kube.secret_env("AWS_SECRET_ACCESS_KEY", secret_name, SECRET_KEY_KEY),
-                                ],
-                                "resources": {
-                                    "requests": {"cpu": "50m", "memory": "128Mi"},
-                                    "limits": {"memory": "256Mi"},
-                                },
-                                "securityContext": kube.container_security_context(),
-                                "volumeMounts": [
-                                    {"name": "scripts", "mountPath": "/scripts", "readOnly": True},
-                                    {"name": "tmp", "mountPath": "/tmp"},
-                                ],
-                            }
-                        ],
-                        "volumes": [
-                            {"name": "scripts", "configMap": {"name": scripts.metadata["name"], "defaultMode": 0o555}},
-                            {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}},
-                        ],
-                    },
-                },
-            }, paused),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[args["server"]] if args["server"] is not None else [],
-                # Wins over the annotation (pulumi-kubernetes metadata.TimeoutDuration); kept equal to it.
-                custom_timeouts=pulumi.CustomTimeouts(create=f"{JOB_AWAIT_SECONDS}s", update=f"{JOB_AWAIT_SECONDS}s"),
-                # Runs once per name (a hash of what it does); the in-cluster MinIO's region or
-                # image does not run it again; held while the workspace is paused (components/jobs.py).
-                ignore_changes=jobs.ignored(paused),
-            ),
-        )
+
+def _buckets_revision(args: ObjectStorageArgs) -> str:
+    """Names the bucket Job: Jobs are immutable, a new name (a hash of what it does) runs it again."""
+    workspace_prefix = args["workspace_prefix"]
+    return kube.content_hash(
+        kube.asset(BUCKETS_SCRIPT),
+        AWS_CLI_IMAGE,
+        args["backup_bucket"],
+        lifecycle_rule_id_prefix(workspace_prefix),
+        incoming_prefix(workspace_prefix),
+        INCOMING_EXPIRATION_DAYS,
+        sorted(args["dataset_buckets"]),
+    )
+
+
+def _ensure_buckets_container(args: ObjectStorageArgs, bucket_name: pulumi.Input[str],
+                              secret_name: pulumi.Input[str]) -> dict[str, Any]:
+    """The AWS CLI running ensure-buckets.sh: every bucket, and the backup bucket's rule."""
+    plain_env = {
+        **args["endpoint"].cli_environment(),
+        "BUCKETS": pulumi.Output.all(bucket_name, *args["dataset_buckets"]).apply(" ".join),
+        "LIFECYCLE_BUCKET": bucket_name,
+        "LIFECYCLE_PREFIX": incoming_prefix(args["workspace_prefix"]),
+        "LIFECYCLE_RULE_ID": lifecycle_rule_id_prefix(args["workspace_prefix"]),
+        "LIFECYCLE_EXPIRATION_DAYS": str(INCOMING_EXPIRATION_DAYS),
+        "HOME": "/tmp",
+    }
+    return {
+        "name": "ensure-buckets",
+        "image": AWS_CLI_IMAGE,
+        "command": ["/bin/sh", f"{jobs.SCRIPTS_DIR}/{BUCKETS_SCRIPT}"],
+        "env": [{"name": key, "value": value} for key, value in plain_env.items()]
+        + [
+            kube.secret_env("AWS_ACCESS_KEY_ID", secret_name, ACCESS_KEY_KEY),
+            kube.secret_env("AWS_SECRET_ACCESS_KEY", secret_name, SECRET_KEY_KEY),
+        ],
+        "resources": JOB_RESOURCES,
+        "securityContext": kube.container_security_context(),
+        "volumeMounts": [jobs.scripts_mount(), {"name": "tmp", "mountPath": "/tmp"}],
+    }
 
 
 def lifecycle_rule_id_prefix(workspace_prefix: str) -> str:

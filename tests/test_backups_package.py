@@ -4,12 +4,15 @@
 - It uses the program's shared rules (components.cron, components.config, components.endpoint)
   by their public names only.
 - The key layout of docs/backups.md is spelled in `backups/layout.py` only.
-- `components/backups.py` holds nothing but the deprecated entry point.
+- `components/backups.py` holds the database's backup resources, and the deprecated entry point
+  (nothing else of the command).
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,10 +61,21 @@ def test_the_key_layout_is_spelled_in_layout_only(path):
     assert spelled == [], f"{path.name} spells {spelled}: use backups.layout"
 
 
-def test_components_backups_is_only_the_deprecated_entry_point():
+def test_components_backups_holds_the_backup_resources_and_the_deprecated_entry_point():
     module = tree(ROOT / "components" / "backups.py")
-    docstring, guard = module.body
-    assert isinstance(docstring, ast.Expr) and isinstance(docstring.value, ast.Constant)
+    guard = module.body[-1]
     assert isinstance(guard, ast.If) and ast.unparse(guard.test) == "__name__ == '__main__'"
     source = ast.unparse(guard)
     assert "from backups.cli import main" in source and "components.backups is now `python -m backups`" in source
+    assert {"DatabaseBackups", "BackupStore", "BackupPods"} <= {node.name for node in module.body if isinstance(node, ast.ClassDef)}
+    # Of the operators' command, only its entry point: everything else lives in backups/.
+    imported = [node.module for node in ast.walk(module) if isinstance(node, ast.ImportFrom)]
+    assert [name for name in imported if name and name.split(".")[0] == "backups"] == ["backups.cli"]
+
+
+def test_the_deprecated_entry_point_still_runs_the_command():
+    run = subprocess.run([sys.executable, "-m", "components.backups", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == ["components.backups is now `python -m backups`"]
+    assert run.stdout.startswith("usage: python -m backups")

@@ -19,18 +19,10 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from components import jobs
+from components.backups import DATA_PATH, RESTIC_IMAGE, SCRIPTS, VERSION_CONFIGMAP, WORK_DIR, BackupStore, version_slug
+from components.config import BackupsConfig
 from components.cvat import DATA_LABEL
-from components.database import (
-    BACKUP_DEADLINE_SECONDS,
-    DATA_PATH,
-    POSTGRES_IMAGE,
-    RESTIC_IMAGE,
-    SCRIPTS,
-    VERSION_CONFIGMAP,
-    WORK_DIR,
-    Database,
-    version_slug,
-)
+from components.database import POSTGRES_IMAGE, Database
 from components.endpoint import AWS_CLI_IMAGE, S3Endpoint
 import harness
 from test_manifests import validate_rendering
@@ -51,7 +43,8 @@ def env_of(container):
 def render_database(**changes) -> harness.Rendering:
     """Runs a program that makes a Database alone (the arguments the Workspace gives it, changed
     by `changes`) under the recording mocks. `pause_after=True` passes a stand-in for CVAT's
-    scaled-down Deployments (a ConfigMap named cvat-scaled-down)."""
+    scaled-down Deployments (a ConfigMap named cvat-scaled-down). The backups' settings are
+    changed by name too (restore_from, restore_force, backup_schedule, retention_days)."""
     from pulumi.runtime import settings
 
     mocks = harness.Mocks()
@@ -60,6 +53,13 @@ def render_database(**changes) -> harness.Rendering:
     pulumi.runtime.set_mocks(mocks, project="labeling", stack="acme", preview=False, monitor=monitor)
     pulumi.runtime.set_all_config({}, [])
 
+    backups = {"schedule": "0 3 * * *", "retention_days": 30, "restore_from": "", "restore_force": False}
+    for key in ("restore_from", "restore_force", "retention_days"):
+        if key in changes:
+            backups[key] = changes.pop(key)
+    if "backup_schedule" in changes:
+        backups["schedule"] = changes.pop("backup_schedule")
+
     def program():
         endpoint = S3Endpoint.from_settings("scaleway", "fr-par", "", "access-key", "secret-key")
         args = {
@@ -67,15 +67,8 @@ def render_database(**changes) -> harness.Rendering:
             "workspace": "acme",
             "storage_size": "10Gi",
             "storage_class_name": "",
-            "endpoint": endpoint,
-            "s3_credentials_secret_name": "s3-credentials",
-            "backup_bucket": "acme-backups",
-            "storage_ready": [],
-            "backup_prefix": "acme/database/",
-            "backup_schedule": "0 3 * * *",
-            "retention_days": 30,
-            "restore_from": "",
-            "restore_force": False,
+            "store": BackupStore(endpoint, "acme-backups", "acme/database/", "s3-credentials"),
+            "backups": BackupsConfig(bucket="acme-backups", **backups),
             "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
             "cvat_version": "v2.73.0",
             **changes,
@@ -181,6 +174,23 @@ def test_service_and_password_secret(acme):
     assert set(secret.inputs["stringData"]) == {"database", "username", "password"}
     password = acme.one("random:index/randomPassword:RandomPassword", "database")
     assert password.inputs["length"] >= 24
+
+
+def test_cvat_connects_with_the_names_the_database_is_made_with(acme):
+    """CONNECTION holds fixed names (CVAT may be built before the database): they are the Service's
+    and the Secret's, and the backup pods reach the same database."""
+    from components.database import CONNECTION
+
+    assert acme.kubernetes_object("Service", "postgres")["metadata"]["name"] == CONNECTION.host
+    secret = acme.one("kubernetes:core/v1:Secret", "database-secret")
+    assert secret.inputs["metadata"]["name"] == CONNECTION.password_secret
+    assert CONNECTION.password_key in secret.inputs["stringData"]
+    assert secret.inputs["stringData"]["database"] == CONNECTION.name and secret.inputs["stringData"]["username"] == CONNECTION.user
+    dump = containers_by_name(cronjob_pod(acme)["spec"])["dump"]
+    assert {key: env_of(dump)[key] for key in ("PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD")} == {
+        "PGHOST": CONNECTION.host, "PGPORT": str(CONNECTION.port), "PGUSER": CONNECTION.user, "PGDATABASE": CONNECTION.name,
+        "PGPASSWORD": {"secretKeyRef": {"name": CONNECTION.password_secret, "key": CONNECTION.password_key}},
+    }
 
 
 # ----- scheduled backups ---------------------------------------------------------------
@@ -329,7 +339,7 @@ def test_a_backup_before_each_upgrade_named_for_the_version():
     # A new stack has no tables yet: nothing to back up, and the Job succeeds.
     assert env_of(containers["dump"])["BACKUP_SKIP_EMPTY"] == "true"
     assert_bounded_and_replaced_when_unready(before)
-    assert before.inputs["spec"]["activeDeadlineSeconds"] == BACKUP_DEADLINE_SECONDS
+    assert before.inputs["spec"]["activeDeadlineSeconds"] == jobs.BACKUP.seconds
     statefulset = rendering.one("kubernetes:apps/v1:StatefulSet")
     assert statefulset.urn in before.depends_on
     # Another release is another Job (Jobs are immutable and run once).

@@ -2,13 +2,16 @@
 
 - a pause scales CVAT to zero, then takes a final backup, then scales the database to zero;
 - a new CVAT release is backed up before its migrations run;
-- a restore rolls the server and workers once it succeeded.
+- a restore rolls the server and workers once it succeeded;
+- every one-shot Job, whichever component makes it, is awaited a margin past its own deadline.
 """
 
 import pytest
 
+from components import jobs
 from harness import render
 from test_config import SECRETS, with_
+from test_storage_component import timeout_seconds
 
 RUNNING_KINDS = ("Deployment", "StatefulSet")
 
@@ -63,3 +66,24 @@ def test_a_restore_rolls_the_server_and_workers(running):
     plain = render(with_(), stack="acme", secrets=SECRETS)
     annotations = plain.kubernetes_object("Deployment", "cvat-backend")["spec"]["template"]["metadata"]["annotations"]
     assert "labeling.dev/restore-request" not in annotations
+
+
+@pytest.mark.parametrize("state", ["running", "paused"])
+def test_every_one_shot_job_is_awaited_a_margin_past_its_own_deadline(state, request):
+    rendering = request.getfixturevalue(state)
+    made = rendering.of_type("kubernetes:batch/v1:Job")
+    expected = ["cvat-migrate", "cvat-superuser", "cloud-storages-job", "backup-before-upgrade",
+                "database-restore" if state == "running" else "backup-final"]
+    assert all(any(job.name.endswith(name) for job in made) for name in expected), [job.name for job in made]
+    for job in made:
+        deadline = job.inputs["spec"]["activeDeadlineSeconds"]
+        waits = {timeout_seconds(job.custom_timeouts.create), timeout_seconds(job.custom_timeouts.update)}
+        assert len(waits) == 1, job.name
+        (wait,) = waits
+        # Long enough that the Job's own DeadlineExceeded is what `pulumi up` reports.
+        assert deadline + 2 * 60 <= wait <= deadline + 10 * 60, job.name
+        annotations = job.inputs["metadata"]["annotations"]
+        if jobs.TIMEOUT in annotations:
+            assert int(annotations[jobs.TIMEOUT]) == wait, job.name
+        held = state == "paused" and "backup-final" not in job.name
+        assert (jobs.SKIP_AWAIT in annotations) == held and (jobs.REPLACE_UNREADY in annotations) == (not held), job.name
