@@ -43,7 +43,7 @@ MAX_MANIFEST_SIZE = 1024 * 1024
 # ended: a stamp may trail by as long as a backup can run (the scheduled Job's deadline) plus
 # the tolerance, and lead by the tolerance only. Further apart, the pod's clock was wrong.
 CLOCK_TOLERANCE = timedelta(minutes=10)
-# components.database.SCHEDULED_DEADLINE_SECONDS (not imported: it would load the Kubernetes SDK; a test ties them).
+# components.backups.SCHEDULED_DEADLINE_SECONDS (not imported: it would load the Kubernetes SDK; a test ties them).
 LONGEST_BACKUP = timedelta(hours=6)
 
 
