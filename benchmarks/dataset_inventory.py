@@ -6,9 +6,13 @@ run, alternating, `--rounds` times:
   inventory  components.inventory.count_bucket (classifies and sums every object)
   bare       a boto3 list_objects_v2 paginator loop that only counts keys
 and prints objects per second of each and their ratio. Exits 1 when the
-inventory reaches less than 0.8x the bare loop's throughput.
+inventory reaches less than 0.8x the bare loop's throughput (or `--limit`).
 
-    venv/bin/python benchmarks/dataset_inventory.py [--objects 20000] [--rounds 3]
+    venv/bin/python benchmarks/dataset_inventory.py     # the figures of docs/benchmarks.md
+    venv/bin/python benchmarks/dataset_inventory.py [--objects 20000] [--rounds 3] [--limit 0.8]
+
+It needs moto's server (requirements-test.txt). At the default size, filling the
+bucket takes most of the run: about 2 minutes on 2 loaded cores.
 """
 
 from __future__ import annotations
@@ -40,9 +44,12 @@ def bare_count(client, bucket: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--objects", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="The figures of docs/benchmarks.md: venv/bin/python benchmarks/dataset_inventory.py",
+    )
+    parser.add_argument("--objects", type=int, default=20_000, help="objects in the bucket (default 20000)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side, alternating (default 3)")
     parser.add_argument("--limit", type=float, default=LIMIT, help=f"smallest ratio allowed (default {LIMIT})")
     args = parser.parse_args(argv)
 

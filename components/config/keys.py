@@ -76,8 +76,6 @@ class Key:
         return f"`{self.default}`"
 
 
-_README = "../README.md"
-
 KEYS: tuple[Key, ...] = (
     # ----- storage
     Key("storageProvider", "storage", "string",
@@ -134,7 +132,7 @@ KEYS: tuple[Key, ...] = (
         default="", shown_default="`labeling-<stack>-backups-<random>`",
         details="bucket for backups, kept on destroy; must not be a dataset bucket. An existing bucket the keys can list "
                 "(e.g. kept by an earlier `pulumi destroy`) is adopted instead of created; one they may not use stops "
-                f"`pulumi up` (see [Object storage details]({_README}#object-storage-details))"),
+                "`pulumi up` (see [Object storage details](operations/backups.md#object-storage-details))"),
     Key("backupRetentionDays", "backups", "integer",
         "Days a database backup is kept (at least 1).",
         default=30, details="days a backup is kept (1 to 3650)"),
@@ -152,7 +150,7 @@ KEYS: tuple[Key, ...] = (
         details="restore a backup (database and data volume) before CVAT starts: `latest`, a manifest key "
                 "(`acme/backups/20261130T030000Z.json`), a dump key of an older backup "
                 "(`acme/database/20261130T030000Z.dump`: database only) or `s3://<bucket>/<key>` (see "
-                f"[Restoring a backup]({_README}#restoring-a-backup))"),
+                "[Restoring a backup](operations/restore.md))"),
     Key("restoreForce", "backups", "boolean",
         "Let restoreFrom replace a database that already holds tables.",
         default=False, details="let `restoreFrom` replace a database that already holds tables (only with `restoreFrom`)"),
@@ -167,10 +165,11 @@ KEYS: tuple[Key, ...] = (
         "(v2.73.0). Back up before changing it.",
         default="v2.73.0",
         details="CVAT release: the `cvat/server` and `cvat/ui` tags. Only releases whose deployment contract the "
-                f"program knows are accepted (today `v2.73.0`); see [Upgrading CVAT]({_README}#upgrading-cvat)"),
+                "program knows are accepted (today `v2.73.0`); see "
+                "[Upgrading CVAT](operations/upgrade.md#upgrading-cvat)"),
     Key("size", "cvat", "string",
         "Resource preset: small (a few annotators, at most 2 CPU / 4 GiB of requests), medium or large.",
-        default="small", details=f"resource preset: `small`, `medium`, `large` (see [Sizes]({_README}#sizes))"),
+        default="small", details="resource preset: `small`, `medium`, `large` (see [Sizes](architecture.md#sizes))"),
     Key("workers", "cvat", "array",
         "Optional CVAT queues to serve (annotation, webhooks, quality_reports, consensus); import, export, chunks and "
         "utils always run.",
@@ -187,7 +186,8 @@ KEYS: tuple[Key, ...] = (
         "Access mode of the data volume: ReadWriteOnce (every pod on one node) or ReadWriteMany.",
         default="ReadWriteOnce",
         details="`ReadWriteOnce` (every pod that mounts it runs on one node) or `ReadWriteMany`; fixed when the volume "
-                f"is made (see [Changing a volume's access mode or class]({_README}#changing-a-volumes-access-mode-or-class))"),
+                "is made (see [Changing a volume's access mode or class]"
+                "(operations/troubleshooting.md#changing-a-volumes-access-mode-or-class))"),
     Key("databaseStorageSize", "cvat", "string",
         "Size of the PostgreSQL volume (a Kubernetes quantity, at least 1Gi).",
         default="10Gi",
@@ -200,7 +200,7 @@ KEYS: tuple[Key, ...] = (
         "share (mounted through a CSI S3 driver) or both.",
         default="cloudStorage",
         details="how annotators reach the dataset buckets in CVAT: `cloudStorage`, `share` or `both` (see "
-                f"[Datasets]({_README}#datasets)); `share` and `both` need object storage the nodes can reach (not "
+                "[Datasets](datasets.md)); `share` and `both` need object storage the nodes can reach (not "
                 "`minioInCluster`)"),
     Key("datasetCsiDriver", "cvat", "string",
         "CSI driver that mounts the dataset buckets for datasetAccess share/both (k8s-csi-s3's by default; at most 63 "
@@ -214,7 +214,7 @@ KEYS: tuple[Key, ...] = (
         default=[], items="object",
         details="CVAT projects and their label schemas, created and extended in the workspace's organization by the "
                 "bootstrap Job: each `{name, labels, conditions, protected}`. Labels, attributes and values are only "
-                f"ever added (see [Label schemas]({_README}#label-schemas))"),
+                "ever added (see [Label schemas](label-schemas.md))"),
     # ----- admin
     Key("adminUsername", "admin", "string",
         "Username of the CVAT superuser (letters, digits and @.+-_, at most 150).",
@@ -262,8 +262,9 @@ KEYS: tuple[Key, ...] = (
         details="namespaces of the ingress controller: only their pods may reach CVAT's backend and UI (every pod of a "
                 "listed namespace may). `ingress-nginx` for ingress-nginx, `kube-system` for Traefik on k3s, k3d and "
                 "Rancher Desktop (the development stack lists both), `traefik` for Traefik's Helm chart, "
-                f"`haproxy-controller` for HAProxy. The preview warns while it is unset; see [Security]({_README}#security) "
-                f"and the upgrade note in [Upgrading CVAT]({_README}#upgrading-cvat)"),
+                "`haproxy-controller` for HAProxy. The preview warns while it is unset; see "
+                "[Security](architecture.md#security) and the [upgrade note]"
+                "(operations/upgrade.md#the-release-where-ingressnamespaces-defaults-to-ingress-nginx)"),
     Key("ingressAllowCidrs", "ingress", "array",
         "Address ranges (CIDR) the ingress controller's traffic comes from when it is not a pod of ingressNamespaces: a "
         "controller on the host network (the nodes' range) or a load balancer that sends to pod IPs.",
@@ -311,7 +312,7 @@ KEYS: tuple[Key, ...] = (
         details="pause the workspace: CVAT's server, workers, UI and OPA scale to zero, a final backup runs, then the "
                 "database and stores scale to zero and scheduled backups are suspended; volumes, database files and "
                 "buckets stay. `false` brings it back as it was (see "
-                f"[Pausing a workspace]({_README}#pausing-a-workspace))"),
+                "[Pausing a workspace](operations/pause-and-delete.md#pausing-a-workspace))"),
 )
 
 KEYS_BY_NAME: dict[str, Key] = {key.name: key for key in KEYS}
