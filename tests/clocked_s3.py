@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator, Optional
 
+import servers
 from servers import MotoServer, free_port
 
 OFFSET_ENV = "CLOCKED_S3_OFFSET_FILE"
@@ -37,6 +38,7 @@ class ClockedMotoServer(MotoServer):
     """MotoServer (unauthenticated) with a settable clock for what it stores."""
 
     def __init__(self) -> None:  # noqa: D107  (MotoServer's start, with this module as the program)
+        servers.uses.append("the S3 server with a clock (moto)")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.authenticated = False
@@ -82,6 +84,7 @@ _shared: Optional[ClockedMotoServer] = None
 def shared_server() -> ClockedMotoServer:
     """One server for the whole run (the modules that import the fixture share it), stopped at exit."""
     global _shared
+    servers.uses.append("the S3 server with a clock (moto)")
     if _shared is None:
         _shared = ClockedMotoServer()
         atexit.register(_shared.stop)

@@ -22,9 +22,16 @@ from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime import resource as _runtime_resource
+from pulumi.runtime.proto import source_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 MAIN = ROOT / "__main__.py"
+
+# Each registration's source position (a walk of the Python stack, a path turned into a URI per
+# frame) is for the CLI's display; the mocks drop it, and it took a tenth of a rendering's time.
+if hasattr(_runtime_resource, "_get_stack_trace"):
+    _runtime_resource._get_stack_trace = source_pb2.StackTrace
 SECRET_SIG = rpc._special_secret_sig
 SIG_KEY = rpc._special_sig_key
 
@@ -231,6 +238,19 @@ def render_failure(
     monitor, _, _, error = _run(config, stack, secrets, preflight)
     assert error is not None, "the program ran without error"
     return error, monitor.registrations
+
+
+def loaded_config(config: dict[str, Any], stack: str = "dev", secrets: Iterable[str] = ()) -> Any:
+    """The program's `load_config()` on this stack config, without the rest of the program: for
+    tests of what the config accepts (a rendering takes a few hundred times longer)."""
+    from components.config import load_config
+
+    mocks = Mocks()
+    settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project="labeling", stack=stack, preview=False, monitor=RecordingMonitor(mocks),
+                             logger=_warning_logger([]))
+    pulumi.runtime.set_all_config(encode_config(config), [f"labeling:{key}" for key in secrets])
+    return load_config()
 
 
 def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: bool = False, main: Path = MAIN):

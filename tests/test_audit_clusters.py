@@ -166,6 +166,7 @@ def continuously_size_related_null(generator, flip: float = 0.0):
     return labels, values, names
 
 
+@pytest.mark.slow  # a seeded simulation
 @pytest.mark.parametrize(
     "generate",
     [partly_size_related_null, continuously_size_related_null, lambda g: continuously_size_related_null(g, flip=0.2)],
@@ -222,6 +223,7 @@ def test_an_association_among_images_of_5_to_60_boxes_is_found_with_one_box_diff
 # --- the design effect and the V interval ---------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a seeded simulation
 def test_the_design_effect_is_kishs_and_the_v_interval_covers_the_population_v():
     # The review's case: 300 images of 20 boxes, lighting per image; cars are 54 % of a night image's boxes on
     # average and 46 % of a day image's (population V = 0.08, below --min-v 0.1), each image's share drawn from a

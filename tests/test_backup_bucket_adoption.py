@@ -2,9 +2,14 @@
 
 import uuid
 
+import pytest
+
 from harness import render, render_failure
 from test_datasets import s3_config
 from test_config import SECRETS
+
+# The program's preflight against the real S3 server (conftest: the tiers).
+pytestmark = pytest.mark.integration
 
 
 def bucket_registration(rendering):
@@ -13,14 +18,14 @@ def bucket_registration(rendering):
 
 def test_an_existing_backup_bucket_is_imported_not_created(moto):
     kept = f"kept-{uuid.uuid4().hex[:10]}"
-    moto.client().create_bucket(Bucket=kept)
-    moto.client().put_object(Bucket=kept, Key="acme/database/20261101T030000Z.dump", Body=b"old backup")
+    moto.shared_client().create_bucket(Bucket=kept)
+    moto.shared_client().put_object(Bucket=kept, Key="acme/database/20261101T030000Z.dump", Body=b"old backup")
     rendering = render(s3_config(moto, [], backupBucket=kept), stack="acme", secrets=SECRETS, preflight=True)
     bucket = bucket_registration(rendering)
     assert bucket.import_id == kept and bucket.inputs["bucket"] == kept
     assert bucket.retain_on_delete
     # Nothing was written to it by the preflight.
-    keys = [o["Key"] for o in moto.client().list_objects_v2(Bucket=kept)["Contents"]]
+    keys = [o["Key"] for o in moto.shared_client().list_objects_v2(Bucket=kept)["Contents"]]
     assert keys == ["acme/database/20261101T030000Z.dump"]
 
 

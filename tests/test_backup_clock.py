@@ -35,6 +35,9 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
     stored_at,
 )
 
+# Runs the pod scripts against the real servers (conftest: the tiers).
+pytestmark = pytest.mark.integration
+
 YEAR = timedelta(days=365)
 
 
@@ -173,7 +176,7 @@ def test_the_newest_good_backups_by_the_servers_time_are_kept_even_when_old(cloc
 def test_legacy_dumps_without_manifest_are_dated_by_the_server_too(postgres, moto, filled, backups, tmp_path):
     """Without any manifest, `latest` is the dump the server stored last, not the one with the newest stamp."""
     bucket = backups["BACKUP_BUCKET"]
-    s3 = moto.client()
+    s3 = moto.shared_client()
     now = datetime.now(timezone.utc)
     postgres.admin("INSERT INTO labels (name) VALUES ('stored last')", filled["PGDATABASE"])
     stored_last = f"{PREFIX}{stamp_of(now - timedelta(days=40))}.dump"

@@ -30,6 +30,7 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
     dump_of,
     env_for,
     filled,
+    filled_dump,
     fresh_database,
     manifest_keys,
     moto,
@@ -39,6 +40,9 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
     snapshot,
     table_count,
 )
+
+# Runs the pod scripts against the real servers (conftest: the tiers).
+pytestmark = pytest.mark.integration
 
 # Faults that last (every attempt fails): the backup must fail and leave nothing.
 LASTING = {
@@ -68,13 +72,12 @@ def proxy(moto):
 
 
 @pytest.fixture
-def bucket_with_good_backups(postgres, moto, filled, backups, tmp_path):
+def bucket_with_good_backups(postgres, moto, filled, filled_dump, backups):
     """Three good backups, all older than the retention (1 day), of the database as it was; then
     the database changes. Returns their manifest keys, newest first."""
-    body = dump_of(postgres, filled, tmp_path)
     stamps = [days_ago(d) for d in (200, 300, 400)]
     for stamp in stamps:
-        put_backup(moto, backups["BACKUP_BUCKET"], stamp, body)
+        put_backup(moto, backups["BACKUP_BUCKET"], stamp, filled_dump)
     postgres.admin("INSERT INTO labels (name) VALUES ('after the good backups')", filled["PGDATABASE"])
     return [f"{MANIFESTS}{s}.json" for s in stamps]
 
@@ -158,7 +161,8 @@ def test_a_failed_listing_deletes_nothing(proxy, postgres, moto, filled, backups
 def test_a_killed_backup_leaves_nothing_incomplete(proxy, postgres, moto, filled, backups, bucket_with_good_backups, where, tmp_path):
     match = {"path_contains": "/.incoming/"} if where == "mid-upload" else {"path_contains": "/backups/"}
     stall = proxy.inject("stall", **match)
-    env = script_env(proxy.environment(env_for(postgres, moto, filled, backups, RETENTION_DAYS=1)))
+    # The installed AWS CLI: the process killed with the script is the one that was uploading.
+    env = script_env(proxy.environment(env_for(postgres, moto, filled, backups, RETENTION_DAYS=1)), installed_aws=True)
     process = subprocess.Popen(["/bin/sh", str(ASSETS / "backup.sh")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
     try:

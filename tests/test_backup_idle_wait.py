@@ -21,6 +21,9 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
     script_env,
 )
 
+# Runs the pod scripts against the real servers (conftest: the tiers).
+pytestmark = pytest.mark.integration
+
 LAST_WRITE = "written just before disconnecting"
 
 
@@ -150,14 +153,17 @@ def test_clients_of_other_databases_are_not_waited_for(postgres, filled, tmp_pat
     the_dump(tmp_path)
 
 
-@pytest.mark.parametrize("value", ["abc", "-1", "1.5", " 5", "07", "3601", "99999"])
-def test_a_bad_wait_is_refused_before_anything_is_read(postgres, filled, tmp_path, value):
-    env = dump_env(postgres, filled, tmp_path, BACKUP_WAIT_IDLE_SECONDS=value)
-    env["PGPORT"] = "1"  # nothing is asked of the database before the settings are checked
-    result = run("backup.sh", env, timeout=30)
-    assert result.returncode != 0
-    assert f"BACKUP_WAIT_IDLE_SECONDS must be a whole number of seconds from 0 to 3600 (got '{value}')" in result.stderr
-    assert list(tmp_path.iterdir()) == []
+def test_a_bad_wait_is_refused_before_anything_is_read(postgres, filled, tmp_path):
+    # One check of the settings, before anything else: every bad value, each in a directory of its own.
+    for number, value in enumerate(["abc", "-1", "1.5", " 5", "07", "3601", "99999"]):
+        work = tmp_path / str(number)
+        work.mkdir()
+        env = dump_env(postgres, filled, work, BACKUP_WAIT_IDLE_SECONDS=value)
+        env["PGPORT"] = "1"  # nothing is asked of the database before the settings are checked
+        result = run("backup.sh", env, timeout=30)
+        assert result.returncode != 0, value
+        assert f"BACKUP_WAIT_IDLE_SECONDS must be a whole number of seconds from 0 to 3600 (got '{value}')" in result.stderr
+        assert list(work.iterdir()) == [], value
 
 
 def test_an_unreachable_database_fails_the_wait(postgres, database, tmp_path):
@@ -178,7 +184,7 @@ def test_the_whole_backup_passes_the_setting_to_the_dump(postgres, moto, filled,
     from test_backup_restore import PREFIX
 
     bucket = f"backups-{uuid.uuid4().hex[:10]}"
-    moto.client().create_bucket(Bucket=bucket)
+    moto.shared_client().create_bucket(Bucket=bucket)
     backups = {"BACKUP_BUCKET": bucket, "BACKUP_PREFIX": PREFIX}
     result = run("backup.sh", env_for(postgres, moto, filled, backups, BACKUP_WAIT_IDLE_SECONDS="soon"))
     assert result.returncode != 0 and "BACKUP_WAIT_IDLE_SECONDS" in result.stderr

@@ -32,9 +32,9 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
     database,
     days_ago,
     dump_keys,
-    dump_of,
     env_for,
     filled,
+    filled_dump,
     keys,
     manifest_keys,
     moto,
@@ -42,6 +42,9 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
     run,
     script_env,
 )
+
+# Runs the pod scripts against the real servers (conftest: the tiers).
+pytestmark = pytest.mark.integration
 
 # The code paths of backup.sh and the classes of fault that apply to each: (operation, part of the path).
 UPLOAD = ("PutObject", "/.incoming/")
@@ -74,13 +77,12 @@ def clock_bin(tmp_path_factory):
 
 
 @pytest.fixture
-def old_backups(postgres, moto, filled, backups, tmp_path):
+def old_backups(moto, filled_dump, backups):
     """Three good backups older than the retention (1 day), stored 200, 300 and 400 days ago.
     Returns their manifest keys, newest first."""
-    body = dump_of(postgres, filled, tmp_path)
     stamps = [days_ago(d) for d in (200, 300, 400)]
     for stamp in stamps:
-        put_backup(moto, backups["BACKUP_BUCKET"], stamp, body)
+        put_backup(moto, backups["BACKUP_BUCKET"], stamp, filled_dump)
     return [f"{MANIFESTS}{s}.json" for s in stamps]
 
 
@@ -95,7 +97,7 @@ def stamp_of_run(stdout):
 
 def newest_by_server_time(moto, bucket, manifests):
     """The manifest with the latest LastModified, its stamp breaking ties (the rule of `latest`)."""
-    listed = {o["Key"]: o["LastModified"] for o in moto.client().list_objects_v2(Bucket=bucket, Prefix="acme/backups/")["Contents"]}
+    listed = {o["Key"]: o["LastModified"] for o in moto.shared_client().list_objects_v2(Bucket=bucket, Prefix="acme/backups/")["Contents"]}
     return max(manifests, key=lambda k: (listed[k], k))
 
 
@@ -164,7 +166,7 @@ def test_two_runs_in_the_same_second_without_faults_both_complete(proxy, clock_b
 
 def objects(moto, bucket):
     """Every object and what it holds (ETag, metadata): what must not change."""
-    s3 = moto.client()
+    s3 = moto.shared_client()
     found = {}
     for key in keys(moto, bucket):
         head = s3.head_object(Bucket=bucket, Key=key)
@@ -207,7 +209,7 @@ def test_a_name_another_run_wrote_is_never_deleted(proxy, clock_bin, postgres, m
     second = datetime.now(timezone.utc).replace(microsecond=0)
     stamp = second.strftime("%Y%m%dT%H%M%SZ") + "-5ca1ab1e"
     foreign = f"{PREFIX}.incoming/{stamp}.dump" if taken == "the upload's name" else f"{MANIFESTS}{stamp}.json"
-    moto.client().put_object(Bucket=bucket, Key=foreign, Body=b"another run's", Metadata={"backup-run": "another run"})
+    moto.shared_client().put_object(Bucket=bucket, Key=foreign, Body=b"another run's", Metadata={"backup-run": "another run"})
     before = objects(moto, bucket)
     env = clocked(env_for(postgres, moto, filled, backups, RETENTION_DAYS=30), clock_bin, frozen=second, random4="5ca1ab1e")
     result = run("backup.sh", proxy.environment(env))

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -25,7 +26,11 @@ from pathlib import Path
 import pytest
 
 from clocked_s3 import ClockedMotoServer, shared_server
+from servers import aws_cli_bin, aws_cli_server
 from components.database import RESTORE_REFUSED
+
+# Runs the pod scripts against the real servers (conftest: the tiers).
+pytestmark = pytest.mark.integration
 
 ASSETS = Path(__file__).resolve().parent.parent / "components" / "assets"
 BIN = Path(sys.executable).parent
@@ -78,11 +83,15 @@ def moto():
     server.set_clock(timedelta(0))
 
 
-def script_env(env, **extra):
-    """The environment of a pod script: `_PGBIN` says where the PostgreSQL tools are."""
+def script_env(env, installed_aws=False, **extra):
+    """The environment of a pod script: `_PGBIN` says where the PostgreSQL tools are. Its `aws` is
+    the installed AWS CLI run from a process that loaded it once (servers.aws_cli_bin), or with
+    `installed_aws` (or TEST_AWS_CLI=installed in the environment) the installed command itself."""
     env = dict(env)
+    installed_aws = installed_aws or os.environ.get("TEST_AWS_CLI") == "installed"
+    first = "" if installed_aws else f"{aws_cli_bin()}{os.pathsep}"
     return {
-        "PATH": f"{BIN}{os.pathsep}{env.pop('_PGBIN')}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{first}{BIN}{os.pathsep}{env.pop('_PGBIN')}{os.pathsep}{os.environ['PATH']}",
         "HOME": "/tmp",
         **env,
         **{key: str(value) for key, value in extra.items()},
@@ -112,11 +121,20 @@ def filled(postgres, database):
     return database
 
 
+@pytest.fixture(scope="module")
+def filled_dump(postgres, tmp_path_factory):
+    """The bytes of a pg_dump archive of a database filled with SCHEMA, made once a module: the
+    body of backups a test puts in the bucket by hand, of a database as `filled` gives it."""
+    database = fresh_database(postgres)
+    postgres.admin(SCHEMA, database["PGDATABASE"])
+    return dump_of(postgres, database, tmp_path_factory.mktemp("dump"))
+
+
 @pytest.fixture
 def backups(moto):
     """An empty backup bucket and this test's prefix."""
     bucket = f"backups-{uuid.uuid4().hex[:10]}"
-    moto.client().create_bucket(Bucket=bucket)
+    moto.shared_client().create_bucket(Bucket=bucket)
     return {"BACKUP_BUCKET": bucket, "BACKUP_PREFIX": PREFIX}
 
 
@@ -140,7 +158,7 @@ def env_for(postgres, moto, database, backups, **extra):
 
 
 def keys(moto, bucket, prefix=""):
-    s3 = moto.client()
+    s3 = moto.shared_client()
     found = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         found += [o["Key"] for o in page.get("Contents", [])]
@@ -157,7 +175,7 @@ def manifest_keys(moto, bucket, root="acme/"):
 
 
 def read_manifest(moto, bucket, key):
-    return json.loads(moto.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+    return json.loads(moto.shared_client().get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def snapshot(postgres, database):
@@ -205,7 +223,7 @@ def days_ago(days, seconds=0):
 def put_backup(moto, bucket, stamp, body, root="acme/", snapshot_id=None, reason="scheduled", metadata=None, stored=None):
     """A whole backup made by hand: the dump (with its sha256 metadata) and its manifest, stored
     (LastModified) at the time of its stamp, or at `stored` (a pod whose clock was wrong)."""
-    s3 = moto.client()
+    s3 = moto.shared_client()
     key = f"{root}database/{stamp}.dump"
     digest = hashlib.sha256(body).hexdigest()
     data = None if snapshot_id is None else {"repository": f"{root}data", "snapshot": snapshot_id, "files": 1, "bytes": 1}
@@ -220,7 +238,7 @@ def put_backup(moto, bucket, stamp, body, root="acme/", snapshot_id=None, reason
 def backup_is_good(moto, bucket, manifest_key):
     """docs/backups.md: the manifest parses, its dump exists with its size and sha256 metadata,
     and (stricter than the rule) the dump's bytes have that SHA-256."""
-    s3 = moto.client()
+    s3 = moto.shared_client()
     try:
         manifest = read_manifest(moto, bucket, manifest_key)
         database = manifest["database"]
@@ -235,7 +253,7 @@ def backup_is_good(moto, bucket, manifest_key):
 def assert_nothing_incomplete_is_visible(moto, bucket, root="acme/"):
     """Every manifest names a good backup, and every dump under its final name holds the bytes
     its sha256 metadata says (or is a legacy dump without metadata, put there by the test)."""
-    s3 = moto.client()
+    s3 = moto.shared_client()
     for key in manifest_keys(moto, bucket, root):
         assert backup_is_good(moto, bucket, key), f"{key} is visible but not a good backup"
     for key in dump_keys(moto, bucket, root + "database/"):
@@ -323,7 +341,7 @@ def test_round_trip_restores_every_row_and_sequence(postgres, moto, filled, back
     stamp = dump[len(PREFIX):-len(".dump")]
     assert manifest_key == f"{MANIFESTS}{stamp}.json"
     manifest = read_manifest(moto, bucket, manifest_key)
-    body = moto.client().get_object(Bucket=bucket, Key=dump)
+    body = moto.shared_client().get_object(Bucket=bucket, Key=dump)
     content = body["Body"].read()
     assert manifest == {
         "format": 1, "stamp": stamp, "workspace": "acme", "cvatVersion": "v2.73.0", "reason": "scheduled",
@@ -429,7 +447,7 @@ def test_retention_never_deletes_the_backup_just_made_and_keeps_young_ones(postg
 
 
 def test_retention_of_dumps_without_manifest_and_of_abandoned_uploads(postgres, moto, filled, backups):
-    s3 = moto.client()
+    s3 = moto.shared_client()
     bucket = backups["BACKUP_BUCKET"]
     legacy_old = [f"{PREFIX}{days_ago(d)}.dump" for d in (31, 45, 400)]
     legacy_kept = [f"{PREFIX}{days_ago(d)}.dump" for d in (1, 29)]
@@ -451,11 +469,12 @@ def test_retention_of_dumps_without_manifest_and_of_abandoned_uploads(postgres, 
     assert "2 backup(s) older than 30 days deleted" in result.stdout
 
 
-@pytest.mark.parametrize("days", ["0", "x", "", "-1", "3651", "99999999999999999999", "1e3", "007"])
-def test_bad_retention_is_refused_before_anything_is_uploaded(postgres, moto, filled, backups, days):
-    result = run("backup.sh", env_for(postgres, moto, filled, backups, RETENTION_DAYS=days))
-    assert result.returncode != 0 and "RETENTION_DAYS" in result.stderr and "3650" in result.stderr
-    assert keys(moto, backups["BACKUP_BUCKET"]) == []
+def test_bad_retention_is_refused_before_anything_is_uploaded(postgres, moto, filled, backups):
+    # One check of the settings, before anything else: every bad value, one database and bucket.
+    for days in ["0", "x", "", "-1", "3651", "99999999999999999999", "1e3", "007"]:
+        result = run("backup.sh", env_for(postgres, moto, filled, backups, RETENTION_DAYS=days))
+        assert result.returncode != 0 and "RETENTION_DAYS" in result.stderr and "3650" in result.stderr, days
+        assert keys(moto, backups["BACKUP_BUCKET"]) == [], days
 
 
 def test_the_largest_retention_deletes_nothing_recent(postgres, moto, filled, backups, tmp_path):
@@ -482,7 +501,7 @@ def test_unreachable_database_fails_and_uploads_nothing(postgres, moto, database
 
 def test_wrong_s3_credentials_fail_and_upload_nothing(postgres, moto_with_auth, filled):
     bucket = f"backups-{uuid.uuid4().hex[:10]}"
-    moto_with_auth.client().create_bucket(Bucket=bucket)
+    moto_with_auth.shared_client().create_bucket(Bucket=bucket)
     env = env_for(postgres, moto_with_auth, filled, {"BACKUP_BUCKET": bucket, "BACKUP_PREFIX": PREFIX})
     env["AWS_SECRET_ACCESS_KEY"] = "not-the-secret-key"
     result = run("backup.sh", env)
@@ -500,7 +519,7 @@ def test_missing_bucket_fails_and_uploads_nothing(postgres, moto, filled):
     result = run("backup.sh", env_for(postgres, moto, filled, missing))
     assert result.returncode != 0
     assert "NoSuchBucket" in result.stderr or "does not exist" in result.stderr
-    assert missing["BACKUP_BUCKET"] not in {b["Name"] for b in moto.client().list_buckets()["Buckets"]}
+    assert missing["BACKUP_BUCKET"] not in {b["Name"] for b in moto.shared_client().list_buckets()["Buckets"]}
 
 
 def test_a_broken_dump_is_never_uploaded(postgres, moto, filled, backups, tmp_path):
@@ -669,7 +688,7 @@ def test_latest_skips_backups_whose_size_or_checksum_do_not_match(postgres, moto
     put_backup(moto, bucket, good_stamp, good)
     postgres.admin("INSERT INTO labels (name) VALUES ('only in the bad ones')", filled["PGDATABASE"])
     newer = dump_of(postgres, filled, tmp_path)
-    s3 = moto.client()
+    s3 = moto.shared_client()
     # Truncated after its manifest was written: the size no longer matches.
     key = put_backup(moto, bucket, days_ago(2), newer)
     s3.put_object(Bucket=bucket, Key=key, Body=newer[: len(newer) // 2], Metadata={"sha256": hashlib.sha256(newer).hexdigest()})
@@ -695,7 +714,7 @@ def test_a_named_backup_that_is_not_good_is_refused(postgres, moto, filled, back
     body = dump_of(postgres, filled, tmp_path)
     stamp = days_ago(1)
     key = put_backup(moto, bucket, stamp, body)
-    moto.client().put_object(Bucket=bucket, Key=key, Body=body[:-10], Metadata={"sha256": hashlib.sha256(body).hexdigest()})
+    moto.shared_client().put_object(Bucket=bucket, Key=key, Body=body[:-10], Metadata={"sha256": hashlib.sha256(body).hexdigest()})
     fresh = fresh_database(postgres)
     for source in (f"{MANIFESTS}{stamp}.json", key):
         result = run("restore.sh", env_for(postgres, moto, fresh, backups, RESTORE_FROM=source))
@@ -707,7 +726,7 @@ def test_legacy_dumps_without_metadata_stay_usable(postgres, moto, filled, backu
     """Dumps of the former layout: no manifest, no sha256. Accepted when pg_restore reads them."""
     bucket = backups["BACKUP_BUCKET"]
     body = dump_of(postgres, filled, tmp_path)
-    s3 = moto.client()
+    s3 = moto.shared_client()
     key = f"{PREFIX}{days_ago(2)}.dump"
     s3.put_object(Bucket=bucket, Key=key, Body=body)
     for source in ("latest", key):
@@ -727,7 +746,7 @@ def test_legacy_dumps_without_metadata_stay_usable(postgres, moto, filled, backu
 def test_a_corrupt_backup_leaves_the_database_untouched(postgres, moto, filled, backups, database):
     seed_backup(postgres, moto, filled, backups)
     (key,) = dump_keys(moto, backups["BACKUP_BUCKET"])
-    s3 = moto.client()
+    s3 = moto.shared_client()
     body = s3.get_object(Bucket=backups["BACKUP_BUCKET"], Key=key)["Body"].read()
     broken_key = key.replace(".dump", "") + "9.dump"  # not a backup name: restored only when named
     s3.put_object(Bucket=backups["BACKUP_BUCKET"], Key=broken_key, Body=body[: len(body) * 2 // 3])
@@ -766,3 +785,95 @@ def test_scripts_are_posix_sh(script):
     busybox = shutil.which("busybox")
     if busybox:  # the restic image's shell
         assert subprocess.run([busybox, "sh", "-n", str(ASSETS / script)]).returncode == 0
+
+
+# ----- the harness: the preloaded AWS CLI ------------------------------------------------
+# The scripts' `aws` in these tests (script_env) is the installed AWS CLI run from a process that
+# loaded it once (servers.AwsCliServer): it must answer as the installed command does.
+
+
+def aws_both_ways(moto, tmp_path, shell):
+    """`shell` (sh code calling `aws`) run with the installed CLI and with the preloaded one:
+    [(exit code, stdout, stderr), ...] in that order, each in a directory of its own ($PWD)."""
+    answers = []
+    for installed in (True, False):
+        work = tmp_path / ("installed" if installed else "preloaded")
+        work.mkdir(parents=True)
+        env = script_env({**moto.environment(), "_PGBIN": "/nonexistent"}, installed_aws=installed)
+        result = subprocess.run(["/bin/sh", "-c", shell], env=env, cwd=work, capture_output=True, text=True, timeout=120)
+        answers.append((result.returncode, result.stdout, result.stderr.replace(str(work), "$PWD")))
+    return answers
+
+
+def test_the_preloaded_aws_cli_answers_as_the_installed_one(moto, tmp_path):
+    bucket = f"cli-{uuid.uuid4().hex[:10]}"
+    moto.shared_client().create_bucket(Bucket=bucket)
+    moto.shared_client().put_object(Bucket=bucket, Key="big", Body=os.urandom(200_000), Metadata={"sha256": "x"})
+    cases = {
+        "a query on an answer": f"aws s3api head-object --bucket {bucket} --key big --query '[ContentLength, Metadata.sha256]' --output text",
+        "an error from the server": f"aws s3api head-object --bucket {bucket} --key missing",
+        "a usage error": "aws s3api head-object --bucket",
+        "a body from standard input, a relative path": f"echo hello > body && aws s3api put-object --bucket {bucket} --key in --body body "
+                                                        f"--query 'ETag' --output text && aws s3 cp s3://{bucket}/in - && cat /dev/null | aws s3 cp - s3://{bucket}/empty",
+        "the umask and a file size limit": f"umask 077; ulimit -f 128; aws s3api get-object --bucket {bucket} --key big out; "
+                                           "echo $?; ls -l out | cut -c1-10; wc -c < out",
+        "the environment, the configuration file": f"printf '[default]\\noutput = json\\n' > config; AWS_CONFIG_FILE=$PWD/config "
+                                                   f"aws s3api list-objects-v2 --bucket {bucket} --query 'length(Contents)'",
+    }
+    answers = {}
+    for name, shell in cases.items():
+        installed, preloaded = aws_both_ways(moto, tmp_path / uuid.uuid4().hex[:6], shell)
+        assert preloaded == installed, name
+        answers[name] = installed
+    # The cases did what they say: the limit stopped the download, the umask made the file.
+    code, out, err = answers["the umask and a file size limit"]
+    assert "File too large" in err and out.split() == ["255", "-rw-------", "65536"], (out, err)
+    assert (answers["a usage error"][0], answers["an error from the server"][0]) == (2, 255), answers
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_the_preloaded_aws_cli_passes_signals_on_and_dies_with_its_script(moto, number):
+    """A command that waits (on a server that never answers) gets the signal its client gets and
+    ends as the installed one does; when its script is killed, the command it was running goes
+    too (no process forked from the preloaded CLI is left)."""
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        silent.settimeout(120)
+        codes = []
+        for installed in (True, False):
+            env = script_env({**moto.environment(), "AWS_ENDPOINT_URL": f"http://127.0.0.1:{silent.getsockname()[1]}",
+                              "_PGBIN": "/nonexistent"}, installed_aws=installed)
+            command = subprocess.Popen(["aws", "s3api", "list-buckets"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            waiting, _ = silent.accept()  # the command has started and waits for the answer
+            command.send_signal(number)
+            command.communicate(timeout=30)
+            waiting.close()
+            codes.append(command.returncode)
+        assert codes[0] == codes[1], codes
+
+        script = subprocess.Popen(["/bin/sh", "-c", "aws s3api list-buckets --cli-read-timeout 0"], env=env, start_new_session=True)
+        waiting, _ = silent.accept()
+        os.killpg(script.pid, signal.SIGKILL)
+        script.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while preloaded_commands() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        waiting.close()
+        assert preloaded_commands() == []
+
+
+def preloaded_commands():
+    """The commands the preloaded AWS CLI runs now: the processes forked from its server (their
+    command line is the server's), the server left out."""
+    server = aws_cli_server()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(server.socket) in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return sorted(set(found) - {server.process.pid})

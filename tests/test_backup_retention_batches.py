@@ -32,6 +32,9 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
     stamp_of,
 )
 
+# Runs the pod scripts against the real servers (conftest: the tiers).
+pytestmark = pytest.mark.integration
+
 OLD = 1050
 
 
@@ -46,7 +49,7 @@ def fill(moto, bucket, stamps, with_manifests):
     stamp breaks the ties of the server's time)."""
     body = b"an old dump"
     digest = hashlib.sha256(body).hexdigest()
-    s3 = moto.client()
+    s3 = moto.shared_client()
 
     def put(stamp):
         key = f"{PREFIX}{stamp}.dump"
@@ -71,7 +74,7 @@ def old_stamps(count):
 
 
 def newest_by_server_time(moto, bucket, prefix, suffix, count):
-    listed = [(o["LastModified"], o["Key"]) for page in moto.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    listed = [(o["LastModified"], o["Key"]) for page in moto.shared_client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
               for o in page.get("Contents", []) if o["Key"].endswith(suffix)]
     return {key for _, key in sorted(listed)[-count:]}
 

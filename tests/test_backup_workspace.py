@@ -128,7 +128,7 @@ def restic_snapshots(moto, bucket, password, root="acme/"):
 
 
 def password_of(moto, bucket, root="acme/"):
-    return moto.client().get_object(Bucket=bucket, Key=f"{root}data-password")["Body"].read().decode()
+    return moto.shared_client().get_object(Bucket=bucket, Key=f"{root}data-password")["Body"].read().decode()
 
 
 def test_the_whole_workspace_goes_and_comes_back(restic, backup_pod, restore_pod, postgres, moto, filled, backups, tmp_path):
@@ -241,7 +241,7 @@ def test_a_failed_database_restore_leaves_the_volume_as_it_was(restic, backup_po
     assert tree(volume) == before
     backup_manifest = manifest_keys(moto, backups["BACKUP_BUCKET"])[0]
     # The dump damaged in the bucket: the restore container fails (checksum), the swap never runs.
-    s3 = moto.client()
+    s3 = moto.shared_client()
     dump = read_manifest(moto, backups["BACKUP_BUCKET"], backup_manifest)["database"]["key"]
     obj = s3.get_object(Bucket=backups["BACKUP_BUCKET"], Key=dump)
     body = obj["Body"].read()
@@ -291,7 +291,7 @@ def test_the_password_is_made_once_and_never_replaced(restic, backup_pod, postgr
     assert run_backup(backup_pod, postgres, moto, filled, backups, data, tmp_path)[0] is None
     assert password_of(moto, bucket) == password
     # A repository whose password went missing: the backup stops, it does not make a new one.
-    moto.client().delete_object(Bucket=bucket, Key="acme/data-password")
+    moto.shared_client().delete_object(Bucket=bucket, Key="acme/data-password")
     failed, code, results = run_backup(backup_pod, postgres, moto, filled, backups, data, tmp_path)
     assert failed == "password"
     assert "cannot be regenerated" in results["password"].stderr
@@ -303,7 +303,7 @@ def test_a_database_dump_alone_leaves_the_volume_as_it_is(restic, postgres, moto
     bucket = backups["BACKUP_BUCKET"]
     body = dump_of(postgres, filled, tmp_path)
     key = f"{PREFIX}{days_ago(1)}.dump"
-    moto.client().put_object(Bucket=bucket, Key=key, Body=body)  # no manifest, no metadata: an older backup
+    moto.shared_client().put_object(Bucket=bucket, Key=key, Body=body)  # no manifest, no metadata: an older backup
     rendering = render_database(data_claim="cvat-data", restore_from=key if source == "dump key" else "latest")
     pod = rendering.one("kubernetes:batch/v1:Job", "restore").inputs["spec"]["template"]["spec"]
     target = fresh_database(postgres)

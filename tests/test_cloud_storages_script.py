@@ -6,7 +6,12 @@ import sys
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+import pytest
+
 from fake_cvat import FakeCvat
+
+# Runs the pod script, a process, against the CVAT stand-in (conftest: the tiers).
+pytestmark = pytest.mark.integration
 
 SCRIPT = Path(__file__).resolve().parent.parent / "components" / "assets" / "cloud_storages.py"
 BUCKETS = ["acme-street-scenes", "acme-dashcam-videos"]

@@ -126,6 +126,7 @@ def peak_memory_of_counting(count):
     return counts, peak, client
 
 
+@pytest.mark.slow  # a memory measure, like the benchmarks
 def test_inventory_memory_does_not_grow_with_the_number_of_objects():
     small, small_peak, _ = peak_memory_of_counting(10_000)
     large, large_peak, client = peak_memory_of_counting(100_000)

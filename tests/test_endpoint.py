@@ -74,6 +74,7 @@ def cli_requests(tmp_path, stub, environment):
     return put, get
 
 
+@pytest.mark.integration  # runs the AWS CLI the pod scripts run
 def test_the_cli_environment_makes_the_aws_cli_talk_to_the_endpoint_without_checksums(tmp_path):
     with StubS3Server("recording") as stub:
         environment = S3Endpoint.from_settings("minio", "nl-ams", stub.url, "key", "secret").cli_environment()

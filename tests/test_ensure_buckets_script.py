@@ -11,15 +11,22 @@ import pytest
 from botocore.exceptions import ClientError
 
 from s3_stub import StubS3Server
+from servers import aws_cli_bin
+
+# Runs the pod scripts against the real servers (conftest: the tiers).
+pytestmark = pytest.mark.integration
 
 SCRIPT = Path(__file__).resolve().parent.parent / "components" / "assets" / "ensure-buckets.sh"
 BIN = Path(sys.executable).parent
 
 
 def run_script(endpoint, region="us-east-1", **env):
+    """The script with its environment; its `aws` is the installed AWS CLI run from a process that
+    loaded it once (servers.aws_cli_bin; with TEST_AWS_CLI=installed, the installed command)."""
     assert shutil.which("aws", path=str(BIN)), "the AWS CLI is not installed in the test environment"
+    first = "" if os.environ.get("TEST_AWS_CLI") == "installed" else f"{aws_cli_bin()}{os.pathsep}"
     environment = {
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{first}{BIN}{os.pathsep}{os.environ['PATH']}",
         "HOME": os.environ.get("TMPDIR", "/tmp"),
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_DEFAULT_REGION": region,

@@ -8,8 +8,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from components.label_schema import parse_projects, projects_json
 from fake_cvat import FakeCvat
+
+# Runs the pod script, a process, against the CVAT stand-in (conftest: the tiers).
+pytestmark = pytest.mark.integration
 
 SCRIPT = Path(__file__).resolve().parent.parent / "components" / "assets" / "cloud_storages.py"
 STREET = {

@@ -16,6 +16,7 @@ import pytest
 from fault_proxy import FaultProxy
 from test_backup_restore import (  # noqa: F401  (fixtures)
     MANIFESTS,
+    SCHEMA,
     accepts_connections,
     backups,
     database,
@@ -23,13 +24,15 @@ from test_backup_restore import (  # noqa: F401  (fixtures)
     days_ago,
     dump_of,
     env_for,
-    filled,
     fresh_database,
     moto,
     put_backup,
     run,
     table_count,
 )
+
+# Runs the pod scripts against the real servers (conftest: the tiers).
+pytestmark = pytest.mark.integration
 
 NEWEST_ROW = "only in the newest backup"
 SNAPSHOT = hashlib.sha256(b"a restic snapshot").hexdigest()
@@ -49,18 +52,28 @@ def proxy(moto):
         yield proxy_
 
 
+@pytest.fixture(scope="module")
+def two_dumps(postgres, tmp_path_factory):
+    """Dumps of a filled database before and after a row was added (made once: each test stores
+    them in a bucket of its own)."""
+    filled = fresh_database(postgres)
+    postgres.admin(SCHEMA, filled["PGDATABASE"])
+    older = dump_of(postgres, filled, tmp_path_factory.mktemp("dumps"))
+    postgres.admin(f"INSERT INTO labels (name) VALUES ('{NEWEST_ROW}')", filled["PGDATABASE"])
+    return older, dump_of(postgres, filled, tmp_path_factory.mktemp("dumps"))
+
+
 @pytest.fixture
-def two_backups(postgres, moto, filled, backups, tmp_path):
+def two_backups(moto, two_dumps, backups):
     """An older good backup (2 days) and a newer one (1 hour, with a data snapshot) that holds a
     row the older one does not. Returns their manifest keys, newest first."""
     bucket = backups["BACKUP_BUCKET"]
     older = days_ago(2)
-    put_backup(moto, bucket, older, dump_of(postgres, filled, tmp_path))
-    postgres.admin(f"INSERT INTO labels (name) VALUES ('{NEWEST_ROW}')", filled["PGDATABASE"])
+    put_backup(moto, bucket, older, two_dumps[0])
     newer = days_ago(0, seconds=3600)
-    put_backup(moto, bucket, newer, dump_of(postgres, filled, tmp_path), snapshot_id=SNAPSHOT)
+    put_backup(moto, bucket, newer, two_dumps[1], snapshot_id=SNAPSHOT)
     # The snapshot's file in the repository (all that restore.sh looks at without restic).
-    moto.client().put_object(Bucket=bucket, Key=f"acme/data/snapshots/{SNAPSHOT}", Body=b"snapshot")
+    moto.shared_client().put_object(Bucket=bucket, Key=f"acme/data/snapshots/{SNAPSHOT}", Body=b"snapshot")
     return [f"{MANIFESTS}{newer}.json", f"{MANIFESTS}{older}.json"]
 
 
@@ -125,7 +138,7 @@ def test_a_named_backup_whose_manifest_read_keeps_failing_says_so(proxy, postgre
 def test_a_bad_newest_backup_is_still_skipped_through_the_proxy(proxy, postgres, moto, backups, two_backups):
     """The server's complete answer that the newest backup is bad (its snapshot is gone): the
     older one is restored, as before."""
-    moto.client().delete_object(Bucket=backups["BACKUP_BUCKET"], Key=f"acme/data/snapshots/{SNAPSHOT}")
+    moto.shared_client().delete_object(Bucket=backups["BACKUP_BUCKET"], Key=f"acme/data/snapshots/{SNAPSHOT}")
     target = fresh_database(postgres)
     result = restore_through(proxy, postgres, moto, target, backups)
     assert result.returncode == 0, result.stderr

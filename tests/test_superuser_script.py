@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# Runs the pod script in a real Django (conftest: the tiers).
+pytestmark = pytest.mark.integration
+
 SCRIPT = Path(__file__).resolve().parent.parent / "components" / "assets" / "superuser.py"
 QUERY = """
 import json

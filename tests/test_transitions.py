@@ -366,10 +366,25 @@ def _expected_runs(shape: str, key: str) -> set[str]:
     return set()
 
 
+def _loop_shape(key: str, index: int) -> str:
+    """The shape a key's change is tested on in the fast tier: the shapes in turn, skipping those without it."""
+    turn = [*T.SHAPES[index % len(T.SHAPES):], *T.SHAPES[:index % len(T.SHAPES)]]
+    return next(shape for shape in turn if key in _changes(shape) or (shape, key) in REFUSED)
+
+
+def _sweep(cases: list[tuple[str, str]]) -> list:
+    """Each key on one shape in the fast tier (the shapes in turn); every other shape × key is `slow`,
+    for the whole suite: a rendering each, and the loop while working needs each key once."""
+    keys = sorted({key for _, key in cases})
+    loop = {(_loop_shape(key, index), key) for index, key in enumerate(keys)}
+    return [pytest.param(shape, key, id=f"{shape}-{key}", marks=() if (shape, key) in loop else pytest.mark.slow)
+            for shape, key in cases]
+
+
 CASES = [(shape, key) for shape in T.SHAPES for key in _changes(shape)] + sorted(REFUSED)
 
 
-@pytest.mark.parametrize("shape,key", CASES, ids=[f"{shape}-{key}" for shape, key in CASES])
+@pytest.mark.parametrize("shape,key", _sweep(CASES))
 def test_a_config_change_keeps_data_and_runs_only_what_it_asks_for(shape, key):
     if (shape, key) in REFUSED:
         value, named = REFUSED[(shape, key)]
@@ -461,8 +476,7 @@ def test_pause_takes_the_final_backup_and_resume_runs_nothing(shape):
 HELD = ("cvatVersion", "size", "hostname", "egressAllow", "projects", "adminPassword", "restoreFrom", "datasetBuckets")
 
 
-@pytest.mark.parametrize("key", HELD)
-@pytest.mark.parametrize("shape", T.SHAPES)
+@pytest.mark.parametrize("shape,key", _sweep([(shape, key) for shape in T.SHAPES for key in HELD]))
 def test_changes_made_while_paused_wait_for_resume(shape, key):
     change = _changes(shape)[key]
     if key == "restoreFrom" and T.shape_config(shape)[1].get("restoreFrom"):
