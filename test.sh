@@ -19,7 +19,7 @@
 #   TEST_WORKERS         pytest-xdist workers (default: the cores, and one more for the whole
 #                        suite, whose integration tests wait on servers and processes; 0: one process)
 #   TEST_AWS_CLI         `installed`: the pod scripts run the installed AWS CLI, not the one the
-#                        tests load once and fork (tests/servers.py AwsCliServer)
+#                        tests load once and fork (tests/support/servers.py AwsCliServer)
 set -eu
 cd "$(dirname "$0")"
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from audit.archive import DEFAULT_MAX_UNPACKED_BYTES  # noqa: E402
-from audit_exports import write_large_coco, write_large_xml  # noqa: E402
+from support.audit_exports import write_large_coco, write_large_xml  # noqa: E402
 
 LIMIT_MIB = 500
 

@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import MotoServer, PostgresServer  # noqa: E402
+from support.servers import MotoServer, PostgresServer  # noqa: E402
 
 ASSETS = ROOT / "components" / "assets"
 # The goals of issue 10 (backup, restore, data); the restore step alone is a diagnostic of

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from components.inventory import count_bucket  # noqa: E402
-from servers import MotoServer  # noqa: E402
+from support.servers import MotoServer  # noqa: E402
 
 LIMIT = 0.8
 EXTENSIONS = ("jpg", "JPEG", "png", "tif", "webp", "mp4", "mov", "txt", "json", "svg")

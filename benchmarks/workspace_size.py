@@ -69,7 +69,7 @@ def totals(manifests: list[dict]) -> Totals:
 
 def workspace_totals(size: str) -> Totals:
     """Totals of the development stack (with its in-cluster MinIO) at `size`."""
-    from harness import load_stack_file, render
+    from support.harness import load_stack_file, render
 
     config = {**load_stack_file(ROOT / "Pulumi.dev.yaml"), "size": size}
     rendering = render(config, stack="dev")

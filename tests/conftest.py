@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-import servers  # noqa: E402  (after the path set-up)
-from servers import MotoServer, PostgresServer, free_port  # noqa: E402
+from support import servers  # noqa: E402  (after the path set-up)
+from support.servers import TEST_S3_HOST, MotoServer, PostgresServer, free_port  # noqa: E402
 
 __all__ = ["free_port"]
 
@@ -42,6 +42,8 @@ SLOW_MODULES = frozenset({
     "test_audit_simulation",  # false-positive rate and power, on seeded simulations of whole reports
 })
 QUICK_EXAMPLES = 10
+# The folders of tests, those whose tests take longest first (a test's own order is kept within them).
+FOLDERS_LONGEST_FIRST = ("pod_scripts", "program", "backups_command", "dataset_audit", "project")
 
 
 def _register_hypothesis_profiles() -> None:
@@ -85,6 +87,10 @@ def pytest_collection_modifyitems(config, items):
         if function is not None and is_hypothesis_test(function):
             item.add_marker(pytest.mark.slow)
             _cap_examples(function)
+    # The longest first, so that the workers end together: their tests are shared out in this order,
+    # and a worker out of tests takes half of what another has left (worksteal).
+    items.sort(key=lambda item: FOLDERS_LONGEST_FIRST.index(Path(str(item.fspath)).parent.name)
+               if Path(str(item.fspath)).parent.name in FOLDERS_LONGEST_FIRST else len(FOLDERS_LONGEST_FIRST))
 
 
 def _cap_examples(function) -> None:
@@ -119,10 +125,6 @@ def pytest_runtest_makereport(item, call):
                        "(pytest.mark.integration), or use the server through a fixture of conftest.SERVER_FIXTURES")
 
 
-# The program refuses a loopback storageEndpoint (inside a pod it is the pod itself), so the
-# stacks of the preflight tests name the test server by this host instead, which only this
-# process resolves, to loopback (pod_visible_url).
-TEST_S3_HOST = "s3.labeling.test"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -142,9 +144,6 @@ def test_s3_host_resolves_to_loopback():
     socket.getaddrinfo = real
 
 
-def pod_visible_url(url: str) -> str:
-    """A test server's URL as a stack's storageEndpoint: its loopback address replaced by TEST_S3_HOST."""
-    return url.replace("://127.0.0.1:", f"://{TEST_S3_HOST}:")
 
 
 @pytest.fixture(scope="session")

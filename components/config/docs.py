@@ -4,7 +4,7 @@
     venv/bin/python -m components.config.docs --check   # exits 1 when it is not up to date
     venv/bin/python -m components.config.docs --readme  # prints the README's short table
 
-tests/test_config_table.py holds the committed files to what this module generates.
+tests/program/test_config_table.py holds the committed files to what this module generates.
 """
 
 from __future__ import annotations

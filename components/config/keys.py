@@ -5,7 +5,7 @@ or secret), which section of :class:`~components.config.model.WorkspaceConfig`
 reads it, and how the documentation shows it. ``DEFAULTS``, ``REQUIRED_KEYS``,
 ``SECRET_KEYS`` and ``DEFAULTED_BY_PROGRAM`` are derived from the table;
 ``docs/configuration.md`` and the README's short table are generated from it
-(components/config/docs.py), and tests/test_config_table.py holds
+(components/config/docs.py), and tests/program/test_config_table.py holds
 ``Pulumi.yaml`` to it.
 """
 

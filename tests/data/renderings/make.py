@@ -35,8 +35,8 @@ TESTS = ROOT / "tests"
 def render_tree(tree: Path) -> dict:
     """Every shape rendered from the program in `tree` (run in a fresh interpreter)."""
     sys.path[:0] = [str(tree), str(TESTS)]
-    import harness
-    import transitions
+    from support import harness
+    from support import transitions
 
     # A RandomId's value follows its inputs: a replaced one names its Jobs anew.
     harness.Mocks.ids_from_inputs = True
