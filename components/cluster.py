@@ -14,7 +14,7 @@ This dynamic resource records the `kubeContext` the workspace was made with,
 and its namespace (a new namespace would also make every volume anew).
 The provider waits for it, so a changed `kubeContext` stops `pulumi preview`
 and `pulumi up` before any other step, with a message that says how to move a
-workspace (README "Moving a workspace to another cluster"). Setting a
+workspace (docs/operations/restore.md, "Moving a workspace to another cluster"). Setting a
 `kubeContext` on a stack that had none (the development stack, or a stack
 made before the key was required) records it and changes nothing else.
 The module path and class names are part of the stack state.
@@ -37,7 +37,7 @@ def refusal(old: str, new: str) -> str:
         f"kubeContext changed from {old!r} to {new!r}: a workspace does not move between clusters "
         "(every resource would be made anew, empty, and the old ones deleted with their volumes). "
         "Nothing was changed. To move the workspace, take a backup, create a new stack with the "
-        "new kubeContext and restoreFrom, then destroy this one (README: Moving a workspace to "
+        "new kubeContext and restoreFrom, then destroy this one (docs/operations/restore.md: Moving a workspace to "
         f"another cluster). If {new!r} is only a new name for the same cluster, set kubeContext "
         f"back to {old!r} (or add a context of that name to your kubeconfig)."
     )
@@ -48,7 +48,7 @@ def namespace_refusal(old: str, new: str) -> str:
         f"namespace changed from {old!r} to {new!r}: a workspace does not move between namespaces "
         "(its volumes would be made anew, empty, and the old ones deleted). Nothing was changed. "
         f"Set namespace back to {old!r}; to have the workspace in another namespace, restore a backup "
-        "into a new stack (README: Moving a workspace to another cluster)."
+        "into a new stack (docs/operations/restore.md: Moving a workspace to another cluster)."
     )
 
 

@@ -948,10 +948,10 @@ def warn_if_claim_differs(claim: str, keys: tuple[str, str], configured: tuple[s
     if made_modes and wanted_mode not in made_modes:
         pulumi.log.warn(
             f"{mode_key} is {wanted_mode} but the claim {claim} was made {', '.join(made_modes)}: the volume is kept as it is "
-            "(a new access mode needs a new volume; see 'Changing a volume's access mode or class' in the README)."
+            "(a new access mode needs a new volume; see 'Changing a volume's access mode or class' in docs/operations/troubleshooting.md)."
         )
     if wanted_class and made_class and wanted_class != made_class:
         pulumi.log.warn(
             f"{class_key} is {wanted_class} but the claim {claim} was made with class {made_class}: the volume is kept as it is "
-            "(see 'Changing a volume's access mode or class' in the README)."
+            "(see 'Changing a volume's access mode or class' in docs/operations/troubleshooting.md)."
         )

@@ -213,7 +213,7 @@ class Database(pulumi.ComponentResource):
                 depends_on=[self.final_backup] if self.final_backup else [],
                 custom_timeouts=pulumi.CustomTimeouts(create="20m", update="20m"),
                 # Claim templates are immutable: size and class are set when the volume is made
-                # (grow it by expanding the claim data-postgres-0, see the README).
+                # (grow it by expanding the claim data-postgres-0: databaseStorageSize in docs/configuration.md).
                 ignore_changes=["spec.volumeClaimTemplates"],
             ),
         )

@@ -91,7 +91,7 @@ INGRESS_NAMESPACES_WARNING = (
     "reach CVAT. For Traefik on k3s: pulumi config set --path 'ingressNamespaces[0]' ingress-nginx && "
     "pulumi config set --path 'ingressNamespaces[1]' kube-system (or only kube-system). With ingress-nginx in its "
     "own namespace, set it to say so: pulumi config set --path 'ingressNamespaces[0]' ingress-nginx "
-    "(see 'Upgrading this program' in the README)."
+    "(see 'The release where ingressNamespaces defaults to ingress-nginx' in docs/operations/upgrade.md)."
 )
 
 

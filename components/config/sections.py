@@ -163,7 +163,7 @@ def read_cvat(read: Reader) -> CvatConfig:
         read.problem(
             "cvatVersion",
             f"{version!r} is not a release this program knows the deployment contract of "
-            f"(known: {', '.join(RELEASES)}; see 'Upgrading CVAT' in the README for adding one)",
+            f"(known: {', '.join(RELEASES)}; see 'Adding a CVAT release' in CONTRIBUTING.md for adding one)",
         )
     size = read.string("size").lower()
     if size not in SIZES:

@@ -1,7 +1,7 @@
 """The benchmarks run, print their ratios, and exit non-zero past their limit.
 
 On tiny inputs the figures say nothing about speed (fixed costs dominate; the
-figures in the README are taken at full size), so the limit logic is checked
+figures in docs/benchmarks.md are taken at full size), so the limit logic is checked
 with limits no machine can miss: one every run passes, one every run fails.
 """
 
