@@ -24,9 +24,6 @@ import pulumi_random as random
 
 from components import kube
 from components.backups import BackupStore, DatabaseBackups, DatabaseBackupsArgs
-# The restore's refusal code and the scheduled backups' deadline lived here before the backups
-# had their own module; the backup tests read them from here.
-from components.backups import RESTORE_REFUSED, SCHEDULED_DEADLINE_SECONDS  # noqa: F401
 from components.config import BackupsConfig
 
 # PostgreSQL major 15 is the one CVAT supports; the minor is pinned.

@@ -197,7 +197,7 @@ def test_a_stamp_may_lead_by_ten_minutes_and_trail_by_the_longest_backup_and_ten
 
 def test_the_longest_backup_is_the_scheduled_jobs_deadline_everywhere():
     from backups.layout import LONGEST_BACKUP
-    from components.database import SCHEDULED_DEADLINE_SECONDS
+    from components.backups import SCHEDULED_DEADLINE_SECONDS
 
     script = (Path(__file__).resolve().parents[2] / "components" / "assets" / "s3-cli.sh").read_text()
     assert LONGEST_BACKUP.total_seconds() == SCHEDULED_DEADLINE_SECONDS

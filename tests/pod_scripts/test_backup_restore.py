@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from components.database import RESTORE_REFUSED
+from components.backups import RESTORE_REFUSED
 from support.backup_scripts import (  # noqa: F401  (fixtures)
     ASSETS,
     MANIFESTS,

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from components.database import RESTORE_REFUSED
+from components.backups import RESTORE_REFUSED
 from support.harness import render
 from support.backup_scripts import (  # noqa: F401  (fixtures)
     backups,
