@@ -54,9 +54,9 @@ if [ ! -x venv/bin/python ]; then
 fi
 venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
 
-# Each worker starts servers of its own. The workers share the tests out in their order (a file's
-# tests together: its module fixtures are made once); one out of tests takes over half of what
-# another has left (worksteal).
+# Each worker starts servers of its own. The workers share the tests out in their order (the
+# longest folders first: tests/conftest.py); one out of tests takes over the last half of what
+# another has left (worksteal), so a file's tests may end on two workers, each making its fixtures.
 cores=$(nproc 2>/dev/null || echo 2)
 if [ -n "$fast" ]; then
     count=${TEST_WORKERS:-$cores}

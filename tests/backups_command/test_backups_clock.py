@@ -7,7 +7,7 @@
   more than the longest backup (6 h) and 10 minutes behind, is
   flagged in `list` and `status`.
 
-The S3 server's clock is set per upload (tests/clocked_s3.py), so a manifest can be
+The S3 server's clock is set per upload (tests/support/clocked_s3.py), so a manifest can be
 stored "3 days ago" with a stamp a year ahead of that, or 30 days behind it.
 """
 

@@ -4,15 +4,6 @@ import json
 import zipfile
 
 import pytest
-from support.audit_exports import (
-    LABELS,
-    Image,
-    coco_json,
-    images_xml,
-    meta_xml,
-    video_xml,
-    zipped,
-)
 
 from audit.dataset import build_dataset, require_items
 from audit.errors import AuditError
@@ -21,6 +12,13 @@ from audit.model import FORMAT_COCO, FORMAT_IMAGES, FORMAT_VIDEO
 from audit.schema import load_schema
 from support.audit_exports import (
     BILLION_LAUGHS,
+    LABELS,
+    Image,
+    coco_json,
+    images_xml,
+    meta_xml,
+    video_xml,
+    zipped,
 )
 
 LIGHTING = {"lighting": ["day", "night"]}

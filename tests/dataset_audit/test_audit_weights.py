@@ -174,7 +174,7 @@ def test_effective_sample_size_and_ratio_are_over_every_item(planted_dataset):
 
 
 def test_the_planted_export_without_association_gets_weight_one(tmp_path):
-    # tests/audit_exports.py's apparent_gender is exactly uniform within every label: nothing to undo.
+    # tests/support/audit_exports.py's apparent_gender is exactly uniform within every label: nothing to undo.
     paths = write_planted(tmp_path)
     dataset = build_dataset([load_export(str(paths["export"]))], False, load_schema(str(paths["schema"])))
     weights = reweighing(dataset)

@@ -2,8 +2,8 @@
 
 A backup's time is the server's time of its manifest (LastModified: the manifest is written
 last, in one request); its stamp (the pod's clock when it started) only breaks ties. The
-pods' clocks are set through a fake `date` (tests/fake_clock.py), the server's through the
-clocked S3 server (tests/clocked_s3.py). A stamp more than 10 minutes off the server's time
+pods' clocks are set through a fake `date` (tests/support/fake_clock.py), the server's through the
+clocked S3 server (tests/support/clocked_s3.py). A stamp more than 10 minutes off the server's time
 is flagged where the scripts log.
 """
 

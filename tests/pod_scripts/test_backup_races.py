@@ -1,7 +1,7 @@
 """Two backups at once lose nothing: `backups now` or the pre-upgrade Job may run beside the
 CronJob, in the same second.
 
-The runs' clocks stand still at the same second (tests/fake_clock.py), so only the random
+The runs' clocks stand still at the same second (tests/support/fake_clock.py), so only the random
 suffix of their stamps tells them apart; their S3 traffic goes through the fault proxy,
 which applies each class of fault once on every code path it applies to (whichever run
 comes first gets it). Then: each run either completed a good backup or left none of its

@@ -424,7 +424,7 @@ def test_network_policies(acme):
     # Neither the UI nor OPA reach a store; the UI is reached from the controller only.
     for name in ("allow-to-postgres", "allow-to-redis", "allow-to-kvrocks"):
         assert not {"cvat-ui", "cvat-opa"} & policy_peers(acme.kubernetes_object("NetworkPolicy", name))[1]
-    # Egress (tests/test_network_policies.py computes what each pod reaches): every pod of the
+    # Egress (tests/program/test_network_policies.py computes what each pod reaches): every pod of the
     # namespace is denied by default; each group of pods gets its own policy; DNS goes to kube-dns only.
     assert acme.kubernetes_object("NetworkPolicy", "default-deny-egress")["spec"] == {"podSelector": {}, "policyTypes": ["Egress"]}
     dns = acme.kubernetes_object("NetworkPolicy", "allow-dns")["spec"]

@@ -1,7 +1,7 @@
 """Pulumi.yaml, the stack files, the README's commands and the pins agree with the code.
 
 The config keys themselves (Pulumi.yaml's schema, docs/configuration.md, the README's table) are held
-to the key table by tests/test_config_table.py.
+to the key table by tests/program/test_config_table.py.
 """
 
 import re

@@ -15,7 +15,7 @@ under each annotation).
 - per label 9 more images with `lighting` unlabeled and 10 with everything
   unlabeled; 5 images without a tag and 3 with two tags.
 
-Run `python tests/audit_exports.py DIR` to write these files (and the schema
+Run `python tests/support/audit_exports.py DIR` to write these files (and the schema
 and predictions) to DIR, e.g. to draw the README's example chart.
 """
 
@@ -460,12 +460,6 @@ def write_planted(directory: Path) -> dict[str, Path]:
     return paths
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python tests/audit_exports.py DIR")
-    for name, path in write_planted(Path(sys.argv[1])).items():
-        print(f"{name}: {path}")
-
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE annotations [
   <!ENTITY lol "lol">
@@ -482,3 +476,10 @@ BILLION_LAUGHS = b"""<?xml version="1.0"?>
   <image id="0" name="a.jpg" width="1" height="1"><tag label="car"><attribute name="lighting">&lol9;</attribute></tag></image>
 </annotations>
 """
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python tests/support/audit_exports.py DIR")
+    for name, path in write_planted(Path(sys.argv[1])).items():
+        print(f"{name}: {path}")

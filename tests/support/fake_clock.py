@@ -27,7 +27,7 @@ FROZEN = "LABELING_TEST_CLOCK"
 RANDOM4 = "LABELING_TEST_RANDOM4"
 
 DATE = """#!/bin/sh
-# The test's clock (tests/fake_clock.py).
+# The test's clock (tests/support/fake_clock.py).
 for arg in "$@"; do
     case "$arg" in -d* | --date* | -r* | --reference* | -f* | --file* | -s* | --set*) exec {real} "$@" ;; esac
 done
@@ -40,7 +40,7 @@ exec {real} -d "@$now" "$@"
 """
 
 OD = """#!/bin/sh
-# The test's coin (tests/fake_clock.py).
+# The test's coin (tests/support/fake_clock.py).
 if [ -n "${{{random4}:-}}" ] && [ "$*" = "-An -N4 -tx1 /dev/urandom" ]; then
     echo "${{{random4}}}" | sed 's/../ &/g'
     exit 0

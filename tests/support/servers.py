@@ -229,7 +229,7 @@ class PostgresServer:
 # behave otherwise (a variable read when Python or the CLI start, another text encoding), or
 # when the server is gone, the client runs the installed `aws` instead.
 AWS_CLIENT = '''#!{python} -S
-# `aws` for the pod scripts under test, written by tests/servers.py (AwsCliServer): the installed
+# `aws` for the pod scripts under test, written by tests/support/servers.py (AwsCliServer): the installed
 # AWS CLI ({real}), run in a process forked from one that has loaded it already.
 import array, json, os, resource, signal, socket, sys
 

@@ -1,6 +1,6 @@
 """What `pulumi up` would do between two renderings: the engine's step for every resource.
 
-A rendering (tests/harness.py) is what the program registers for one stack
+A rendering (tests/support/harness.py) is what the program registers for one stack
 config. `plan(before, after)` compares two of them resource by resource, the
 way the engine and the providers do, and says for each resource whether the
 engine would leave it (same), update it in place, replace it (create the new
