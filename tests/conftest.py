@@ -59,6 +59,21 @@ def _register_hypothesis_profiles() -> None:
 _register_hypothesis_profiles()
 
 
+def _take_ctrl_c_back() -> None:
+    """A runner started in the background (`./test.sh &` in a shell without job control, some CI
+    launchers) ignores SIGINT, and so would every process the tests start: Python then installs no
+    KeyboardInterrupt handler and a shell cannot trap the signal, so a test that interrupts a
+    command would see it run on. The tests get what a terminal gives: Python's own handler here,
+    and the default, after exec, in every process they start (workers included)."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_take_ctrl_c_back()
+
+
 def pytest_collection_finish(session):
     """Collects garbage less often: the program under mocks makes hundreds of thousands of
     short-lived objects a rendering, and every full collection walks the heap of everything the

@@ -6,6 +6,7 @@ global to a process), with fixtures that stand in for the servers: the rules are
 tested, no server is started.
 """
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,25 @@ def test_the_profile_sets_the_number_of_examples(suite, monkeypatch, profile, ex
     result = suite.runpytest_subprocess("-k", "property", "-s")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([f"*examples: {examples}*"])
+
+
+CHILD_SIGNALS = '''
+import subprocess
+import sys
+
+
+def test_a_process_started_by_a_test_gets_ctrl_c():
+    shown = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+    assert subprocess.run([sys.executable, "-c", shown], capture_output=True, text=True).stdout.strip() == "True"
+'''
+
+
+def test_a_runner_started_ignoring_ctrl_c_still_lets_the_tests_interrupt_their_commands(suite):
+    # As `./test.sh &` starts it from a shell without job control: SIGINT ignored, inherited by every child.
+    suite.makepyfile(test_child_signals=CHILD_SIGNALS)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = suite.runpytest_subprocess("test_child_signals.py", "-p", "no:cacheprovider")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    result.assert_outcomes(passed=1)
