@@ -96,12 +96,6 @@ class Database(pulumi.ComponentResource):
     """PostgreSQL 15 with backups of the workspace to object storage, and optional restore."""
 
     connection: DatabaseConnection
-    host: pulumi.Output[str]
-    port: int
-    name: str
-    user: str
-    password_secret_name: pulumi.Output[str]
-    password_secret_key: str
     backup_prefix: str
     ready: list[pulumi.Resource]
     restore_request: pulumi.Output[str]
@@ -121,20 +115,15 @@ class Database(pulumi.ComponentResource):
         ))
         self._server_and_backups()
 
-        self.host = pulumi.Output.from_input(self.connection.host)
-        self.port = PORT
-        self.name = DATABASE_NAME
-        self.user = DATABASE_USER
-        self.password_secret_name = pulumi.Output.from_input(self.connection.password_secret)
-        self.password_secret_key = PASSWORD_KEY
         self.backup_prefix = args["store"].prefix
+        connection = self.connection
         self.register_outputs(
             {
-                "host": self.host,
-                "port": self.port,
-                "name": self.name,
-                "user": self.user,
-                "password_secret_name": self.password_secret_name,
+                "host": connection.host,
+                "port": connection.port,
+                "name": connection.name,
+                "user": connection.user,
+                "password_secret_name": connection.password_secret,
                 "backup_prefix": self.backup_prefix,
                 "restore_request": self.restore_request,
             }

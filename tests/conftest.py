@@ -104,8 +104,13 @@ def pytest_collection_modifyitems(config, items):
             _cap_examples(function)
     # The longest first, so that the workers end together: their tests are shared out in this order,
     # and a worker out of tests takes half of what another has left (worksteal).
-    items.sort(key=lambda item: FOLDERS_LONGEST_FIRST.index(Path(str(item.fspath)).parent.name)
-               if Path(str(item.fspath)).parent.name in FOLDERS_LONGEST_FIRST else len(FOLDERS_LONGEST_FIRST))
+    items.sort(key=_folder_rank)
+
+
+def _folder_rank(item) -> int:
+    """Where a test's folder stands in FOLDERS_LONGEST_FIRST (after them all if it is not there)."""
+    folder = Path(str(item.fspath)).parent.name
+    return FOLDERS_LONGEST_FIRST.index(folder) if folder in FOLDERS_LONGEST_FIRST else len(FOLDERS_LONGEST_FIRST)
 
 
 def _cap_examples(function) -> None:

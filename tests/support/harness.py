@@ -245,12 +245,20 @@ def loaded_config(config: dict[str, Any], stack: str = "dev", secrets: Iterable[
     tests of what the config accepts (a rendering takes a few hundred times longer)."""
     from components.config import load_config
 
-    mocks = Mocks()
-    settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project="labeling", stack=stack, preview=False, monitor=RecordingMonitor(mocks),
-                             logger=_warning_logger([]))
-    pulumi.runtime.set_all_config(encode_config(config), [f"labeling:{key}" for key in secrets])
+    _start_stack(config, stack, secrets, warnings=[])
     return load_config()
+
+
+def _start_stack(config: dict[str, Any], stack: str, secrets: Iterable[str], warnings: list[str]) -> RecordingMonitor:
+    """A fresh mocked Pulumi runtime for this stack and config; its warnings go into `warnings`."""
+    mocks = Mocks()
+    monitor = RecordingMonitor(mocks)
+    settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(
+        mocks, project="labeling", stack=stack, preview=False, monitor=monitor, logger=_warning_logger(warnings)
+    )
+    pulumi.runtime.set_all_config(encode_config(config), [f"labeling:{key}" for key in secrets])
+    return monitor
 
 
 def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: bool = False, main: Path = MAIN):
@@ -261,14 +269,8 @@ def _run(config: dict[str, Any], stack: str, secrets: Iterable[str], preflight: 
     checks = importlib.import_module("components.preflight" if importlib.util.find_spec("components.preflight") else "components.datasets")
     real_check = getattr(checks, "check_dataset_buckets", None)
     real_backup_check = getattr(checks, "check_backup_bucket", None)
-    mocks = Mocks()
-    monitor = RecordingMonitor(mocks)
-    settings.ROOT.set(None)
     warnings: list[str] = []
-    pulumi.runtime.set_mocks(
-        mocks, project="labeling", stack=stack, preview=False, monitor=monitor, logger=_warning_logger(warnings)
-    )
-    pulumi.runtime.set_all_config(encode_config(config), [f"labeling:{key}" for key in secrets])
+    monitor = _start_stack(config, stack, secrets, warnings)
     exported: dict[str, Any] = {}
 
     def program():
