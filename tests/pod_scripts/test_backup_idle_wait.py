@@ -117,7 +117,9 @@ def test_a_client_that_never_leaves_is_ended_and_the_dump_succeeds(postgres, fil
     finally:
         stop(process)
     out = result.stdout
-    (ended,) = lines_with(out, "ended 1 session(s) still on database")
+    ended_lines = lines_with(out, "ended 1 session(s) still on database")
+    assert len(ended_lines) == 1, out  # the whole log when it is not so
+    (ended,) = ended_lines
     assert f"pid {pid} ({name} from 127.0.0.1)" in out.splitlines()[ended]
     (dumping,) = lines_with(out, "dumping database")
     assert lines_with(out, "waiting up to 4s")[0] < ended < dumping
